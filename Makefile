@@ -1,0 +1,20 @@
+# The README's two commands: `sudo make demo` and `sudo make test`. Both set the machine up first.
+.PHONY: setup demo test lint bench
+VENV := .venv/bin
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/python examples/execsnoop.py --duration 10
+
+test: setup
+	$(VENV)/python -m pytest
+
+lint: setup
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy
+
+bench: setup
+	$(VENV)/python benchmarks/ring_throughput.py

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Prepares this machine for aiobpf, idempotently: Debian packages (BCC, kernel headers, libbpf),
+# tracefs/debugfs mounts, and a virtual environment in .venv that can import the system `bcc`.
+# Run as root (BPF needs it). Safe to run again: each step checks before it acts.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$here/.venv"
+kernel="$(uname -r)"
+say() { printf 'setup: %s\n' "$*" >&2; }
+warn() { printf 'setup: WARNING: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    say "must run as root (BPF programs need CAP_BPF and CAP_PERFMON); try: sudo $0"
+    exit 1
+fi
+
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" -eq 0 ]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        apt_updated=1
+    fi
+    say "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# 1. BCC's Python module and libbpf (used to read kernel BTF).
+missing=()
+for pkg in python3-bpfcc libbpf1 util-linux; do installed "$pkg" || missing+=("$pkg"); done
+[ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+
+# 2. Kernel headers where BCC looks for them: /lib/modules/$(uname -r)/{build,source}.
+modules="/lib/modules/$kernel"
+if [ ! -e "$modules/build/include/linux/kconfig.h" ] && [ ! -e "$modules/build/include/generated/autoconf.h" ]; then
+    if [ "$apt_updated" -eq 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; apt_updated=1; fi
+    if apt-cache show "linux-headers-$kernel" >/dev/null 2>&1; then
+        apt_install "linux-headers-$kernel"
+    else
+        arch="$(dpkg --print-architecture)"
+        installed "linux-headers-$arch" || apt_install "linux-headers-$arch"
+        build="$(ls -d /usr/src/linux-headers-*-"$arch" 2>/dev/null | sort -V | tail -n 1)"
+        common="${build%-"$arch"}-common"
+        if [ -z "$build" ] || [ ! -d "$common" ]; then
+            say "no kernel headers found under /usr/src after installing linux-headers-$arch"
+            exit 1
+        fi
+        warn "no headers package matches kernel $kernel; linking the distribution's $(basename "$build")."
+        warn "BCC programs that read kernel structs must not rely on these offsets (aiobpf reads them from BTF)."
+        mkdir -p "$modules"
+        ln -sfn "$build" "$modules/build"
+        ln -sfn "$common" "$modules/source"
+    fi
+fi
+
+# 3. tracefs and debugfs (BCC looks for tracepoint formats under either).
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing \
+    || { say "cannot mount tracefs at /sys/kernel/tracing"; exit 1; }
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug \
+    || warn "cannot mount debugfs at /sys/kernel/debug (tracefs is enough for aiobpf)"
+
+# 4. The virtual environment, with the system bcc module exposed and nothing else from dist-packages.
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+    say "creating $venv"
+    "$python" -m venv "$venv"
+fi
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+bcc_dir="$(dirname "$(dpkg -L python3-bpfcc | grep -m1 '/bcc/__init__.py$')")"
+mkdir -p "$venv/system-bcc"
+ln -sfn "$bcc_dir" "$venv/system-bcc/bcc"
+echo "$venv/system-bcc" > "$site/aiobpf-system-bcc.pth"
+
+stamp="$venv/.aiobpf-installed"
+want="$(sha256sum "$here/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "installing aiobpf and its development tools into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[dev]"
+    echo "$want" > "$stamp"
+fi
+
+"$venv/bin/python" -c 'import bcc, aiobpf' || { say "the venv cannot import bcc and aiobpf"; exit 1; }
+say "ready"

@@ -1,0 +1,51 @@
+"""aiobpf: eBPF data channels as async iterables, for asyncio and trio (through anyio).
+
+``import aiobpf`` needs neither root nor BCC; touching the kernel without them raises a typed
+error saying how to fix it.
+"""
+
+from __future__ import annotations
+
+from . import operators
+from ._bcc import Program
+from .errors import (
+    AiobpfError,
+    BccMissingError,
+    CompileError,
+    KernelHeadersError,
+    KprobesUnavailableError,
+    MapTypeError,
+    PrivilegeError,
+    RecordLayoutError,
+    TracefsError,
+    UnknownTracepointError,
+)
+from .events import EXECVE_RECORD, ExecveEvent
+from .execve import ExecveEvents, execve_events
+from .operators import filter_comm, filter_pid, filter_uid
+from .sources import RingBuffer
+from .stats import RingStats
+
+__all__ = [
+    "EXECVE_RECORD",
+    "AiobpfError",
+    "BccMissingError",
+    "CompileError",
+    "ExecveEvent",
+    "ExecveEvents",
+    "KernelHeadersError",
+    "KprobesUnavailableError",
+    "MapTypeError",
+    "PrivilegeError",
+    "Program",
+    "RecordLayoutError",
+    "RingBuffer",
+    "RingStats",
+    "TracefsError",
+    "UnknownTracepointError",
+    "execve_events",
+    "filter_comm",
+    "filter_pid",
+    "filter_uid",
+    "operators",
+]

@@ -1,0 +1,149 @@
+"""``execve_events()``: every exec on the machine as a typed event (the seed's ring buffer example)."""
+
+from __future__ import annotations
+
+import functools
+from types import TracebackType
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
+from ._bcc import Program
+from ._btf import member_offset
+from ._programs import include_flags, program_text
+from ._validate import ring_pages
+from .events import EXECVE_RECORD, ExecveEvent
+from .sources import RingBuffer
+from .stats import RingStats
+
+__all__ = ["ExecveEvents", "execve_events"]
+
+
+def _compile_execve(pages: int) -> Program:
+    flags = [
+        *include_flags(),
+        f"-DAIOBPF_RING_PAGES={pages}",
+        f"-DAIOBPF_TASK_REAL_PARENT={member_offset('task_struct', 'real_parent')}",
+        f"-DAIOBPF_TASK_TGID={member_offset('task_struct', 'tgid')}",
+    ]
+    return Program.compile(program_text("execve"), cflags=flags)
+
+
+class ExecveEvents:
+    """An async source of :class:`ExecveEvent`, one per ``execve`` call on the machine.
+
+    Attaches to the ``syscalls:sys_enter_execve`` and ``sys_exit_execve`` tracepoints when entered
+    (or at the first iteration, for a bare ``async for``) and detaches when closed. Cancellation,
+    memory and loss behave as for :class:`aiobpf.RingBuffer`, which it wraps; :attr:`stats`
+    counts what the ring could not hold.
+    """
+
+    def __init__(self, *, ring_size: int = 256 * 1024, max_latency: float = 0.0) -> None:
+        self._pages = ring_pages(ring_size)
+        if max_latency < 0:
+            raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
+        self._max_latency = max_latency
+        self._ring: RingBuffer[np.void] | None = None
+        self._opening = False
+        self._closed = False
+
+    async def open(self) -> None:
+        """Compiles and attaches the program (in a worker thread: clang takes a while).
+
+        Raises what :meth:`aiobpf.Program.compile` raises: :class:`aiobpf.PrivilegeError`,
+        :class:`aiobpf.BccMissingError`, :class:`aiobpf.KernelHeadersError`, ...
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._ring is not None:
+            return
+        if self._opening:
+            raise anyio.BusyResourceError("opening")
+        self._opening = True
+        try:
+            program = await anyio.to_thread.run_sync(
+                functools.partial(_compile_execve, self._pages)
+            )
+            try:
+                ring = RingBuffer.from_bcc(
+                    program.bpf, "events", record=EXECVE_RECORD, max_latency=self._max_latency
+                )
+            except BaseException:
+                program.close()
+                raise
+            ring._on_close.append(program.close)
+            self._ring = ring
+            if self._closed:  # closed by another task while compiling
+                await ring.aclose()
+                raise anyio.ClosedResourceError
+        finally:
+            self._opening = False
+
+    @property
+    def ring(self) -> RingBuffer[np.void]:
+        """The underlying ring source; raises :class:`RuntimeError` before :meth:`open`."""
+        if self._ring is None:
+            raise RuntimeError("execve_events() is not open yet: use 'async with' or open()")
+        return self._ring
+
+    @property
+    def stats(self) -> RingStats:
+        return self.ring.stats
+
+    def batches(self) -> AsyncBatches:
+        """Numpy batches of raw ``EXECVE_RECORD`` records, for high rates (see RingBuffer)."""
+        return AsyncBatches(self)
+
+    def __aiter__(self) -> ExecveEvents:
+        return self
+
+    async def __anext__(self) -> ExecveEvent:
+        if self._ring is None:
+            await self.open()
+        assert self._ring is not None
+        return ExecveEvent.from_record(await self._ring.__anext__())
+
+    async def aclose(self) -> None:
+        """Detaches the program and releases the ring. Idempotent."""
+        self._closed = True
+        if self._ring is not None:
+            await self._ring.aclose()
+
+    async def __aenter__(self) -> ExecveEvents:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncBatches:
+    """Batches of an :class:`ExecveEvents` source, opening it on first use."""
+
+    def __init__(self, source: ExecveEvents) -> None:
+        self._source = source
+
+    def __aiter__(self) -> AsyncBatches:
+        return self
+
+    async def __anext__(self) -> npt.NDArray[np.void]:
+        await self._source.open()
+        return await self._source.ring._next_array()
+
+
+def execve_events(*, ring_size: int = 256 * 1024, max_latency: float = 0.0) -> ExecveEvents:
+    """Every ``execve`` on the machine, as :class:`ExecveEvent`.
+
+    Use ``async with aiobpf.execve_events() as events: async for ev in events: ...`` for
+    deterministic release; a bare ``async for`` also works and releases when the source is
+    collected. ``ring_size`` is the ring's size in bytes (a power-of-two number of pages);
+    ``max_latency`` is the latency budget in seconds (see :meth:`RingBuffer.from_bcc`).
+    """
+    return ExecveEvents(ring_size=ring_size, max_latency=max_latency)

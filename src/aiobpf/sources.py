@@ -1,0 +1,378 @@
+"""Async sources: kernel data channels as async iterables.
+
+A source waits on the event loop for its file descriptor (through anyio, so the same code runs on
+asyncio and trio), then takes everything available in one batch. There are no threads, no sleeps
+and no busy loops on the waiting path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import warnings
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import anyio
+import anyio.lowlevel
+import numpy as np
+import numpy.typing as npt
+
+from . import _bcc
+from ._ringbuf import RingReader
+from ._ringmap import RingMemory
+from .errors import RecordLayoutError
+from .records import RecordType, record_type
+from .stats import RingStats
+
+__all__ = ["RingBuffer"]
+
+R = TypeVar("R")
+S = TypeVar("S", bound=ctypes.Structure)
+Reader = Literal["auto", "mmap", "bcc"]
+
+#: The mmap reader's ordering argument (see :mod:`aiobpf._ringbuf`) holds on TSO CPUs only.
+_TSO_MACHINES = frozenset({"x86_64", "amd64", "i686", "i386"})
+
+
+class _Closed(Exception):
+    """Raised inside a source when it was closed while a reader waited."""
+
+
+class RingBuffer(Generic[R]):
+    """An async source of the records of one BPF ring buffer map (``BPF_RINGBUF_OUTPUT``).
+
+    Iterate it for one record at a time (``async for record in ring``), or iterate
+    :meth:`batches` for a numpy structured array per wake-up. Create it with :meth:`from_bcc` for a
+    ``bcc.BPF`` object of your own; aiobpf's event sources (:func:`aiobpf.execve_events`) build one
+    for their own programs.
+
+    **Cancellation**: records are taken from the ring only after the last cancellable wait, so a
+    cancelled ``__anext__`` loses nothing; records of a batch not yet handed out stay in the source
+    for the next iteration.
+
+    **Memory**: the ring itself bounds what the kernel can have queued; the source holds at most
+    one batch (what the ring held at one wake-up).
+
+    **Loss**: the source never drops. When the consumer is slower than the producer the ring fills
+    and the BPF program's reserve fails; aiobpf's programs count those failures, and :attr:`stats`
+    reports them as ``dropped``.
+
+    **Closing**: :meth:`aclose` (or leaving ``async with``) unmaps the ring and closes its fd, and
+    releases the BPF program when the source owns it. A task blocked waiting for records is woken
+    and its ``async for`` ends normally; calling the source after that raises
+    :class:`anyio.ClosedResourceError`. A second task iterating the source at the same time gets
+    :class:`anyio.BusyResourceError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        fd: int,
+        record: RecordType[R],
+        counters: Callable[[], list[int]] | None = None,
+        max_latency: float = 0.0,
+        bcc_consumer: _bcc.BccRingConsumer | None = None,
+        on_close: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        if max_latency < 0:
+            raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
+        self._closed = True  # until fully built, so __del__ of a half-built source does nothing
+        self.name = name
+        self._fd = fd
+        self._record = record
+        self._counters = counters
+        self._max_latency = max_latency
+        self._bcc_consumer = bcc_consumer
+        self._on_close = list(on_close)
+        self._memory: RingMemory | None = None
+        self._reader: RingReader | None = None
+        if bcc_consumer is None:
+            self._memory = RingMemory.open(fd, name)
+            self._reader = RingReader(
+                consumer_pos=self._memory.consumer_pos,
+                producer_pos=self._memory.producer_pos,
+                data=self._memory.data,
+                data_size=self._memory.data_size,
+                record=record.dtype,
+            )
+        self._pending: Sequence[R] = ()
+        self._pending_batch: npt.NDArray[np.void] | None = None
+        self._pending_index = 0
+        self._taken = 0
+        self._wakeups = 0
+        self._batches = 0
+        self._reading = False
+        self._checkpoint_due = False
+        self._wait_scope: anyio.CancelScope | None = None
+        self._reader_left: anyio.Event | None = None
+        self._closed = False
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @overload
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: type[S],
+        counters: str | None = ...,
+        max_latency: float = ...,
+        reader: Reader = ...,
+    ) -> RingBuffer[S]: ...
+
+    @overload
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: np.dtype[Any],
+        counters: str | None = ...,
+        max_latency: float = ...,
+        reader: Reader = ...,
+    ) -> RingBuffer[np.void]: ...
+
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: np.dtype[Any] | type[ctypes.Structure],
+        counters: str | None = "auto",
+        max_latency: float = 0.0,
+        reader: Reader = "auto",
+    ) -> RingBuffer[Any]:
+        """A source over ring ``name`` of a ``bcc.BPF`` object (which stays yours to clean up).
+
+        ``record`` describes one payload: a numpy structured dtype (records come as ``np.void``)
+        or a ``ctypes.Structure`` subclass (records come as instances sharing the batch memory).
+
+        ``counters`` names a per-CPU array of two u64 slots, ``[produced, dropped]``, that the
+        program updates around ``ringbuf_reserve`` (see ``aiobpf/bpf/aiobpf.h``); ``"auto"`` uses
+        ``<name>_counts`` when the program has it, ``None`` reports no kernel-side counts.
+
+        ``max_latency`` (seconds) is a latency budget: after a wake-up the source waits that long
+        before reading, so one wake-up takes many records. 0 (default) reads at once.
+
+        ``reader``: ``"mmap"`` reads the mapped ring in numpy batches (the fast path, x86-64);
+        ``"bcc"`` uses BCC's per-record callback consumer; ``"auto"`` picks mmap where its memory
+        ordering argument holds (x86-64) and BCC elsewhere.
+
+        Raises :class:`LookupError` for an unknown map, :class:`aiobpf.MapTypeError` when it is not
+        a ring buffer or the counters map is not a per-CPU array, :class:`TypeError` for a bad
+        ``record``, :class:`ValueError` for a negative ``max_latency``.
+        """
+        layout = record_type(record)
+        counter_reader = None
+        if counters == "auto":
+            counters = f"{name}_counts" if _bcc.has_map(bpf, f"{name}_counts") else None
+        if counters is not None:
+            counter_reader = _bcc.percpu_sums(bpf, counters)
+        if reader == "auto":
+            reader = "mmap" if platform.machine().lower() in _TSO_MACHINES else "bcc"
+        elif reader not in ("mmap", "bcc"):
+            raise ValueError(f"reader must be 'auto', 'mmap' or 'bcc', got {reader!r}")
+        fd = _bcc.map_fd(bpf, name)
+        try:
+            consumer = (
+                _bcc.BccRingConsumer(bpf, name, layout.dtype.itemsize) if reader == "bcc" else None
+            )
+            return cls(
+                name=name,
+                fd=fd,
+                record=layout,
+                counters=counter_reader,
+                max_latency=max_latency,
+                bcc_consumer=consumer,
+                on_close=[lambda: os.close(fd)],
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _take(self) -> npt.NDArray[np.void]:
+        """Takes every committed record from the ring, without waiting."""
+        if self._reader is not None:
+            batch = self._reader.read()
+        else:
+            assert self._bcc_consumer is not None
+            raw, error = self._bcc_consumer.read()
+            if error is not None:
+                raise RecordLayoutError(f"ring {self.name!r}: {error}")
+            batch = np.frombuffer(bytearray(raw), dtype=self._record.dtype)
+        if len(batch):
+            self._taken += len(batch)
+            self._batches += 1
+        return batch
+
+    def _ring_has_bytes(self) -> bool:
+        return self._reader is not None and self._reader.pending_bytes() > 0
+
+    async def _next_batch(self) -> npt.NDArray[np.void]:
+        """Waits until records are available and takes them all. Raises _Closed if closed."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._reading:
+            raise anyio.BusyResourceError("reading from")
+        self._reading = True
+        try:
+            if self._checkpoint_due:  # the last call returned without awaiting: let others run
+                await anyio.lowlevel.checkpoint()
+            while True:
+                if self._closed:
+                    raise _Closed
+                batch = self._take()
+                if len(batch):
+                    self._checkpoint_due = True
+                    return batch
+                if self._ring_has_bytes():
+                    # A reserved record not yet committed heads the ring; poll() would report the
+                    # fd readable at once, so yield to the loop and look again. BPF programs run
+                    # without sleeping, so the commit is microseconds away.
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                with anyio.CancelScope() as scope:
+                    self._wait_scope = scope
+                    try:
+                        await anyio.wait_readable(self._fd)
+                    finally:
+                        self._wait_scope = None
+                if scope.cancelled_caught or self._closed:
+                    raise _Closed
+                self._wakeups += 1
+                self._checkpoint_due = False
+                if self._max_latency:
+                    await anyio.sleep(self._max_latency)
+        finally:
+            self._reading = False
+            if self._reader_left is not None:
+                self._reader_left.set()
+
+    def __aiter__(self) -> RingBuffer[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        index = self._pending_index
+        if index < len(self._pending):
+            self._pending_index = index + 1
+            return self._pending[index]
+        try:
+            batch = await self._next_batch()
+        except _Closed:
+            raise StopAsyncIteration from None
+        self._pending_batch = batch  # keeps the memory the Structures share alive
+        self._pending = self._record.items(batch)
+        self._pending_index = 1
+        return self._pending[0]
+
+    def batches(self) -> _Batches:
+        """An async iterator of numpy structured arrays, one per wake-up.
+
+        Each array is a copy, owned by the caller and valid for as long as it is kept: the ring
+        space was already given back to the kernel. Records taken but not handed out by per-record
+        iteration come first.
+        """
+        return _Batches(self)
+
+    async def _next_array(self) -> npt.NDArray[np.void]:
+        if self._pending_batch is not None and self._pending_index < len(self._pending):
+            rest = self._pending_batch[self._pending_index :]
+            self._pending, self._pending_batch, self._pending_index = (), None, 0
+            return rest
+        self._pending, self._pending_batch, self._pending_index = (), None, 0
+        try:
+            return await self._next_batch()
+        except _Closed:
+            raise StopAsyncIteration from None
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> RingStats:
+        """Counters of this source; ``produced``/``dropped`` come from the BPF program."""
+        produced = dropped = None
+        if self._counters is not None and not self._closed:
+            produced, dropped = self._counters()[:2]
+        pending = len(self._pending) - self._pending_index
+        return RingStats(
+            received=self._taken - pending,
+            pending=pending,
+            dropped=dropped,
+            produced=produced,
+            wakeups=self._wakeups,
+            batches=self._batches,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Closes the source; idempotent. Wakes a task blocked reading it, then releases."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reading:
+            self._reader_left = anyio.Event()
+            if self._wait_scope is not None:
+                self._wait_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._reader_left.wait()
+        self._release()
+
+    def _release(self) -> None:
+        self._closed = True
+        self._pending, self._pending_batch, self._pending_index = (), None, 0
+        self._reader = None  # drop its arrays over the mapping before unmapping
+        try:
+            if self._memory is not None:
+                self._memory.close()
+        finally:
+            callbacks, self._on_close = self._on_close, []
+            for callback in reversed(callbacks):
+                callback()
+
+    async def __aenter__(self) -> RingBuffer[R]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(
+            f"ring buffer source {self.name!r} was not closed; use 'async with' or aclose()",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        self._release()
+
+
+class _Batches:
+    """The async iterator :meth:`RingBuffer.batches` returns."""
+
+    def __init__(self, ring: RingBuffer[Any]) -> None:
+        self._ring = ring
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    async def __anext__(self) -> npt.NDArray[np.void]:
+        return await self._ring._next_array()

@@ -1,0 +1,30 @@
+"""Counters a source exposes, so that no loss is silent."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["RingStats"]
+
+
+@attrs.frozen
+class RingStats:
+    """What a ring buffer source has seen.
+
+    ``produced`` and ``dropped`` come from the BPF program's own per-CPU counters (the kernel keeps
+    no drop count for ring buffers); they are ``None`` for a program that does not keep them. Once
+    the ring is drained, ``received + pending + dropped == produced``.
+    """
+
+    received: int
+    """Records handed to the consumer (in batches or one by one)."""
+    pending: int
+    """Records taken from the ring and held by the source, not yet handed out."""
+    dropped: int | None
+    """Records the program could not reserve room for (ring full)."""
+    produced: int | None
+    """Records the program tried to submit."""
+    wakeups: int
+    """Times the consumer woke up to read."""
+    batches: int
+    """Non-empty batches read."""

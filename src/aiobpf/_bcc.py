@@ -69,7 +69,8 @@ def check_privileges() -> None:
     if not (has_bpf or caps & (1 << _CAP_SYS_ADMIN)):
         raise PrivilegeError(
             f"loading BPF programs needs root or CAP_BPF+CAP_PERFMON; this process "
-            f"(uid {os.geteuid()}) has effective capabilities {caps:#x}; run it with sudo"
+            f"(uid {os.geteuid()}) has effective capabilities {caps:#x}; run it as root with full "
+            f"capabilities (sudo), or grant it CAP_BPF and CAP_PERFMON"
         )
 
 

@@ -110,7 +110,7 @@ class RingReader:
                     committed = lengths == self.record.itemsize
                     good = count if committed.all() else int(np.argmin(committed))
                     if good:
-                        parts.append(np.ascontiguousarray(framed["payload"][:good]))
+                        parts.append(framed["payload"][:good].copy())  # always a copy, even of one record
                         pos += good * self._stride
                     if good == count:
                         continue

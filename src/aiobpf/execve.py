@@ -6,7 +6,6 @@ import functools
 from types import TracebackType
 
 import anyio
-import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
@@ -15,7 +14,7 @@ from ._btf import member_offset
 from ._programs import include_flags, program_text
 from ._validate import ring_pages
 from .events import EXECVE_RECORD, ExecveEvent
-from .sources import RingBuffer
+from .sources import RingBuffer, open_program_ring
 from .stats import RingStats
 
 __all__ = ["ExecveEvents", "execve_events"]
@@ -63,17 +62,12 @@ class ExecveEvents:
             raise anyio.BusyResourceError("opening")
         self._opening = True
         try:
-            program = await anyio.to_thread.run_sync(
-                functools.partial(_compile_execve, self._pages)
+            ring = await open_program_ring(
+                functools.partial(_compile_execve, self._pages),
+                "events",
+                record=EXECVE_RECORD,
+                max_latency=self._max_latency,
             )
-            try:
-                ring = RingBuffer.from_bcc(
-                    program.bpf, "events", record=EXECVE_RECORD, max_latency=self._max_latency
-                )
-            except BaseException:
-                program.close()
-                raise
-            ring._on_close.append(program.close)
             self._ring = ring
             if self._closed:  # closed by another task while compiling
                 await ring.aclose()

@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
@@ -27,7 +28,7 @@ from .errors import RecordLayoutError
 from .records import RecordType, record_type
 from .stats import RingStats
 
-__all__ = ["RingBuffer"]
+__all__ = ["RingBuffer", "open_program_ring"]
 
 R = TypeVar("R")
 S = TypeVar("S", bound=ctypes.Structure)
@@ -35,6 +36,12 @@ Reader = Literal["auto", "mmap", "bcc"]
 
 #: The mmap reader's ordering argument (see :mod:`aiobpf._ringbuf`) holds on TSO CPUs only.
 _TSO_MACHINES = frozenset({"x86_64", "amd64", "i686", "i386"})
+
+
+#: Records handed out from a batch between two checkpoints. A checkpoint per record would cost
+#: more than the record (a loop iteration on asyncio); one per batch would let a cancelled or
+#: unfair consumer run on for a whole ring's worth of records.
+_RECORDS_PER_CHECKPOINT = 256
 
 
 class _Closed(Exception):
@@ -51,7 +58,8 @@ class RingBuffer(Generic[R]):
 
     **Cancellation**: records are taken from the ring only after the last cancellable wait, so a
     cancelled ``__anext__`` loses nothing; records of a batch not yet handed out stay in the source
-    for the next iteration.
+    for the next iteration. Per-record iteration checkpoints once per batch and every 256 records,
+    so cancellation is seen within 256 records.
 
     **Memory**: the ring itself bounds what the kernel can have queued; the source holds at most
     one batch (what the ring held at one wake-up).
@@ -73,32 +81,26 @@ class RingBuffer(Generic[R]):
         name: str,
         fd: int,
         record: RecordType[R],
+        reader: RingReader | _bcc.BccRingConsumer,
         counters: Callable[[], list[int]] | None = None,
         max_latency: float = 0.0,
-        bcc_consumer: _bcc.BccRingConsumer | None = None,
         on_close: Sequence[Callable[[], None]] = (),
     ) -> None:
+        """Low level: a source reading with ``reader`` and waiting on ``fd``; prefer from_bcc.
+
+
+        ``on_close`` callbacks run in reverse order when the source is released, after the reader
+        is dropped; they release what the source owns (mapping, fd, program).
+        """
         if max_latency < 0:
             raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
-        self._closed = True  # until fully built, so __del__ of a half-built source does nothing
         self.name = name
         self._fd = fd
         self._record = record
+        self._reader: RingReader | _bcc.BccRingConsumer | None = reader
         self._counters = counters
         self._max_latency = max_latency
-        self._bcc_consumer = bcc_consumer
         self._on_close = list(on_close)
-        self._memory: RingMemory | None = None
-        self._reader: RingReader | None = None
-        if bcc_consumer is None:
-            self._memory = RingMemory.open(fd, name)
-            self._reader = RingReader(
-                consumer_pos=self._memory.consumer_pos,
-                producer_pos=self._memory.producer_pos,
-                data=self._memory.data,
-                data_size=self._memory.data_size,
-                record=record.dtype,
-            )
         self._pending: Sequence[R] = ()
         self._pending_batch: npt.NDArray[np.void] | None = None
         self._pending_index = 0
@@ -124,6 +126,7 @@ class RingBuffer(Generic[R]):
         counters: str | None = ...,
         max_latency: float = ...,
         reader: Reader = ...,
+        owned: Sequence[Callable[[], None]] = ...,
     ) -> RingBuffer[S]: ...
 
     @overload
@@ -137,6 +140,7 @@ class RingBuffer(Generic[R]):
         counters: str | None = ...,
         max_latency: float = ...,
         reader: Reader = ...,
+        owned: Sequence[Callable[[], None]] = ...,
     ) -> RingBuffer[np.void]: ...
 
     @classmethod
@@ -149,6 +153,7 @@ class RingBuffer(Generic[R]):
         counters: str | None = "auto",
         max_latency: float = 0.0,
         reader: Reader = "auto",
+        owned: Sequence[Callable[[], None]] = (),
     ) -> RingBuffer[Any]:
         """A source over ring ``name`` of a ``bcc.BPF`` object (which stays yours to clean up).
 
@@ -166,47 +171,65 @@ class RingBuffer(Generic[R]):
         ``"bcc"`` uses BCC's per-record callback consumer; ``"auto"`` picks mmap where its memory
         ordering argument holds (x86-64) and BCC elsewhere.
 
+        ``owned``: release callbacks for what the source takes ownership of (for example
+        ``program.close`` of an :class:`aiobpf.Program`); they run when the source is released,
+        and at once if building the source fails.
+
         Raises :class:`LookupError` for an unknown map, :class:`aiobpf.MapTypeError` when it is not
         a ring buffer or the counters map is not a per-CPU array, :class:`TypeError` for a bad
         ``record``, :class:`ValueError` for a negative ``max_latency``.
         """
-        layout = record_type(record)
-        counter_reader = None
-        if counters == "auto":
-            counters = f"{name}_counts" if _bcc.has_map(bpf, f"{name}_counts") else None
-        if counters is not None:
-            counter_reader = _bcc.percpu_sums(bpf, counters)
-        if reader == "auto":
-            reader = "mmap" if platform.machine().lower() in _TSO_MACHINES else "bcc"
-        elif reader not in ("mmap", "bcc"):
-            raise ValueError(f"reader must be 'auto', 'mmap' or 'bcc', got {reader!r}")
-        fd = _bcc.map_fd(bpf, name)
+        on_close: list[Callable[[], None]] = list(owned)
         try:
-            consumer = (
-                _bcc.BccRingConsumer(bpf, name, layout.dtype.itemsize) if reader == "bcc" else None
-            )
+            layout = record_type(record)
+            counter_reader = None
+            if counters == "auto":
+                counters = f"{name}_counts" if _bcc.has_map(bpf, f"{name}_counts") else None
+            if counters is not None:
+                counter_reader = _bcc.percpu_sums(bpf, counters)
+            if reader == "auto":
+                reader = "mmap" if platform.machine().lower() in _TSO_MACHINES else "bcc"
+            elif reader not in ("mmap", "bcc"):
+                raise ValueError(f"reader must be 'auto', 'mmap' or 'bcc', got {reader!r}")
+            fd = _bcc.map_fd(bpf, name)
+            on_close.append(lambda: os.close(fd))
+            ring_reader: RingReader | _bcc.BccRingConsumer
+            if reader == "bcc":
+                ring_reader = _bcc.BccRingConsumer(bpf, name, layout.dtype.itemsize)
+            else:
+                memory = RingMemory.open(fd, name)
+                on_close.append(memory.close)
+                ring_reader = RingReader(
+                    consumer_pos=memory.consumer_pos,
+                    producer_pos=memory.producer_pos,
+                    data=memory.data,
+                    data_size=memory.data_size,
+                    record=layout.dtype,
+                )
             return cls(
                 name=name,
                 fd=fd,
                 record=layout,
+                reader=ring_reader,
                 counters=counter_reader,
                 max_latency=max_latency,
-                bcc_consumer=consumer,
-                on_close=[lambda: os.close(fd)],
+                on_close=on_close,
             )
         except BaseException:
-            os.close(fd)
+            for callback in reversed(on_close):
+                callback()
             raise
 
     # -- reading --------------------------------------------------------------------------------
 
     def _take(self) -> npt.NDArray[np.void]:
         """Takes every committed record from the ring, without waiting."""
-        if self._reader is not None:
-            batch = self._reader.read()
+        reader = self._reader
+        if isinstance(reader, RingReader):
+            batch = reader.read()
         else:
-            assert self._bcc_consumer is not None
-            raw, error = self._bcc_consumer.read()
+            assert reader is not None, "read after release"
+            raw, error = reader.read()
             if error is not None:
                 raise RecordLayoutError(f"ring {self.name!r}: {error}")
             batch = np.frombuffer(bytearray(raw), dtype=self._record.dtype)
@@ -216,7 +239,7 @@ class RingBuffer(Generic[R]):
         return batch
 
     def _ring_has_bytes(self) -> bool:
-        return self._reader is not None and self._reader.pending_bytes() > 0
+        return isinstance(self._reader, RingReader) and self._reader.pending_bytes() > 0
 
     async def _next_batch(self) -> npt.NDArray[np.void]:
         """Waits until records are available and takes them all. Raises _Closed if closed."""
@@ -264,6 +287,8 @@ class RingBuffer(Generic[R]):
     async def __anext__(self) -> R:
         index = self._pending_index
         if index < len(self._pending):
+            if index % _RECORDS_PER_CHECKPOINT == _RECORDS_PER_CHECKPOINT - 1:
+                await anyio.lowlevel.checkpoint()  # before taking the record: none is lost
             self._pending_index = index + 1
             return self._pending[index]
         try:
@@ -334,13 +359,15 @@ class RingBuffer(Generic[R]):
         self._closed = True
         self._pending, self._pending_batch, self._pending_index = (), None, 0
         self._reader = None  # drop its arrays over the mapping before unmapping
-        try:
-            if self._memory is not None:
-                self._memory.close()
-        finally:
-            callbacks, self._on_close = self._on_close, []
-            for callback in reversed(callbacks):
+        callbacks, self._on_close = self._on_close, []
+        errors: list[BaseException] = []
+        for callback in reversed(callbacks):
+            try:
                 callback()
+            except BaseException as exc:  # release the rest, then report
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     async def __aenter__(self) -> RingBuffer[R]:
         return self
@@ -376,3 +403,26 @@ class _Batches:
 
     async def __anext__(self) -> npt.NDArray[np.void]:
         return await self._ring._next_array()
+
+
+async def open_program_ring(
+    compile_program: Callable[[], _bcc.Program],
+    name: str,
+    *,
+    record: np.dtype[Any],
+    max_latency: float = 0.0,
+    reader: Reader = "auto",
+) -> RingBuffer[np.void]:
+    """Compiles a program in a worker thread (clang takes a while) and owns it through its ring.
+
+    The returned source detaches and closes the program when it is released.
+    """
+    program = await anyio.to_thread.run_sync(compile_program)
+    return RingBuffer.from_bcc(
+        program.bpf,
+        name,
+        record=record,
+        max_latency=max_latency,
+        reader=reader,
+        owned=[program.close],
+    )

@@ -1,0 +1,73 @@
+"""A known kernel load, for testing pipelines and measuring a machine.
+
+:func:`getppid_ring` attaches a program that submits one record per ``getppid()`` call of one
+process, numbered in sequence. Calling ``os.getppid()`` N times then produces exactly N records,
+so tests can check loss accounting exactly and benchmarks can drive the ring as fast as the
+kernel allows.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import numpy as np
+
+from ._bcc import Program
+from ._programs import include_flags, program_text
+from ._validate import ring_pages
+from .sources import Reader, RingBuffer, open_program_ring
+
+__all__ = ["getppid_record", "getppid_ring"]
+
+_WAKEUP_FLAGS = {"default": 0, "never": 1, "always": 2}  # BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP
+
+
+def getppid_record(record_size: int = 32) -> np.dtype[np.void]:
+    """The record :func:`getppid_ring` submits: ``seq``, ``timestamp_ns``, ``tgid``, ``cpu``."""
+    if record_size < 32 or record_size % 8:
+        raise ValueError(f"record_size must be a multiple of 8 bytes, >= 32, got {record_size!r}")
+    return np.dtype(
+        {
+            "names": ["seq", "timestamp_ns", "tgid", "cpu"],
+            "formats": ["<u8", "<u8", "<u4", "<u4"],
+            "offsets": [0, 8, 16, 20],
+            "itemsize": record_size,
+        }
+    )
+
+
+def _compile(tgid: int, pages: int, record_size: int, flags: int) -> Program:
+    cflags = [
+        *include_flags(),
+        f"-DAIOBPF_RING_PAGES={pages}",
+        f"-DAIOBPF_TARGET_TGID={tgid}",
+        f"-DAIOBPF_PAD_BYTES={record_size - 32}",
+        f"-DAIOBPF_SUBMIT_FLAGS={flags}",
+    ]
+    return Program.compile(program_text("getppid_load"), cflags=cflags)
+
+
+async def getppid_ring(
+    tgid: int,
+    *,
+    ring_size: int = 256 * 1024,
+    record_size: int = 32,
+    wakeup: Literal["default", "never", "always"] = "default",
+    max_latency: float = 0.0,
+    reader: Reader = "auto",
+) -> RingBuffer[np.void]:
+    """A ring source of one record per ``getppid()`` call of process ``tgid``.
+
+    ``wakeup`` picks the submit flag: the kernel's default (wake the reader when it had caught
+    up), never (the reader must drain on a timer: give ``max_latency``) or on every record.
+    """
+    record = getppid_record(record_size)
+    if wakeup not in _WAKEUP_FLAGS:
+        raise ValueError(f"wakeup must be one of {sorted(_WAKEUP_FLAGS)}, got {wakeup!r}")
+    compile_program = functools.partial(
+        _compile, tgid, ring_pages(ring_size), record_size, _WAKEUP_FLAGS[wakeup]
+    )
+    return await open_program_ring(
+        compile_program, "events", record=record, max_latency=max_latency, reader=reader
+    )

@@ -1,0 +1,74 @@
+"""Helpers for tests that load real BPF programs: availability, leak counting, test processes."""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why BPF tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "kernel tests need root (BPF programs need CAP_BPF and CAP_PERFMON)"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "the bcc module is not importable (run scripts/setup.sh)"
+    if not (Path("/lib/modules") / os.uname().release / "build" / "include").is_dir():
+        return "no kernel headers for BCC (run scripts/setup.sh)"
+    return None
+
+
+def bpf_objects() -> dict[str, int]:
+    """Kernel objects this process holds open, by kind, from /proc/self/fd link targets."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("anon_inode:"):
+            kinds[target.removeprefix("anon_inode:")] += 1
+    return {kind: n for kind, n in kinds.items() if "bpf" in kind or "perf_event" in kind}
+
+
+@functools.cache
+def _libbpf() -> ctypes.CDLL:
+    lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    lib.bpf_prog_get_next_id.argtypes = [ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
+    return lib
+
+
+def loaded_program_ids() -> set[int]:
+    """Ids of every BPF program loaded in the kernel (the kernel's own listing)."""
+    lib = _libbpf()
+    ids: set[int] = set()
+    current = ctypes.c_uint32(0)
+    while lib.bpf_prog_get_next_id(current.value, ctypes.byref(current)) == 0:
+        ids.add(current.value)
+    return ids
+
+
+def open_fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def uniquely_named_program(directory: Path, name: str) -> Path:
+    """A copy of /bin/true called ``name``: its exec shows that comm and filename."""
+    path = directory / name
+    shutil.copy(shutil.which("true") or "/bin/true", path)
+    path.chmod(0o755)
+    return path
+
+
+def spawn_as(uid: int, program: Path) -> subprocess.Popen[bytes]:
+    """Starts ``program`` with real and effective uid/gid ``uid`` (setpriv execs in place)."""
+    return subprocess.Popen(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(program)]
+    )

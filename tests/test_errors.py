@@ -1,0 +1,160 @@
+"""Bad input and a hostile environment give typed errors that say what to do, and leak nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+import aiobpf
+from aiobpf import RingBuffer
+from aiobpf._programs import include_flags, program_text
+
+from . import kernel
+
+_PROBE = """
+import anyio, aiobpf
+async def main():
+    try:
+        async with aiobpf.execve_events():
+            pass
+    except aiobpf.AiobpfError as exc:
+        print(type(exc).__name__, exc)
+anyio.run(main)
+"""
+
+
+def _run_probe(*wrapper: str) -> str:
+    """Runs execve_events() in a child process under ``wrapper``; returns what it printed."""
+    result = subprocess.run(
+        [*wrapper, sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _getppid_text_flags(record_size: int = 32) -> tuple[str, list[str]]:
+    flags = [
+        *include_flags(),
+        "-DAIOBPF_RING_PAGES=1",
+        f"-DAIOBPF_TARGET_TGID={os.getpid()}",
+        f"-DAIOBPF_PAD_BYTES={record_size - 32}",
+        "-DAIOBPF_SUBMIT_FLAGS=0",
+    ]
+    return program_text("getppid_load"), flags
+
+
+def test_missing_bcc_is_a_typed_error_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the bcc module, touching the kernel says to install python3-bpfcc."""
+    monkeypatch.setitem(sys.modules, "bcc", None)
+    with pytest.raises(aiobpf.BccMissingError, match="apt-get install python3-bpfcc"):
+        aiobpf.Program.compile("int f(void *ctx) { return 0; }")
+
+
+def test_ring_size_must_be_a_power_of_two_number_of_pages() -> None:
+    """A ring size that is not a power-of-two page count is refused before anything loads."""
+    with pytest.raises(ValueError, match="ring_size must be a power of two .* got 12288"):
+        aiobpf.execve_events(ring_size=3 * 4096)
+
+
+def test_bad_record_declaration_is_a_type_error() -> None:
+    """A record that is neither a numpy dtype nor a ctypes.Structure is refused by name."""
+    from aiobpf.records import record_type
+
+    with pytest.raises(TypeError, match="numpy dtype or a ctypes.Structure subclass, got 42"):
+        record_type(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("bpf")
+def test_no_privileges_is_a_privilege_error() -> None:
+    """Root without capabilities gets PrivilegeError naming CAP_BPF, not a BCC traceback."""
+    out = _run_probe(
+        "setpriv", "--securebits=+noroot,+noroot_locked", "--bounding-set=-all", "--inh-caps=-all"
+    )
+    assert out.startswith("PrivilegeError"), out
+    assert "CAP_BPF" in out
+
+
+@pytest.mark.usefixtures("bpf")
+def test_missing_kernel_headers_is_a_headers_error(tmp_path: Path) -> None:
+    """With /lib/modules/$(uname -r) hidden, the error names the path and the package."""
+    modules = Path("/lib/modules") / os.uname().release
+    out = _run_probe("unshare", "-m", "sh", "-c", f'mount --bind {tmp_path} {modules} && "$0" "$@"')
+    assert out.startswith("KernelHeadersError"), out
+    assert f"linux-headers-{os.uname().release}" in out
+
+
+@pytest.mark.usefixtures("bpf")
+def test_unmountable_tracefs_is_a_tracefs_error() -> None:
+    """tracefs unmounted in a private namespace, and no right to mount it: TracefsError."""
+    script = (
+        "umount /sys/kernel/debug 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; "
+        'exec setpriv --bounding-set=-sys_admin --inh-caps=-sys_admin "$0" "$@"'
+    )
+    out = _run_probe("unshare", "-m", "sh", "-c", script)
+    assert out.startswith("TracefsError"), out
+    assert "mount -t tracefs" in out
+
+
+@pytest.mark.usefixtures("bpf")
+def test_unknown_tracepoint_names_close_matches() -> None:
+    """A misspelled tracepoint is refused before compiling, with suggestions."""
+    programs = kernel.loaded_program_ids()
+    text = "TRACEPOINT_PROBE(syscalls, sys_enter_execv) { return 0; }"
+    with pytest.raises(aiobpf.UnknownTracepointError, match="did you mean sys_enter_execve"):
+        aiobpf.Program.compile(text)
+    assert kernel.loaded_program_ids() - programs == set()
+
+
+@pytest.mark.usefixtures("bpf")
+def test_malformed_program_reports_the_compilers_words() -> None:
+    """A C error reaches the user as CompileError with clang's diagnostic."""
+    with pytest.raises(aiobpf.CompileError, match="undeclared identifier 'no_such_thing'"):
+        aiobpf.Program.compile("int f(void *ctx) { return no_such_thing; }")
+
+
+@pytest.mark.usefixtures("bpf")
+def test_kprobe_without_kprobes_names_the_tracepoint_alternative() -> None:
+    """This kernel has no kprobes: asking for one says so and names the syscall tracepoint."""
+    program = aiobpf.Program.compile("int probe(void *ctx) { return 0; }")
+    try:
+        with pytest.raises(
+            aiobpf.KprobesUnavailableError, match="syscalls:sys_enter_execve / syscalls:sys_exit"
+        ):
+            program.attach_kprobe("__x64_sys_execve", "probe")
+    finally:
+        program.close()
+
+
+@pytest.mark.usefixtures("bpf")
+@pytest.mark.anyio
+async def test_record_of_the_wrong_size_is_a_layout_error() -> None:
+    """Declaring 24-byte records for a ring of 32-byte ones raises RecordLayoutError on read."""
+    text, flags = _getppid_text_flags()
+    program = aiobpf.Program.compile(text, cflags=flags)
+    wrong = np.dtype([("a", "<u8"), ("b", "<u8"), ("c", "<u8")])
+    async with RingBuffer.from_bcc(program.bpf, "events", record=wrong, owned=[program.close]) as ring:
+        os.getppid()
+        with anyio.fail_after(10), pytest.raises(aiobpf.RecordLayoutError, match="32 bytes"):
+            await ring.__anext__()
+
+
+@pytest.mark.usefixtures("bpf")
+def test_a_map_that_is_not_a_ring_is_a_map_type_error() -> None:
+    """from_bcc on a per-CPU array says which map type it found and which it needs."""
+    text, flags = _getppid_text_flags()
+    program = aiobpf.Program.compile(text, cflags=flags)
+    try:
+        with pytest.raises(aiobpf.MapTypeError, match="expected a ring buffer"):
+            RingBuffer.from_bcc(program.bpf, "events_counts", record=np.dtype("<u8"))
+        with pytest.raises(LookupError, match="no map named 'nope'"):
+            RingBuffer.from_bcc(program.bpf, "nope", record=np.dtype("<u8"))
+    finally:
+        program.close()

@@ -1,0 +1,162 @@
+"""RingBuffer as an async source, on a synthetic ring woken through a pipe (no root needed)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import anyio
+import anyio.lowlevel
+import numpy as np
+import pytest
+
+from aiobpf import RingBuffer
+
+from .synthetic import SyntheticRing, record_bytes
+
+pytestmark = pytest.mark.anyio
+
+RECORD = np.dtype([("value", "<u8"), ("extra", "<u8")])
+
+
+@pytest.fixture
+def ring() -> Iterator[SyntheticRing]:
+    synthetic = SyntheticRing(4096, RECORD)
+    yield synthetic
+    synthetic.close()
+
+
+async def test_records_arrive_when_the_fd_becomes_readable(ring: SyntheticRing) -> None:
+    """A consumer blocks on the fd, and wakes to each commit, one record at a time."""
+    received: list[int] = []
+    async with ring.source() as source:
+
+        async def consume() -> None:
+            async for record in source:
+                received.append(int(record["value"]))
+                if len(received) == 6:
+                    return
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            for value in range(6):
+                await anyio.wait_all_tasks_blocked()
+                ring.submit(record_bytes(value))
+        assert received == list(range(6))
+        assert source.stats.received == 6
+        assert source.stats.wakeups >= 1
+
+
+async def test_batches_are_arrays_of_everything_available(ring: SyntheticRing) -> None:
+    """One wake-up hands out every committed record as one numpy array."""
+    for value in range(50):
+        ring.submit(record_bytes(value))
+    async with ring.source() as source:
+        batch = await source.batches().__anext__()
+        assert batch.dtype == RECORD
+        assert batch["value"].tolist() == list(range(50))
+        assert source.stats.batches == 1
+
+
+async def test_cancelled_consumer_loses_no_record(ring: SyntheticRing) -> None:
+    """Records of a batch not yet handed out stay in the source after the consumer is cancelled."""
+    for value in range(10):
+        ring.submit(record_bytes(value))
+    async with ring.source() as source:
+        first: list[int] = []
+        with anyio.CancelScope() as scope:
+            async for record in source:
+                first.append(int(record["value"]))
+                if len(first) == 3:
+                    scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+        assert first == [0, 1, 2]
+        assert source.stats.pending == 7
+        with anyio.move_on_after(5):
+            rest = [int(record["value"]) async for record in _take(source, 7)]
+        assert rest == list(range(3, 10))
+        assert source.stats.received == 10
+
+
+async def _take(source: RingBuffer[np.void], count: int):  # type: ignore[no-untyped-def]
+    async for record in source:
+        yield record
+        count -= 1
+        if count == 0:
+            return
+
+
+async def test_cancelling_a_blocked_wait_takes_nothing(ring: SyntheticRing) -> None:
+    """A consumer cancelled while waiting leaves the records committed later for the next read."""
+    async with ring.source() as source:
+        with anyio.move_on_after(0):
+            await source.__anext__()
+        ring.submit(record_bytes(42))
+        assert int((await source.__anext__())["value"]) == 42
+
+
+async def test_close_wakes_a_blocked_consumer_and_ends_its_loop(ring: SyntheticRing) -> None:
+    """Closing from another task ends the blocked consumer's async for; later use raises."""
+    source = ring.source()
+    ended = anyio.Event()
+
+    async def consume() -> None:
+        async for _ in source:
+            pytest.fail("no record was produced")
+        ended.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            await source.aclose()
+            await ended.wait()
+    assert source.closed
+    with pytest.raises(anyio.ClosedResourceError):
+        await source.__anext__()
+    await source.aclose()  # idempotent
+
+
+async def test_second_concurrent_reader_is_refused(ring: SyntheticRing) -> None:
+    """Only one task may wait on a source; a second gets BusyResourceError."""
+    async with ring.source() as source, anyio.create_task_group() as tasks:
+        tasks.start_soon(source.__anext__)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(anyio.BusyResourceError):
+            await source.__anext__()
+        tasks.cancel_scope.cancel()
+
+
+async def test_ctypes_records_share_the_batch_memory(ring: SyntheticRing) -> None:
+    """A ctypes.Structure record type yields instances of it, with the right values."""
+    import ctypes
+
+    from aiobpf.records import record_type
+
+    class Record(ctypes.Structure):
+        _fields_ = [("value", ctypes.c_uint64), ("extra", ctypes.c_uint64)]
+
+    for value in range(3):
+        ring.submit(record_bytes(value))
+    source: RingBuffer[Record] = RingBuffer(
+        name="synthetic", fd=ring.read_fd, record=record_type(Record), reader=ring.reader()
+    )
+    async with source:
+        values = [(await source.__anext__()).value for _ in range(3)]
+    assert values == [0, 1, 2]
+
+
+async def test_unclosed_source_warns_and_is_released(ring: SyntheticRing) -> None:
+    """A source dropped without closing emits ResourceWarning and still runs its release."""
+    released: list[bool] = []
+    source = ring.source(on_close=[lambda: released.append(True)])
+    with pytest.warns(ResourceWarning, match="was not closed"):
+        del source
+        gc.collect()
+    assert released == [True]
+
+
+def test_negative_latency_budget_is_refused(ring: SyntheticRing) -> None:
+    """max_latency must be >= 0; the message names it and the value."""
+    with pytest.raises(ValueError, match="max_latency must be >= 0 seconds, got -1"):
+        ring.source(max_latency=-1)

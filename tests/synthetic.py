@@ -7,7 +7,6 @@ goes to both copies, which gives a reader the same view.
 from __future__ import annotations
 
 import os
-
 from typing import Any
 
 import attrs
@@ -79,7 +78,7 @@ class SyntheticRing:
         except BlockingIOError:
             pass
 
-    def source(self, **options: Any) -> RingBuffer[np.void]:
+    def source(self, **options: Any) -> RingBuffer[Any]:
         """An async source over this ring, woken through the pipe as the kernel wakes a reader."""
         return RingBuffer(
             name="synthetic",

@@ -60,7 +60,7 @@ def test_missing_bcc_is_a_typed_error_with_the_install_command(
 
 def test_ring_size_must_be_a_power_of_two_number_of_pages() -> None:
     """A ring size that is not a power-of-two page count is refused before anything loads."""
-    with pytest.raises(ValueError, match="ring_size must be a power of two .* got 12288"):
+    with pytest.raises(ValueError, match=r"ring_size must be a power of two .* got 12288"):
         aiobpf.execve_events(ring_size=3 * 4096)
 
 
@@ -68,7 +68,7 @@ def test_bad_record_declaration_is_a_type_error() -> None:
     """A record that is neither a numpy dtype nor a ctypes.Structure is refused by name."""
     from aiobpf.records import record_type
 
-    with pytest.raises(TypeError, match="numpy dtype or a ctypes.Structure subclass, got 42"):
+    with pytest.raises(TypeError, match=r"ctypes\.Structure subclass or a RecordType, got 42"):
         record_type(42)  # type: ignore[arg-type]
 
 
@@ -140,10 +140,12 @@ async def test_record_of_the_wrong_size_is_a_layout_error() -> None:
     text, flags = _getppid_text_flags()
     program = aiobpf.Program.compile(text, cflags=flags)
     wrong = np.dtype([("a", "<u8"), ("b", "<u8"), ("c", "<u8")])
-    async with RingBuffer.from_bcc(program.bpf, "events", record=wrong, owned=[program.close]) as ring:
+    async with RingBuffer.from_bcc(
+        program.bpf, "events", record=wrong, owned=[program.close]
+    ) as ring:
         os.getppid()
         with anyio.fail_after(10), pytest.raises(aiobpf.RecordLayoutError, match="32 bytes"):
-            await ring.__anext__()
+            await ring.receive()
 
 
 @pytest.mark.usefixtures("bpf")

@@ -31,7 +31,7 @@ async def test_exact_event_for_a_known_program_run_as_another_user(tmp_path: Pat
     """A uniquely named program run under a chosen uid yields its exact pid, uid, comm, filename."""
     name = f"aiobpf-t{os.getpid() % 100000}"
     program = kernel.uniquely_named_program(tmp_path, name)
-    tmp_path.chmod(0o755)
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
     with anyio.fail_after(30):
         async with aiobpf.execve_events() as events:
             process = kernel.spawn_as(TEST_UID, program)
@@ -58,7 +58,7 @@ async def test_failed_exec_is_reported_with_its_errno(tmp_path: Path) -> None:
     with anyio.fail_after(30):
         async with aiobpf.execve_events() as events:
             with pytest.raises(FileNotFoundError):
-                subprocess.Popen([str(missing)])
+                subprocess.Popen([str(missing)])  # noqa: ASYNC220 -- fails at once, by design
             event = await _first(events, str(missing))
     assert event.retval == -errno.ENOENT
     assert event.uid == os.getuid()
@@ -127,7 +127,11 @@ async def test_open_close_cycles_return_to_baseline() -> None:
     """Repeated open/close leaves fds, BPF objects and kernel programs exactly as before."""
     from aiobpf.testing import getppid_ring
 
-    fds, objects, programs = kernel.open_fd_count(), kernel.bpf_objects(), kernel.loaded_program_ids()
+    fds, objects, programs = (
+        kernel.open_fd_count(),
+        kernel.bpf_objects(),
+        kernel.loaded_program_ids(),
+    )
     for _ in range(10):
         async with aiobpf.execve_events() as events:
             assert events.stats.received == 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -33,7 +34,7 @@ async def test_records_arrive_when_the_fd_becomes_readable(ring: SyntheticRing) 
 
         async def consume() -> None:
             async for record in source:
-                received.append(int(record["value"]))
+                received.append(record.value)
                 if len(received) == 6:
                     return
 
@@ -52,7 +53,7 @@ async def test_batches_are_arrays_of_everything_available(ring: SyntheticRing) -
     for value in range(50):
         ring.submit(record_bytes(value))
     async with ring.source() as source:
-        batch = await source.batches().__anext__()
+        batch = await source.receive_batch()
         assert batch.dtype == RECORD
         assert batch["value"].tolist() == list(range(50))
         assert source.stats.batches == 1
@@ -66,19 +67,19 @@ async def test_cancelled_consumer_loses_no_record(ring: SyntheticRing) -> None:
         first: list[int] = []
         with anyio.CancelScope() as scope:
             async for record in source:
-                first.append(int(record["value"]))
+                first.append(record.value)
                 if len(first) == 3:
                     scope.cancel()
                     await anyio.lowlevel.checkpoint()
         assert first == [0, 1, 2]
         assert source.stats.pending == 7
         with anyio.move_on_after(5):
-            rest = [int(record["value"]) async for record in _take(source, 7)]
+            rest = [record.value async for record in _take(source, 7)]
         assert rest == list(range(3, 10))
         assert source.stats.received == 10
 
 
-async def _take(source: RingBuffer[np.void], count: int):  # type: ignore[no-untyped-def]
+async def _take(source: RingBuffer[Any], count: int) -> AsyncIterator[Any]:
     async for record in source:
         yield record
         count -= 1
@@ -90,9 +91,9 @@ async def test_cancelling_a_blocked_wait_takes_nothing(ring: SyntheticRing) -> N
     """A consumer cancelled while waiting leaves the records committed later for the next read."""
     async with ring.source() as source:
         with anyio.move_on_after(0):
-            await source.__anext__()
+            await source.receive()
         ring.submit(record_bytes(42))
-        assert int((await source.__anext__())["value"]) == 42
+        assert (await source.receive()).value == 42
 
 
 async def test_close_wakes_a_blocked_consumer_and_ends_its_loop(ring: SyntheticRing) -> None:
@@ -113,17 +114,17 @@ async def test_close_wakes_a_blocked_consumer_and_ends_its_loop(ring: SyntheticR
             await ended.wait()
     assert source.closed
     with pytest.raises(anyio.ClosedResourceError):
-        await source.__anext__()
+        await source.receive()
     await source.aclose()  # idempotent
 
 
 async def test_second_concurrent_reader_is_refused(ring: SyntheticRing) -> None:
     """Only one task may wait on a source; a second gets BusyResourceError."""
     async with ring.source() as source, anyio.create_task_group() as tasks:
-        tasks.start_soon(source.__anext__)
+        tasks.start_soon(source.receive)
         await anyio.wait_all_tasks_blocked()
         with pytest.raises(anyio.BusyResourceError):
-            await source.__anext__()
+            await source.receive()
         tasks.cancel_scope.cancel()
 
 
@@ -141,16 +142,18 @@ async def test_ctypes_records_share_the_batch_memory(ring: SyntheticRing) -> Non
     source: RingBuffer[Record] = RingBuffer(
         name="synthetic", fd=ring.read_fd, record=record_type(Record), reader=ring.reader()
     )
+    # Structures share the memory of their batch, which they keep alive
     async with source:
-        values = [(await source.__anext__()).value for _ in range(3)]
-    assert values == [0, 1, 2]
+        records = [await source.receive() for _ in range(3)]
+    assert [record.value for record in records] == [0, 1, 2]
+    assert all(isinstance(record, Record) for record in records)
 
 
 async def test_unclosed_source_warns_and_is_released(ring: SyntheticRing) -> None:
     """A source dropped without closing emits ResourceWarning and still runs its release."""
     released: list[bool] = []
     source = ring.source(on_close=[lambda: released.append(True)])
-    with pytest.warns(ResourceWarning, match="was not closed"):
+    with pytest.warns(ResourceWarning, match="was not closed"):  # noqa: PT031 -- del, then collect
         del source
         gc.collect()
     assert released == [True]
@@ -160,3 +163,31 @@ def test_negative_latency_budget_is_refused(ring: SyntheticRing) -> None:
     """max_latency must be >= 0; the message names it and the value."""
     with pytest.raises(ValueError, match="max_latency must be >= 0 seconds, got -1"):
         ring.source(max_latency=-1)
+
+
+async def test_per_record_iteration_of_a_large_batch_lets_other_tasks_run() -> None:
+    """Handing out a large batch checkpoints every 256 records: other tasks run, none is lost."""
+    ring = SyntheticRing(1 << 16, RECORD)
+    try:
+        for value in range(2000):
+            ring.submit(record_bytes(value))
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.lowlevel.checkpoint()
+
+        seen: list[int] = []
+        async with ring.source() as source, anyio.create_task_group() as tasks:
+            tasks.start_soon(ticker)
+            async for record in source:
+                seen.append(record.value)
+                if len(seen) == 2000:
+                    break
+            tasks.cancel_scope.cancel()
+        assert seen == list(range(2000))
+        assert ticks >= 2000 // 256 - 2  # a round of the scheduler per checkpoint, give or take
+    finally:
+        ring.close()

@@ -20,13 +20,14 @@ from .errors import (
     TracefsError,
     UnknownTracepointError,
 )
-from .events import EXECVE_RECORD, ExecveEvent
+from .events import EXECVE_EVENTS, EXECVE_RECORD, ExecveEvent
 from .execve import ExecveEvents, execve_events
 from .operators import filter_comm, filter_pid, filter_uid
 from .sources import RingBuffer
 from .stats import RingStats
 
 __all__ = [
+    "EXECVE_EVENTS",
     "EXECVE_RECORD",
     "AiobpfError",
     "BccMissingError",

@@ -34,7 +34,7 @@ from .errors import (
     PrivilegeError,
 )
 
-__all__ = ["Program", "import_bcc", "map_fd", "percpu_sums", "BccRingConsumer"]
+__all__ = ["BccRingConsumer", "Program", "import_bcc", "map_fd", "percpu_sums"]
 
 _CAP_SYS_ADMIN = 21
 _CAP_PERFMON = 38
@@ -171,7 +171,9 @@ class BccRingConsumer:
 
 def _kprobes_available() -> bool:
     root = ensure_tracefs()
-    return (root / "kprobe_events").exists() or Path("/sys/bus/event_source/devices/kprobe").exists()
+    return (root / "kprobe_events").exists() or Path(
+        "/sys/bus/event_source/devices/kprobe"
+    ).exists()
 
 
 class Program:
@@ -247,8 +249,12 @@ class Program:
             raise CompileError(
                 f"the kernel refused to load BPF function {fn_name!r}: {exc}"
                 + (f" ({os.strerror(err)})" if err else "")
-                + ("; this process is privileged, so the kernel rejects this program type or "
-                   "helper, not the user" if err == errno.EPERM else "")
+                + (
+                    "; this process is privileged, so the kernel rejects this program type or "
+                    "helper, not the user"
+                    if err == errno.EPERM
+                    else ""
+                )
             ) from exc
 
     def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:
@@ -259,7 +265,9 @@ class Program:
         try:
             self.bpf.attach_tracepoint(tp=f"{category}:{event}".encode(), fn_name=fn_name.encode())
         except Exception as exc:
-            raise CompileError(f"attaching {fn_name!r} to {category}:{event} failed: {exc}") from exc
+            raise CompileError(
+                f"attaching {fn_name!r} to {category}:{event} failed: {exc}"
+            ) from exc
 
     def attach_raw_tracepoint(self, event: str, fn_name: str) -> None:
         """Attaches ``fn_name`` to the raw tracepoint ``event`` (for example ``sys_enter``)."""
@@ -268,12 +276,16 @@ class Program:
         try:
             self.bpf.attach_raw_tracepoint(tp=event.encode(), fn_name=fn_name.encode())
         except Exception as exc:
-            raise CompileError(f"attaching {fn_name!r} to raw tracepoint {event} failed: {exc}") from exc
+            raise CompileError(
+                f"attaching {fn_name!r} to raw tracepoint {event} failed: {exc}"
+            ) from exc
 
     def attach_kprobe(self, function: str, fn_name: str) -> None:
         """Attaches a kprobe, or says which tracepoint to use where the kernel has no kprobes."""
         if not _kprobes_available():
-            syscall = re.sub(r"^(__x64_sys_|__arm64_sys_|__se_sys_|__do_sys_|sys_|do_)", "", function)
+            syscall = re.sub(
+                r"^(__x64_sys_|__arm64_sys_|__se_sys_|__do_sys_|sys_|do_)", "", function
+            )
             hint = (
                 f"syscalls:sys_enter_{syscall} / syscalls:sys_exit_{syscall}"
                 if (ensure_tracefs() / "events" / "syscalls" / f"sys_enter_{syscall}").is_dir()

@@ -25,7 +25,11 @@ class _BtfType(ctypes.Structure):
 
 
 class _BtfMember(ctypes.Structure):
-    _fields_ = [("name_off", ctypes.c_uint32), ("type", ctypes.c_uint32), ("offset", ctypes.c_uint32)]
+    _fields_ = [
+        ("name_off", ctypes.c_uint32),
+        ("type", ctypes.c_uint32),
+        ("offset", ctypes.c_uint32),
+    ]
 
 
 @functools.cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["program_text", "include_flags"]
+__all__ = ["include_flags", "program_text"]
 
 
 def program_text(name: str) -> str:

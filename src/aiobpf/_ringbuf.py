@@ -22,8 +22,9 @@ loads, and stores are not reordered with older loads or stores. So we (1) load `
 (2) copy the headers out of the ring and test them, (3) only then copy the payloads of the records
 that tested committed, and (4) store the new ``consumer_pos`` after those copies. Each step is a
 separate numpy operation issued in program order, which TSO keeps in order. We never test a header
-through a live view: the value tested and the value acted on must be the same copy. On weaker CPUs
-(arm64) plain loads give no acquire ordering, so :mod:`aiobpf.sources` uses BCC's own consumer there.
+through a live view: the value tested and the value acted on must be the same copy. On weaker
+CPUs (arm64) plain loads give no acquire ordering, so :mod:`aiobpf.sources` uses BCC's own
+consumer there.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ class RingReader:
                     committed = lengths == self.record.itemsize
                     good = count if committed.all() else int(np.argmin(committed))
                     if good:
-                        parts.append(framed["payload"][:good].copy())  # always a copy, even of one record
+                        parts.append(
+                            framed["payload"][:good].copy()
+                        )  # always a copy, even of one record
                         pos += good * self._stride
                     if good == count:
                         continue

@@ -74,7 +74,7 @@ class RingMemory:
         )
 
     def close(self) -> None:
-        """Unmaps the ring. The arrays over it are dropped first (mmap refuses to close under them)."""
+        """Unmaps the ring, dropping the arrays over it first (mmap refuses to close under them)."""
         empty64 = np.zeros(1, dtype=np.uint64)
         self.consumer_pos = empty64
         self.producer_pos = empty64

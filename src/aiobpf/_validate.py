@@ -1,4 +1,4 @@
-"""Argument checks shared by the sources: messages name the argument, the expectation and the value."""
+"""Argument checks: each message names the argument, what is expected, and the value given."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ __all__ = ["ring_pages"]
 
 
 def ring_pages(ring_size: int) -> int:
-    """Pages for a ring of ``ring_size`` bytes; raises ValueError unless a power-of-two page count."""
+    """Pages for a ring of ``ring_size`` bytes; ValueError unless a power-of-two page count."""
     page = mmap.PAGESIZE
     if (
         not isinstance(ring_size, int)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+import numpy.typing as npt
 
-__all__ = ["EXECVE_RECORD", "ExecveEvent"]
+from .records import RecordType
+
+__all__ = ["EXECVE_EVENTS", "EXECVE_RECORD", "ExecveEvent"]
 
 #: Layout of ``struct execve_event`` in ``bpf/execve.bpf.c`` (C alignment: 320 bytes).
 EXECVE_RECORD: np.dtype[np.void] = np.dtype(
@@ -54,16 +57,16 @@ class ExecveEvent:
     message: str
 
     @classmethod
-    def from_record(cls, record: np.void) -> ExecveEvent:
-        return cls(
-            pid=int(record["pid"]),
-            tid=int(record["tid"]),
-            ppid=int(record["ppid"]),
-            uid=int(record["uid"]),
-            gid=int(record["gid"]),
-            comm=_text(record["comm"]),
-            filename=_text(record["filename"]),
-            retval=int(record["retval"]),
-            timestamp_ns=int(record["timestamp_ns"]),
-            message=_text(record["message"]),
-        )
+    def decode(cls, batch: npt.NDArray[np.void]) -> list[ExecveEvent]:
+        """The events of a batch of :data:`EXECVE_RECORD` records."""
+        columns = {name: batch[name].tolist() for name in _FIELDS}
+        for name in _TEXT_FIELDS:
+            columns[name] = [_text(raw) for raw in columns[name]]
+        return [cls(**dict(zip(_FIELDS, row, strict=True))) for row in zip(*columns.values())]
+
+
+_FIELDS = [field.name for field in attrs.fields(ExecveEvent)]
+_TEXT_FIELDS = ("comm", "filename", "message")
+
+#: Execve records decoded to :class:`ExecveEvent` per record, or kept as numpy in batches.
+EXECVE_EVENTS: RecordType[ExecveEvent] = RecordType(dtype=EXECVE_RECORD, decode=ExecveEvent.decode)

@@ -1,4 +1,4 @@
-"""``execve_events()``: every exec on the machine as a typed event (the seed's ring buffer example)."""
+"""``execve_events()``: every exec on the machine as a typed event (the seed's ring example)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ._bcc import Program
 from ._btf import member_offset
 from ._programs import include_flags, program_text
 from ._validate import ring_pages
-from .events import EXECVE_RECORD, ExecveEvent
+from .events import EXECVE_EVENTS, ExecveEvent
 from .sources import RingBuffer, open_program_ring
 from .stats import RingStats
 
@@ -44,20 +44,21 @@ class ExecveEvents:
         if max_latency < 0:
             raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
         self._max_latency = max_latency
-        self._ring: RingBuffer[np.void] | None = None
+        self._ring: RingBuffer[ExecveEvent] | None = None
         self._opening = False
         self._closed = False
 
-    async def open(self) -> None:
-        """Compiles and attaches the program (in a worker thread: clang takes a while).
+    async def open(self) -> RingBuffer[ExecveEvent]:
+        """Compiles and attaches the program (clang runs in a worker thread); idempotent.
 
-        Raises what :meth:`aiobpf.Program.compile` raises: :class:`aiobpf.PrivilegeError`,
-        :class:`aiobpf.BccMissingError`, :class:`aiobpf.KernelHeadersError`, ...
+        Raises what :meth:`aiobpf.Program.compile` raises (:class:`aiobpf.PrivilegeError`,
+        :class:`aiobpf.BccMissingError`, :class:`aiobpf.KernelHeadersError`, ...), and
+        :class:`anyio.ClosedResourceError` once closed.
         """
         if self._closed:
             raise anyio.ClosedResourceError
         if self._ring is not None:
-            return
+            return self._ring
         if self._opening:
             raise anyio.BusyResourceError("opening")
         self._opening = True
@@ -65,18 +66,19 @@ class ExecveEvents:
             ring = await open_program_ring(
                 functools.partial(_compile_execve, self._pages),
                 "events",
-                record=EXECVE_RECORD,
+                record=EXECVE_EVENTS,
                 max_latency=self._max_latency,
             )
             self._ring = ring
             if self._closed:  # closed by another task while compiling
                 await ring.aclose()
                 raise anyio.ClosedResourceError
+            return ring
         finally:
             self._opening = False
 
     @property
-    def ring(self) -> RingBuffer[np.void]:
+    def ring(self) -> RingBuffer[ExecveEvent]:
         """The underlying ring source; raises :class:`RuntimeError` before :meth:`open`."""
         if self._ring is None:
             raise RuntimeError("execve_events() is not open yet: use 'async with' or open()")
@@ -86,18 +88,20 @@ class ExecveEvents:
     def stats(self) -> RingStats:
         return self.ring.stats
 
-    def batches(self) -> AsyncBatches:
-        """Numpy batches of raw ``EXECVE_RECORD`` records, for high rates (see RingBuffer)."""
-        return AsyncBatches(self)
-
     def __aiter__(self) -> ExecveEvents:
         return self
 
     async def __anext__(self) -> ExecveEvent:
-        if self._ring is None:
-            await self.open()
-        assert self._ring is not None
-        return ExecveEvent.from_record(await self._ring.__anext__())
+        ring = self._ring if self._ring is not None else await self.open()
+        return await ring.__anext__()
+
+    async def receive(self) -> ExecveEvent:
+        """The next event (opening the source if needed); raises as RingBuffer.receive()."""
+        return await (await self.open()).receive()
+
+    def batches(self) -> _Batches:
+        """Numpy batches of raw ``EXECVE_RECORD`` records, for high rates (see RingBuffer)."""
+        return _Batches(self)
 
     async def aclose(self) -> None:
         """Detaches the program and releases the ring. Idempotent."""
@@ -118,18 +122,21 @@ class ExecveEvents:
         await self.aclose()
 
 
-class AsyncBatches:
+class _Batches:
     """Batches of an :class:`ExecveEvents` source, opening it on first use."""
 
     def __init__(self, source: ExecveEvents) -> None:
         self._source = source
 
-    def __aiter__(self) -> AsyncBatches:
+    def __aiter__(self) -> _Batches:
         return self
 
     async def __anext__(self) -> npt.NDArray[np.void]:
-        await self._source.open()
-        return await self._source.ring._next_array()
+        ring = await self._source.open()
+        try:
+            return await ring.receive_batch()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
 
 def execve_events(*, ring_size: int = 256 * 1024, max_latency: float = 0.0) -> ExecveEvents:

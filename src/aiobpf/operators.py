@@ -32,7 +32,7 @@ async def _aclose(stream: AsyncIterable[Any]) -> None:
         await aclose()
 
 
-async def filter(predicate: Callable[[T], bool], stream: AsyncIterable[T]) -> AsyncIterator[T]:  # noqa: A001
+async def filter(predicate: Callable[[T], bool], stream: AsyncIterable[T]) -> AsyncIterator[T]:
     """Items of ``stream`` for which ``predicate`` is true."""
     try:
         async for item in stream:

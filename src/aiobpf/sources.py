@@ -31,6 +31,7 @@ from .stats import RingStats
 __all__ = ["RingBuffer", "open_program_ring"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 S = TypeVar("S", bound=ctypes.Structure)
 Reader = Literal["auto", "mmap", "bcc"]
 
@@ -51,8 +52,9 @@ class _Closed(Exception):
 class RingBuffer(Generic[R]):
     """An async source of the records of one BPF ring buffer map (``BPF_RINGBUF_OUTPUT``).
 
-    Iterate it for one record at a time (``async for record in ring``), or iterate
-    :meth:`batches` for a numpy structured array per wake-up. Create it with :meth:`from_bcc` for a
+    Iterate it for one record at a time (``async for record in ring``: a ``ctypes.Structure``
+    per record, fields by name), or iterate :meth:`batches` for a numpy structured array per
+    wake-up, the fast path for high rates. Create it with :meth:`from_bcc` for a
     ``bcc.BPF`` object of your own; aiobpf's event sources (:func:`aiobpf.execve_events`) build one
     for their own programs.
 
@@ -70,8 +72,8 @@ class RingBuffer(Generic[R]):
 
     **Closing**: :meth:`aclose` (or leaving ``async with``) unmaps the ring and closes its fd, and
     releases the BPF program when the source owns it. A task blocked waiting for records is woken
-    and its ``async for`` ends normally; calling the source after that raises
-    :class:`anyio.ClosedResourceError`. A second task iterating the source at the same time gets
+    and its ``async for`` ends normally (``receive()`` raises :class:`anyio.EndOfStream`); using
+    the source after that raises :class:`anyio.ClosedResourceError`. A second task iterating the source at the same time gets
     :class:`anyio.BusyResourceError`.
     """
 
@@ -109,6 +111,8 @@ class RingBuffer(Generic[R]):
         self._batches = 0
         self._reading = False
         self._checkpoint_due = False
+        self._checkpointed = False
+        self._behind = False
         self._wait_scope: anyio.CancelScope | None = None
         self._reader_left: anyio.Event | None = None
         self._closed = False
@@ -136,12 +140,26 @@ class RingBuffer(Generic[R]):
         bpf: Any,
         name: str,
         *,
+        record: RecordType[T],
+        counters: str | None = ...,
+        max_latency: float = ...,
+        reader: Reader = ...,
+        owned: Sequence[Callable[[], None]] = ...,
+    ) -> RingBuffer[T]: ...
+
+    @overload
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
         record: np.dtype[Any],
         counters: str | None = ...,
         max_latency: float = ...,
         reader: Reader = ...,
         owned: Sequence[Callable[[], None]] = ...,
-    ) -> RingBuffer[np.void]: ...
+    ) -> RingBuffer[Any]: ...
 
     @classmethod
     def from_bcc(
@@ -149,7 +167,7 @@ class RingBuffer(Generic[R]):
         bpf: Any,
         name: str,
         *,
-        record: np.dtype[Any] | type[ctypes.Structure],
+        record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any],
         counters: str | None = "auto",
         max_latency: float = 0.0,
         reader: Reader = "auto",
@@ -157,15 +175,19 @@ class RingBuffer(Generic[R]):
     ) -> RingBuffer[Any]:
         """A source over ring ``name`` of a ``bcc.BPF`` object (which stays yours to clean up).
 
-        ``record`` describes one payload: a numpy structured dtype (records come as ``np.void``)
-        or a ``ctypes.Structure`` subclass (records come as instances sharing the batch memory).
+        ``record`` describes one payload: a numpy structured dtype or a ``ctypes.Structure``
+        subclass (records come as Structures with the dtype's field names, sharing the batch
+        memory), or a :class:`aiobpf.records.RecordType` with a decoder of your own.
 
         ``counters`` names a per-CPU array of two u64 slots, ``[produced, dropped]``, that the
         program updates around ``ringbuf_reserve`` (see ``aiobpf/bpf/aiobpf.h``); ``"auto"`` uses
         ``<name>_counts`` when the program has it, ``None`` reports no kernel-side counts.
 
-        ``max_latency`` (seconds) is a latency budget: after a wake-up the source waits that long
-        before reading, so one wake-up takes many records. 0 (default) reads at once.
+        ``max_latency`` (seconds) is a latency budget: after a wake-up, and between batches while
+        records keep coming, the source waits that long before reading, so that one read takes
+        many records (far fewer wake-ups and loop iterations per record). It does not wait when
+        the last batch filled a quarter of the ring or more: then the consumer is behind. 0
+        (default) reads at once, for the lowest latency.
 
         ``reader``: ``"mmap"`` reads the mapped ring in numpy batches (the fast path, x86-64);
         ``"bcc"`` uses BCC's per-record callback consumer; ``"auto"`` picks mmap where its memory
@@ -238,6 +260,13 @@ class RingBuffer(Generic[R]):
             self._batches += 1
         return batch
 
+    def _is_behind(self, records: int) -> bool:
+        """Whether a batch this large means the consumer lags (then it must not wait)."""
+        reader = self._reader
+        if isinstance(reader, RingReader):
+            return records * reader.stride * 4 >= reader.data_size
+        return False
+
     def _ring_has_bytes(self) -> bool:
         return isinstance(self._reader, RingReader) and self._reader.pending_bytes() > 0
 
@@ -249,14 +278,21 @@ class RingBuffer(Generic[R]):
             raise anyio.BusyResourceError("reading from")
         self._reading = True
         try:
-            if self._checkpoint_due:  # the last call returned without awaiting: let others run
-                await anyio.lowlevel.checkpoint()
+            if self._checkpoint_due:  # the last call returned without awaiting
+                if self._max_latency and not self._behind:
+                    # Records keep coming, so the fd may never be seen idle: without this, a
+                    # consumer faster than the producer would take a handful of records per
+                    # loop iteration and never use its latency budget.
+                    await anyio.sleep(self._max_latency)
+                else:
+                    await anyio.lowlevel.checkpoint()  # let other tasks run
             while True:
                 if self._closed:
                     raise _Closed
                 batch = self._take()
                 if len(batch):
                     self._checkpoint_due = True
+                    self._behind = self._is_behind(len(batch))
                     return batch
                 if self._ring_has_bytes():
                     # A reserved record not yet committed heads the ring; poll() would report the
@@ -281,24 +317,46 @@ class RingBuffer(Generic[R]):
             if self._reader_left is not None:
                 self._reader_left.set()
 
+    def _hand_out(self, batch: npt.NDArray[np.void]) -> None:
+        self._pending_batch = batch  # keeps the memory ctypes records share alive
+        self._pending = self._record.decode(batch)
+        self._pending_index = 0
+
     def __aiter__(self) -> RingBuffer[R]:
         return self
 
     async def __anext__(self) -> R:
+        # The hot path of per-record iteration: a method, not an async generator, so that a
+        # consumer may stop iterating at any time without leaving a generator to finalise.
         index = self._pending_index
-        if index < len(self._pending):
-            if index % _RECORDS_PER_CHECKPOINT == _RECORDS_PER_CHECKPOINT - 1:
-                await anyio.lowlevel.checkpoint()  # before taking the record: none is lost
-            self._pending_index = index + 1
-            return self._pending[index]
-        try:
-            batch = await self._next_batch()
-        except _Closed:
-            raise StopAsyncIteration from None
-        self._pending_batch = batch  # keeps the memory the Structures share alive
-        self._pending = self._record.items(batch)
-        self._pending_index = 1
-        return self._pending[0]
+        if index >= len(self._pending):
+            try:
+                self._hand_out(await self._next_batch())
+            except _Closed:
+                raise StopAsyncIteration from None
+            index = 0
+        elif index % _RECORDS_PER_CHECKPOINT == 0 and not self._checkpointed:
+            self._checkpointed = True
+            await anyio.lowlevel.checkpoint()  # before taking the record: none is lost
+            return await self.__anext__()  # another task may have taken records meanwhile
+        self._checkpointed = False
+        self._pending_index = index + 1
+        return self._pending[index]
+
+    async def receive(self) -> R:
+        """The next record. Raises :class:`anyio.EndOfStream` when the source was closed while
+        waiting, :class:`anyio.ClosedResourceError` when it was closed before, and
+        :class:`anyio.BusyResourceError` when another task is waiting on it."""
+        if self._pending_index < len(self._pending):
+            await anyio.lowlevel.checkpoint()
+        while self._pending_index >= len(self._pending):
+            try:
+                self._hand_out(await self._next_batch())
+            except _Closed:
+                raise anyio.EndOfStream from None
+        index = self._pending_index
+        self._pending_index = index + 1
+        return self._pending[index]
 
     def batches(self) -> _Batches:
         """An async iterator of numpy structured arrays, one per wake-up.
@@ -309,16 +367,18 @@ class RingBuffer(Generic[R]):
         """
         return _Batches(self)
 
-    async def _next_array(self) -> npt.NDArray[np.void]:
+    async def receive_batch(self) -> npt.NDArray[np.void]:
+        """Every available record as one array, waiting for at least one; raises as receive()."""
         if self._pending_batch is not None and self._pending_index < len(self._pending):
             rest = self._pending_batch[self._pending_index :]
             self._pending, self._pending_batch, self._pending_index = (), None, 0
+            await anyio.lowlevel.checkpoint()
             return rest
         self._pending, self._pending_batch, self._pending_index = (), None, 0
         try:
             return await self._next_batch()
         except _Closed:
-            raise StopAsyncIteration from None
+            raise anyio.EndOfStream from None
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -402,17 +462,20 @@ class _Batches:
         return self
 
     async def __anext__(self) -> npt.NDArray[np.void]:
-        return await self._ring._next_array()
+        try:
+            return await self._ring.receive_batch()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
 
 async def open_program_ring(
     compile_program: Callable[[], _bcc.Program],
     name: str,
     *,
-    record: np.dtype[Any],
+    record: RecordType[T],
     max_latency: float = 0.0,
     reader: Reader = "auto",
-) -> RingBuffer[np.void]:
+) -> RingBuffer[T]:
     """Compiles a program in a worker thread (clang takes a while) and owns it through its ring.
 
     The returned source detaches and closes the program when it is released.

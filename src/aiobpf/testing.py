@@ -9,13 +9,14 @@ kernel allows.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ._bcc import Program
 from ._programs import include_flags, program_text
 from ._validate import ring_pages
+from .records import record_type
 from .sources import Reader, RingBuffer, open_program_ring
 
 __all__ = ["getppid_record", "getppid_ring"]
@@ -56,13 +57,13 @@ async def getppid_ring(
     wakeup: Literal["default", "never", "always"] = "default",
     max_latency: float = 0.0,
     reader: Reader = "auto",
-) -> RingBuffer[np.void]:
+) -> RingBuffer[Any]:
     """A ring source of one record per ``getppid()`` call of process ``tgid``.
 
     ``wakeup`` picks the submit flag: the kernel's default (wake the reader when it had caught
     up), never (the reader must drain on a timer: give ``max_latency``) or on every record.
     """
-    record = getppid_record(record_size)
+    record = record_type(getppid_record(record_size))
     if wakeup not in _WAKEUP_FLAGS:
         raise ValueError(f"wakeup must be one of {sorted(_WAKEUP_FLAGS)}, got {wakeup!r}")
     compile_program = functools.partial(

@@ -1,0 +1,284 @@
+"""Ring buffer throughput: aiobpf's RingBuffer against BCC's idiomatic callback, side by side.
+
+A load generator on one core calls getppid() N times (unpaced, or paced at a rate); a BPF program
+filtered to its pid submits one 32-byte record per call into a 256 KiB ring, counting what it
+produced and what it dropped. Each consumer runs in its own process on the other core, and
+reports received/s, drop % and its CPU use. Every configuration runs --repeat times, interleaved,
+and the summary gives medians and ratios against BCC measured in the same run.
+
+    sudo .venv/bin/python benchmarks/ring_throughput.py [--calls 2000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _loadgen  # noqa: E402
+
+#: consumer -> (event loops, latency budget in seconds)
+CONSUMERS: dict[str, tuple[list[str], float]] = {
+    "bcc-callback": (["-"], 0.0),
+    "aiobpf-batches": (["asyncio", "trio"], 0.0),
+    "aiobpf-records": (["asyncio", "trio"], 0.0),
+    "aiobpf-batches+1ms": (["asyncio", "trio"], 0.001),
+    "aiobpf-records+1ms": (["asyncio", "trio"], 0.001),
+}
+RING_SIZE = 256 * 1024
+CONSUMER_CPU, GENERATOR_CPU = 0, 1
+
+
+# -- one trial, in its own process ---------------------------------------------------------------
+
+
+def _trial(consumer: str, backend: str, calls: int, rate: float) -> dict[str, Any]:
+    os.sched_setaffinity(0, {CONSUMER_CPU})
+    generator = _loadgen.start(_loadgen.build(), calls, rate, GENERATOR_CPU)
+    try:
+        if consumer == "bcc-callback":
+            result = _bcc_trial(generator)
+        else:
+            import anyio
+
+            batches = consumer.startswith("aiobpf-batches")
+            budget = CONSUMERS[consumer][1]
+            result = anyio.run(_aiobpf_trial, generator, batches, budget, backend=backend)
+    finally:
+        generator.kill()
+        generator.wait()
+    return result
+
+
+def _finish(
+    generator: subprocess.Popen[bytes], start: float, cpu0: float, counts: dict[str, int]
+) -> dict[str, Any]:
+    wall = time.monotonic() - start
+    cpu = time.process_time() - cpu0
+    assert generator.stdout is not None
+    offered_calls, offered_seconds = generator.stdout.read().split()
+    produced, dropped, received = counts["produced"], counts["dropped"], counts["received"]
+    return {
+        "produced": produced,
+        "received": received,
+        "dropped": dropped,
+        "balanced": produced == received + dropped,
+        "offered_per_s": int(offered_calls) / float(offered_seconds),
+        "received_per_s": received / wall,
+        "drop_pct": 100.0 * dropped / produced if produced else 0.0,
+        "cpu_pct": 100.0 * cpu / wall,
+        "wall_s": wall,
+    }
+
+
+def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """BCC's idiomatic consumer: open_ring_buffer with a callback decoding through table.event()."""
+    from bcc import BPF
+
+    from aiobpf._programs import include_flags, program_text
+
+    flags = [
+        *include_flags(),
+        f"-DAIOBPF_RING_PAGES={RING_SIZE // 4096}",
+        f"-DAIOBPF_TARGET_TGID={generator.pid}",
+        "-DAIOBPF_PAD_BYTES=0",
+        "-DAIOBPF_SUBMIT_FLAGS=0",
+    ]
+    bpf = BPF(text=program_text("getppid_load").encode(), cflags=flags)
+    events = bpf["events"]
+    counts = bpf["events_counts"]
+    received = 0
+
+    def callback(ctx: Any, data: Any, size: int) -> None:
+        nonlocal received
+        event = events.event(data)
+        _ = event.seq
+        received += 1
+
+    events.open_ring_buffer(callback)
+    import ctypes
+
+    def totals() -> tuple[int, int]:
+        return (int(counts.sum(ctypes.c_int(0)).value), int(counts.sum(ctypes.c_int(1)).value))
+
+    assert generator.stdin is not None
+    start, cpu0 = time.monotonic(), time.process_time()
+    generator.stdin.write(b"g")
+    generator.stdin.close()
+    while generator.poll() is None:
+        bpf.ring_buffer_poll(100)
+    bpf.ring_buffer_consume()
+    produced, dropped = totals()
+    result = _finish(
+        generator, start, cpu0, {"produced": produced, "dropped": dropped, "received": received}
+    )
+    bpf.cleanup()
+    return result
+
+
+async def _aiobpf_trial(
+    generator: subprocess.Popen[bytes], batches: bool, budget: float
+) -> dict[str, Any]:
+    import anyio
+
+    from aiobpf.testing import getppid_ring
+
+    received = 0
+    async with await getppid_ring(generator.pid, ring_size=RING_SIZE, max_latency=budget) as ring:
+        done = False
+
+        def balanced() -> bool:
+            stats = ring.stats
+            return stats.produced == stats.received + (stats.dropped or 0)
+
+        async def wait_generator(scope: anyio.CancelScope) -> None:
+            nonlocal done
+            while generator.poll() is None:
+                await anyio.sleep(0.01)  # the generator is another process: its exit has no fd here
+            done = True
+            if balanced():
+                scope.cancel()
+
+        assert generator.stdin is not None
+        start, cpu0 = time.monotonic(), time.process_time()
+        generator.stdin.write(b"g")
+        generator.stdin.close()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait_generator, tasks.cancel_scope)
+            if batches:
+                async for batch in ring.batches():
+                    received += len(batch)
+                    if done and balanced():
+                        break
+            else:
+                async for record in ring:
+                    _ = record.seq
+                    received += 1
+                    if done and ring.stats.pending == 0 and balanced():
+                        break
+            tasks.cancel_scope.cancel()
+        stats = ring.stats
+        assert stats.received == received
+        result = _finish(
+            generator,
+            start,
+            cpu0,
+            {"produced": stats.produced or 0, "dropped": stats.dropped or 0, "received": received},
+        )
+        return {**result, "wakeups": stats.wakeups, "batches": stats.batches}
+
+
+# -- the sweep -----------------------------------------------------------------------------------
+
+
+def _machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2_000_000, help="getppid calls per trial")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--rates", default="0,1000000,100000", help="offered rates, calls/s (0 = unpaced)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "out" / "ring_throughput.ndjson"
+    )
+    parser.add_argument(
+        "--trial", nargs=4, metavar=("CONSUMER", "BACKEND", "CALLS", "RATE"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.trial:
+        consumer, backend, calls, rate = args.trial
+        print(json.dumps(_trial(consumer, backend, int(calls), float(rate))))
+        return
+
+    rates = [float(r) for r in args.rates.split(",")]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    with args.out.open("w") as out:
+        for repetition in range(args.repeat):
+            for rate in rates:
+                for consumer, (backends, _) in CONSUMERS.items():
+                    for backend in backends:
+                        done = subprocess.run(
+                            [
+                                sys.executable,
+                                __file__,
+                                "--trial",
+                                consumer,
+                                backend,
+                                str(args.calls),
+                                str(rate),
+                            ],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        )
+                        row = {
+                            "consumer": consumer,
+                            "backend": backend,
+                            "rate": rate,
+                            "repetition": repetition,
+                            **json.loads(done.stdout),
+                        }
+                        rows.append(row)
+                        out.write(json.dumps(row) + "\n")
+                        print(
+                            f"  {consumer:15} {backend:8} rate={rate:>9.0f} received/s={row['received_per_s']:>10.0f} "
+                            f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% balanced={row['balanced']}",
+                            file=sys.stderr,
+                        )
+    _summary(rows, args)
+
+
+def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(f"Machine: {_machine()}")
+    print(
+        f"Command: sudo .venv/bin/python benchmarks/ring_throughput.py --calls {args.calls} "
+        f"--repeat {args.repeat} --rates {args.rates}"
+    )
+    print(f"Ring {RING_SIZE // 1024} KiB, 32-byte records; medians of {args.repeat} runs.\n")
+    print(
+        "| offered | consumer | loop | offered/s | received/s | drop % | consumer CPU % | received/s vs BCC | all balanced |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for rate in sorted({row["rate"] for row in rows}):
+        group = [row for row in rows if row["rate"] == rate]
+        base = statistics.median(
+            r["received_per_s"] for r in group if r["consumer"] == "bcc-callback"
+        )
+        for consumer, (backends, _) in CONSUMERS.items():
+            for backend in backends:
+                runs = [r for r in group if r["consumer"] == consumer and r["backend"] == backend]
+                med = {
+                    key: statistics.median(r[key] for r in runs)
+                    for key in ("offered_per_s", "received_per_s", "drop_pct", "cpu_pct")
+                }
+                label = "unpaced" if rate == 0 else f"{rate / 1e6:g} M/s"
+                print(
+                    f"| {label} | {consumer} | {backend} | {med['offered_per_s'] / 1e6:.2f} M | "
+                    f"{med['received_per_s'] / 1e6:.3f} M | {med['drop_pct']:.2f} | {med['cpu_pct']:.0f} | "
+                    f"{med['received_per_s'] / base:.1f}x | {all(r['balanced'] for r in runs)} |"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Reading the ring buffer of your own BCC program with aiobpf (the seed's example 3).
+
+    sudo .venv/bin/python examples/ring_from_bcc.py
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import anyio
+from bcc import BPF
+
+import aiobpf
+
+PROGRAM = r"""
+#include <linux/sched.h>
+
+struct data_t {
+    u32 pid;
+    u32 uid;
+    char command[16];
+    char message[12];
+};
+
+BPF_RINGBUF_OUTPUT(events, 1);
+BPF_PERCPU_ARRAY(events_counts, u64, 2);   /* [produced, dropped]: aiobpf reports them */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    u32 slot = 0;
+    u64 *count = events_counts.lookup(&slot);
+    if (count) *count += 1;
+    struct data_t *data = events.ringbuf_reserve(sizeof(struct data_t));
+    if (!data) {
+        slot = 1;
+        count = events_counts.lookup(&slot);
+        if (count) *count += 1;
+        return 0;
+    }
+    data->pid = bpf_get_current_pid_tgid() >> 32;
+    data->uid = bpf_get_current_uid_gid() & 0xFFFFFFFF;
+    bpf_get_current_comm(&data->command, sizeof(data->command));
+    __builtin_memcpy(data->message, "hello world", 12);
+    events.ringbuf_submit(data, 0);
+    return 0;
+}
+"""
+
+
+class Data(ctypes.Structure):
+    _fields_ = [
+        ("pid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("command", ctypes.c_char * 16),
+        ("message", ctypes.c_char * 12),
+    ]
+
+
+async def main() -> None:
+    bpf = BPF(text=PROGRAM)
+    try:
+        async with aiobpf.RingBuffer.from_bcc(bpf, "events", record=Data) as ring:
+            with anyio.move_on_after(5):
+                async for data in ring:
+                    print(
+                        f"pid={data.pid} uid={data.uid} comm={data.command.decode()} "
+                        f"msg={data.message.decode()}"
+                    )
+            print(ring.stats)
+    finally:
+        bpf.cleanup()
+
+
+if __name__ == "__main__":
+    anyio.run(main)

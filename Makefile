@@ -17,4 +17,4 @@ lint: setup
 	$(VENV)/mypy
 
 bench: setup
-	$(VENV)/python benchmarks/ring_throughput.py
+	$(VENV)/python -m benchmarks.ring_throughput

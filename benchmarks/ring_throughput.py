@@ -1,17 +1,18 @@
 """Ring buffer throughput: aiobpf's RingBuffer against BCC's idiomatic callback, side by side.
 
-A load generator on one core calls getppid() N times (unpaced, or paced at a rate); a BPF program
-filtered to its pid submits one 32-byte record per call into a 256 KiB ring, counting what it
-produced and what it dropped. Each consumer runs in its own process on the other core, and
-reports received/s, drop % and its CPU use. Every configuration runs --repeat times, interleaved,
-and the summary gives medians and ratios against BCC measured in the same run.
+A load generator pinned to one core calls getppid() N times (unpaced, or paced at a rate); a BPF
+program filtered to its pid submits one 32-byte record per call into a 256 KiB ring and counts
+what it produced and what it dropped. Each consumer runs in its own process, pinned to the other
+core, and reports received/s, drop % and its CPU use. Every configuration runs --repeat times,
+interleaved, and the summary gives medians and ratios against BCC measured in the same run.
 
-    sudo .venv/bin/python benchmarks/ring_throughput.py [--calls 2000000] [--repeat 3]
+    sudo .venv/bin/python -m benchmarks.ring_throughput [--calls 2000000] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -22,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _loadgen  # noqa: E402
+from benchmarks import _loadgen
 
 #: consumer -> (event loops, latency budget in seconds)
 CONSUMERS: dict[str, tuple[list[str], float]] = {
@@ -35,6 +35,7 @@ CONSUMERS: dict[str, tuple[list[str], float]] = {
 }
 RING_SIZE = 256 * 1024
 CONSUMER_CPU, GENERATOR_CPU = 0, 1
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- one trial, in its own process ---------------------------------------------------------------
@@ -45,36 +46,42 @@ def _trial(consumer: str, backend: str, calls: int, rate: float) -> dict[str, An
     generator = _loadgen.start(_loadgen.build(), calls, rate, GENERATOR_CPU)
     try:
         if consumer == "bcc-callback":
-            result = _bcc_trial(generator)
-        else:
-            import anyio
+            return _bcc_trial(generator)
+        import anyio
 
-            batches = consumer.startswith("aiobpf-batches")
-            budget = CONSUMERS[consumer][1]
-            result = anyio.run(_aiobpf_trial, generator, batches, budget, backend=backend)
+        batches = consumer.startswith("aiobpf-batches")
+        budget = CONSUMERS[consumer][1]
+        return anyio.run(_aiobpf_trial, generator, batches, budget, backend=backend)
     finally:
         generator.kill()
         generator.wait()
-    return result
+
+
+def _go(generator: subprocess.Popen[bytes]) -> tuple[float, float]:
+    """Starts the generator; returns the wall and CPU clocks at that moment."""
+    assert generator.stdin is not None
+    start = time.monotonic(), time.process_time()
+    generator.stdin.write(b"g")
+    generator.stdin.close()
+    return start
 
 
 def _finish(
-    generator: subprocess.Popen[bytes], start: float, cpu0: float, counts: dict[str, int]
+    generator: subprocess.Popen[bytes], start: tuple[float, float], counts: dict[str, int]
 ) -> dict[str, Any]:
-    wall = time.monotonic() - start
-    cpu = time.process_time() - cpu0
+    wall = time.monotonic() - start[0]
+    cpu = time.process_time() - start[1]
     assert generator.stdout is not None
     offered_calls, offered_seconds = generator.stdout.read().split()
     produced, dropped, received = counts["produced"], counts["dropped"], counts["received"]
     return {
-        "produced": produced,
-        "received": received,
-        "dropped": dropped,
+        **counts,
         "balanced": produced == received + dropped,
         "offered_per_s": int(offered_calls) / float(offered_seconds),
         "received_per_s": received / wall,
         "drop_pct": 100.0 * dropped / produced if produced else 0.0,
         "cpu_pct": 100.0 * cpu / wall,
+        "wakeups_per_s": counts.get("wakeups", 0) / wall,
         "wall_s": wall,
     }
 
@@ -83,18 +90,11 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
     """BCC's idiomatic consumer: open_ring_buffer with a callback decoding through table.event()."""
     from bcc import BPF
 
-    from aiobpf._programs import include_flags, program_text
+    from aiobpf.testing import getppid_program
 
-    flags = [
-        *include_flags(),
-        f"-DAIOBPF_RING_PAGES={RING_SIZE // 4096}",
-        f"-DAIOBPF_TARGET_TGID={generator.pid}",
-        "-DAIOBPF_PAD_BYTES=0",
-        "-DAIOBPF_SUBMIT_FLAGS=0",
-    ]
-    bpf = BPF(text=program_text("getppid_load").encode(), cflags=flags)
-    events = bpf["events"]
-    counts = bpf["events_counts"]
+    text, flags = getppid_program(generator.pid, ring_size=RING_SIZE)
+    bpf = BPF(text=text.encode(), cflags=flags)
+    events, counts = bpf["events"], bpf["events_counts"]
     received = 0
 
     def callback(ctx: Any, data: Any, size: int) -> None:
@@ -104,21 +104,13 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
         received += 1
 
     events.open_ring_buffer(callback)
-    import ctypes
-
-    def totals() -> tuple[int, int]:
-        return (int(counts.sum(ctypes.c_int(0)).value), int(counts.sum(ctypes.c_int(1)).value))
-
-    assert generator.stdin is not None
-    start, cpu0 = time.monotonic(), time.process_time()
-    generator.stdin.write(b"g")
-    generator.stdin.close()
+    start = _go(generator)
     while generator.poll() is None:
         bpf.ring_buffer_poll(100)
     bpf.ring_buffer_consume()
-    produced, dropped = totals()
+    produced, dropped = (int(counts.sum(ctypes.c_int(slot)).value) for slot in (0, 1))
     result = _finish(
-        generator, start, cpu0, {"produced": produced, "dropped": dropped, "received": received}
+        generator, start, {"produced": produced, "dropped": dropped, "received": received}
     )
     bpf.cleanup()
     return result
@@ -128,6 +120,7 @@ async def _aiobpf_trial(
     generator: subprocess.Popen[bytes], batches: bool, budget: float
 ) -> dict[str, Any]:
     import anyio
+    import anyio.to_thread
 
     from aiobpf.testing import getppid_ring
 
@@ -141,16 +134,13 @@ async def _aiobpf_trial(
 
         async def wait_generator(scope: anyio.CancelScope) -> None:
             nonlocal done
-            while generator.poll() is None:
-                await anyio.sleep(0.01)  # the generator is another process: its exit has no fd here
+            # Another process's exit has no fd to wait on here; a worker thread waits for it.
+            await anyio.to_thread.run_sync(generator.wait, abandon_on_cancel=True)
             done = True
             if balanced():
                 scope.cancel()
 
-        assert generator.stdin is not None
-        start, cpu0 = time.monotonic(), time.process_time()
-        generator.stdin.write(b"g")
-        generator.stdin.close()
+        start = _go(generator)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(wait_generator, tasks.cancel_scope)
             if batches:
@@ -167,28 +157,39 @@ async def _aiobpf_trial(
             tasks.cancel_scope.cancel()
         stats = ring.stats
         assert stats.received == received
-        result = _finish(
-            generator,
-            start,
-            cpu0,
-            {"produced": stats.produced or 0, "dropped": stats.dropped or 0, "received": received},
-        )
-        return {**result, "wakeups": stats.wakeups, "batches": stats.batches}
+        counts = {
+            "produced": stats.produced or 0,
+            "dropped": stats.dropped or 0,
+            "received": received,
+            "wakeups": stats.wakeups,
+            "batches": stats.batches,
+        }
+        return _finish(generator, start, counts)
 
 
 # -- the sweep -----------------------------------------------------------------------------------
 
 
 def _machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.machine(),
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    model = models[0] if models else platform.machine()
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
     )
-    return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def _run_trial(consumer: str, backend: str, calls: int, rate: float) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.ring_throughput", "--trial"]
+    done = subprocess.run(
+        [*command, consumer, backend, str(calls), str(rate)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return dict(json.loads(done.stdout))
 
 
 def main() -> None:
@@ -199,11 +200,9 @@ def main() -> None:
         "--rates", default="0,1000000,100000", help="offered rates, calls/s (0 = unpaced)"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "out" / "ring_throughput.ndjson"
+        "--out", type=Path, default=ROOT / "benchmarks" / "out" / "ring_throughput.ndjson"
     )
-    parser.add_argument(
-        "--trial", nargs=4, metavar=("CONSUMER", "BACKEND", "CALLS", "RATE"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--trial", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trial:
         consumer, backend, calls, rate = args.trial
@@ -218,32 +217,20 @@ def main() -> None:
             for rate in rates:
                 for consumer, (backends, _) in CONSUMERS.items():
                     for backend in backends:
-                        done = subprocess.run(
-                            [
-                                sys.executable,
-                                __file__,
-                                "--trial",
-                                consumer,
-                                backend,
-                                str(args.calls),
-                                str(rate),
-                            ],
-                            capture_output=True,
-                            text=True,
-                            check=True,
-                        )
                         row = {
                             "consumer": consumer,
                             "backend": backend,
                             "rate": rate,
                             "repetition": repetition,
-                            **json.loads(done.stdout),
+                            **_run_trial(consumer, backend, args.calls, rate),
                         }
                         rows.append(row)
                         out.write(json.dumps(row) + "\n")
                         print(
-                            f"  {consumer:15} {backend:8} rate={rate:>9.0f} received/s={row['received_per_s']:>10.0f} "
-                            f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% balanced={row['balanced']}",
+                            f"  {consumer:18} {backend:8} rate={rate:>9.0f} "
+                            f"received/s={row['received_per_s']:>10.0f} "
+                            f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% "
+                            f"balanced={row['balanced']}",
                             file=sys.stderr,
                         )
     _summary(rows, args)
@@ -252,32 +239,49 @@ def main() -> None:
 def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"Machine: {_machine()}")
     print(
-        f"Command: sudo .venv/bin/python benchmarks/ring_throughput.py --calls {args.calls} "
+        f"Command: sudo .venv/bin/python -m benchmarks.ring_throughput --calls {args.calls} "
         f"--repeat {args.repeat} --rates {args.rates}"
     )
     print(f"Ring {RING_SIZE // 1024} KiB, 32-byte records; medians of {args.repeat} runs.\n")
-    print(
-        "| offered | consumer | loop | offered/s | received/s | drop % | consumer CPU % | received/s vs BCC | all balanced |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    columns = [
+        "offered",
+        "consumer",
+        "loop",
+        "offered/s",
+        "received/s",
+        "drop %",
+        "consumer CPU %",
+        "wake-ups/s",
+        "received/s vs BCC",
+        "CPU vs BCC",
+        "balanced",
+    ]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    keys = ("offered_per_s", "received_per_s", "drop_pct", "cpu_pct", "wakeups_per_s")
     for rate in sorted({row["rate"] for row in rows}):
         group = [row for row in rows if row["rate"] == rate]
-        base = statistics.median(
-            r["received_per_s"] for r in group if r["consumer"] == "bcc-callback"
-        )
+        bcc = [r for r in group if r["consumer"] == "bcc-callback"]
+        base_received = statistics.median(r["received_per_s"] for r in bcc)
+        base_cpu = statistics.median(r["cpu_pct"] for r in bcc)
         for consumer, (backends, _) in CONSUMERS.items():
             for backend in backends:
                 runs = [r for r in group if r["consumer"] == consumer and r["backend"] == backend]
-                med = {
-                    key: statistics.median(r[key] for r in runs)
-                    for key in ("offered_per_s", "received_per_s", "drop_pct", "cpu_pct")
-                }
-                label = "unpaced" if rate == 0 else f"{rate / 1e6:g} M/s"
-                print(
-                    f"| {label} | {consumer} | {backend} | {med['offered_per_s'] / 1e6:.2f} M | "
-                    f"{med['received_per_s'] / 1e6:.3f} M | {med['drop_pct']:.2f} | {med['cpu_pct']:.0f} | "
-                    f"{med['received_per_s'] / base:.1f}x | {all(r['balanced'] for r in runs)} |"
-                )
+                med = {key: statistics.median(r.get(key, 0) for r in runs) for key in keys}
+                cells = [
+                    "unpaced" if rate == 0 else f"{rate / 1e6:g} M/s",
+                    consumer,
+                    backend,
+                    f"{med['offered_per_s'] / 1e6:.2f} M",
+                    f"{med['received_per_s'] / 1e6:.3f} M",
+                    f"{med['drop_pct']:.2f}",
+                    f"{med['cpu_pct']:.0f}",
+                    "-" if consumer == "bcc-callback" else f"{med['wakeups_per_s']:.0f}",
+                    f"{med['received_per_s'] / base_received:.1f}x",
+                    f"{med['cpu_pct'] / base_cpu:.2f}x",
+                    f"{sum(r['balanced'] for r in runs)}/{len(runs)}",
+                ]
+                print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Live execve events, one line each, until Ctrl-C (or --duration seconds).
 
-    sudo .venv/bin/python examples/execsnoop.py [--duration 10] [--backend trio]
+sudo .venv/bin/python examples/execsnoop.py [--duration 10] [--backend trio]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading the ring buffer of your own BCC program with aiobpf (the seed's example 3).
 
-    sudo .venv/bin/python examples/ring_from_bcc.py
+sudo .venv/bin/python examples/ring_from_bcc.py
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 
 import aiobpf
 from aiobpf import RingBuffer
-from aiobpf._programs import include_flags, program_text
+from aiobpf.testing import getppid_program
 
 from . import kernel
 
@@ -36,17 +36,6 @@ def _run_probe(*wrapper: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-def _getppid_text_flags(record_size: int = 32) -> tuple[str, list[str]]:
-    flags = [
-        *include_flags(),
-        "-DAIOBPF_RING_PAGES=1",
-        f"-DAIOBPF_TARGET_TGID={os.getpid()}",
-        f"-DAIOBPF_PAD_BYTES={record_size - 32}",
-        "-DAIOBPF_SUBMIT_FLAGS=0",
-    ]
-    return program_text("getppid_load"), flags
 
 
 def test_missing_bcc_is_a_typed_error_with_the_install_command(
@@ -137,7 +126,7 @@ def test_kprobe_without_kprobes_names_the_tracepoint_alternative() -> None:
 @pytest.mark.anyio
 async def test_record_of_the_wrong_size_is_a_layout_error() -> None:
     """Declaring 24-byte records for a ring of 32-byte ones raises RecordLayoutError on read."""
-    text, flags = _getppid_text_flags()
+    text, flags = getppid_program()
     program = aiobpf.Program.compile(text, cflags=flags)
     wrong = np.dtype([("a", "<u8"), ("b", "<u8"), ("c", "<u8")])
     async with RingBuffer.from_bcc(
@@ -151,7 +140,7 @@ async def test_record_of_the_wrong_size_is_a_layout_error() -> None:
 @pytest.mark.usefixtures("bpf")
 def test_a_map_that_is_not_a_ring_is_a_map_type_error() -> None:
     """from_bcc on a per-CPU array says which map type it found and which it needs."""
-    text, flags = _getppid_text_flags()
+    text, flags = getppid_program()
     program = aiobpf.Program.compile(text, cflags=flags)
     try:
         with pytest.raises(aiobpf.MapTypeError, match="expected a ring buffer"):

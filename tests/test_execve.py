@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
 import aiobpf
-from aiobpf import ExecveEvent
+from aiobpf import ExecveEvent, RingBuffer
+from aiobpf.testing import getppid_program, getppid_record, getppid_ring
 
 from . import kernel
 
@@ -85,8 +88,6 @@ async def test_bare_async_for_attaches_on_first_iteration() -> None:
 
 async def test_loss_is_counted_exactly_with_a_tiny_ring_and_a_blocked_consumer() -> None:
     """With a one-page ring nobody reads, received + dropped == produced, and drops happened."""
-    from aiobpf.testing import getppid_ring
-
     calls = 5000
     with anyio.fail_after(30):
         async with await getppid_ring(os.getpid(), ring_size=4096) as ring:
@@ -105,8 +106,6 @@ async def test_loss_is_counted_exactly_with_a_tiny_ring_and_a_blocked_consumer()
 
 async def test_records_arrive_in_sequence_without_gaps_when_the_consumer_keeps_up() -> None:
     """Batches read while the producer runs deliver every sequence number once, in order."""
-    from aiobpf.testing import getppid_ring
-
     calls = 20_000
     seen: list[int] = []
     with anyio.fail_after(60):
@@ -124,19 +123,22 @@ async def test_records_arrive_in_sequence_without_gaps_when_the_consumer_keeps_u
 
 
 async def test_open_close_cycles_return_to_baseline() -> None:
-    """Repeated open/close leaves fds, BPF objects and kernel programs exactly as before."""
-    from aiobpf.testing import getppid_ring
-
-    fds, objects, programs = (
-        kernel.open_fd_count(),
-        kernel.bpf_objects(),
-        kernel.loaded_program_ids(),
-    )
+    """200 ring source cycles and 10 program cycles leave fds, BPF objects and kernel programs
+    exactly as they were."""
+    fds, objects = kernel.open_fd_count(), kernel.bpf_objects()
+    programs = kernel.loaded_program_ids()
+    text, flags = getppid_program()
+    program = aiobpf.Program.compile(text, cflags=flags)
+    try:
+        for _ in range(200):
+            async with RingBuffer.from_bcc(program.bpf, "events", record=getppid_record()) as ring:
+                os.getppid()
+                assert (await ring.receive()).tgid == os.getpid()
+    finally:
+        program.close()
     for _ in range(10):
         async with aiobpf.execve_events() as events:
             assert events.stats.received == 0
-    async with await getppid_ring(os.getpid()) as owner:
-        assert owner.stats.produced == 0
     assert kernel.open_fd_count() == fds
     assert kernel.bpf_objects() == objects
     assert kernel.loaded_program_ids() - programs == set()
@@ -162,3 +164,61 @@ async def test_cancelling_a_consumer_mid_stream_detaches_everything() -> None:
     assert 20 <= received < 20 + 256  # cancellation is seen at the next checkpoint
     assert kernel.bpf_objects() == objects
     assert kernel.loaded_program_ids() - programs == set()
+
+
+async def test_cancelled_while_compiling_leaves_nothing_attached() -> None:
+    """A cancel that lands while the program compiles in its worker thread leaks nothing."""
+    programs, objects = kernel.loaded_program_ids(), kernel.bpf_objects()
+    with anyio.move_on_after(0.01) as scope:
+        async with aiobpf.execve_events():
+            pytest.fail("the body must not run: the scope was cancelled during open")
+    assert scope.cancelled_caught
+    assert kernel.bpf_objects() == objects
+    assert kernel.loaded_program_ids() - programs == set()
+
+
+async def test_bcc_reader_delivers_the_same_records() -> None:
+    """The fallback reader (BCC's per-record callback) yields the same exact records."""
+    calls = 500
+    async with await getppid_ring(os.getpid(), ring_size=1 << 16, reader="bcc") as ring:
+        for _ in range(calls):
+            os.getppid()
+        seqs: list[int] = []
+        with anyio.fail_after(10):
+            async for batch in ring.batches():
+                seqs.extend(batch["seq"].tolist())
+                if len(seqs) == calls:
+                    break
+        stats = ring.stats
+    assert seqs == list(range(calls))
+    assert stats.produced == calls
+    assert stats.dropped == 0
+
+
+def test_killed_process_leaves_nothing_attached() -> None:
+    """A process killed with SIGKILL while streaming leaves no BPF program in the kernel."""
+    programs = kernel.loaded_program_ids()
+    with subprocess.Popen(
+        [sys.executable, "-c", _STREAMING_CHILD], stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None
+            childs = set(json.loads(child.stdout.readline())) - programs
+            assert childs, "the child should have loaded programs"
+        finally:
+            child.kill()
+            child.wait()
+    assert kernel.loaded_program_ids() & childs == set()
+
+
+_STREAMING_CHILD = """
+import json, anyio, aiobpf, sys
+sys.path.insert(0, ".")
+from tests import kernel
+async def main():
+    async with aiobpf.execve_events() as events:
+        print(json.dumps(sorted(kernel.loaded_program_ids())), flush=True)
+        async for _ in events:
+            pass
+anyio.run(main)
+"""

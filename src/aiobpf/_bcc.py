@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import importlib
 import os
 import re
 import tempfile
@@ -45,7 +46,7 @@ _TRACEPOINT_NAME = re.compile(r"^tracepoint__(\w+?)__(\w+)$")
 def import_bcc() -> ModuleType:
     """The ``bcc`` module; raises :class:`BccMissingError` with the install command."""
     try:
-        import bcc
+        bcc: ModuleType = importlib.import_module("bcc")
     except ImportError as exc:
         raise BccMissingError(
             "the bcc Python module is not importable; BCC is not on PyPI: install Debian's "
@@ -209,6 +210,7 @@ class Program:
             def _trace_autoload(self) -> None:
                 """Attachment is done by Program, so a failure can detach what came before."""
 
+        failed: Exception | None
         with _captured_stderr() as diagnostics:
             try:
                 bpf = _Deferred(text=text.encode(), cflags=list(cflags))

@@ -62,7 +62,10 @@ class ExecveEvent:
         columns = {name: batch[name].tolist() for name in _FIELDS}
         for name in _TEXT_FIELDS:
             columns[name] = [_text(raw) for raw in columns[name]]
-        return [cls(**dict(zip(_FIELDS, row, strict=True))) for row in zip(*columns.values())]
+        return [
+            cls(**dict(zip(_FIELDS, row, strict=True)))
+            for row in zip(*columns.values(), strict=True)
+        ]
 
 
 _FIELDS = [field.name for field in attrs.fields(ExecveEvent)]

@@ -1,15 +1,19 @@
 """Operators: small verbs that turn one async iterable of events into another.
 
-Each works on any async iterable (aiobpf sources or a test's own data) and closes the stream it
-consumes when it stops, so the kernel objects behind a source are released.
+Each works on any async iterable (aiobpf sources or a test's own data). Operators are classes,
+not async generators: an async generator left unexhausted is finalised "later, somewhere else"
+(and trio warns about it), while these can be dropped at any time and close the stream they
+consume through :meth:`aclose` or ``async with``, so the kernel objects behind a source are
+released deterministically.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Container
-from typing import Any, Protocol, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["filter", "filter_comm", "filter_pid", "filter_uid"]
+__all__ = ["Filter", "filter", "filter_comm", "filter_pid", "filter_uid"]
 
 T = TypeVar("T")
 
@@ -26,39 +30,66 @@ class _HasIds(Protocol):
 E = TypeVar("E", bound=_HasIds)
 
 
-async def _aclose(stream: AsyncIterable[Any]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+class Filter(Generic[T]):
+    """The items of ``stream`` for which ``predicate`` is true; closing it closes ``stream``."""
 
+    def __init__(self, predicate: Callable[[T], bool], stream: AsyncIterable[T]) -> None:
+        self._predicate = predicate
+        self._stream = stream
+        self._iterator: AsyncIterator[T] = stream.__aiter__()
 
-async def filter(predicate: Callable[[T], bool], stream: AsyncIterable[T]) -> AsyncIterator[T]:
-    """Items of ``stream`` for which ``predicate`` is true."""
-    try:
-        async for item in stream:
+    def __aiter__(self) -> Filter[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        predicate, iterator = self._predicate, self._iterator
+        while True:
+            item = await iterator.__anext__()
             if predicate(item):
-                yield item
-    finally:
-        await _aclose(stream)
+                return item
+
+    async def aclose(self) -> None:
+        """Closes the consumed stream (when it can be closed). Idempotent if the stream's is."""
+        for stream in (self._iterator, self._stream):
+            aclose: Callable[[], Any] | None = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+                return
+
+    async def __aenter__(self) -> Filter[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
-def _as_set(values: int | str | Container[Any]) -> Container[Any]:
+def filter(predicate: Callable[[T], bool], stream: AsyncIterable[T]) -> Filter[T]:
+    """Items of ``stream`` for which ``predicate`` is true."""
+    return Filter(predicate, stream)
+
+
+def _as_container(values: Any) -> Container[Any]:
     return {values} if isinstance(values, int | str) else values
 
 
-def filter_uid(uids: int | Container[int], stream: AsyncIterable[E]) -> AsyncIterator[E]:
+def filter_uid(uids: int | Container[int], stream: AsyncIterable[E]) -> Filter[E]:
     """Events of the given user id(s)."""
-    wanted = _as_set(uids)
-    return filter(lambda event: event.uid in wanted, stream)
+    wanted = _as_container(uids)
+    return Filter(lambda event: event.uid in wanted, stream)
 
 
-def filter_pid(pids: int | Container[int], stream: AsyncIterable[E]) -> AsyncIterator[E]:
+def filter_pid(pids: int | Container[int], stream: AsyncIterable[E]) -> Filter[E]:
     """Events of the given process id(s)."""
-    wanted = _as_set(pids)
-    return filter(lambda event: event.pid in wanted, stream)
+    wanted = _as_container(pids)
+    return Filter(lambda event: event.pid in wanted, stream)
 
 
-def filter_comm(comms: str | Container[str], stream: AsyncIterable[E]) -> AsyncIterator[E]:
+def filter_comm(comms: str | Container[str], stream: AsyncIterable[E]) -> Filter[E]:
     """Events whose process name (``comm``) is one of ``comms``."""
-    wanted = _as_set(comms)
-    return filter(lambda event: event.comm in wanted, stream)
+    wanted = _as_container(comms)
+    return Filter(lambda event: event.comm in wanted, stream)

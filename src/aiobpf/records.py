@@ -94,7 +94,8 @@ def structures(structure: type[ctypes.Structure]) -> Decoder[ctypes.Structure]:
     """A decoder to instances of ``structure`` sharing the batch's memory (kept alive by them)."""
 
     def decode(batch: npt.NDArray[np.void]) -> Sequence[ctypes.Structure]:
-        return (structure * len(batch)).from_buffer(batch)
+        array = (structure * len(batch)).from_buffer(cast(Any, batch))
+        return cast(Sequence[ctypes.Structure], array)
 
     return decode
 
@@ -127,6 +128,5 @@ def record_type(
         dtype = cast(np.dtype[np.void], record)
         return RecordType(dtype=dtype, decode=structures(structure_for(dtype)))
     raise TypeError(
-        f"record must be a numpy dtype, a ctypes.Structure subclass or a RecordType, "
-        f"got {record!r}"
+        f"record must be a numpy dtype, a ctypes.Structure subclass or a RecordType, got {record!r}"
     )

@@ -73,8 +73,8 @@ class RingBuffer(Generic[R]):
     **Closing**: :meth:`aclose` (or leaving ``async with``) unmaps the ring and closes its fd, and
     releases the BPF program when the source owns it. A task blocked waiting for records is woken
     and its ``async for`` ends normally (``receive()`` raises :class:`anyio.EndOfStream`); using
-    the source after that raises :class:`anyio.ClosedResourceError`. A second task iterating the source at the same time gets
-    :class:`anyio.BusyResourceError`.
+    the source after that raises :class:`anyio.ClosedResourceError`. A second task iterating the
+    source at the same time gets :class:`anyio.BusyResourceError`.
     """
 
     def __init__(
@@ -113,6 +113,8 @@ class RingBuffer(Generic[R]):
         self._checkpoint_due = False
         self._checkpointed = False
         self._behind = False
+        self._last_read = 0.0
+        self._final_stats: RingStats | None = None
         self._wait_scope: anyio.CancelScope | None = None
         self._reader_left: anyio.Event | None = None
         self._closed = False
@@ -183,11 +185,11 @@ class RingBuffer(Generic[R]):
         program updates around ``ringbuf_reserve`` (see ``aiobpf/bpf/aiobpf.h``); ``"auto"`` uses
         ``<name>_counts`` when the program has it, ``None`` reports no kernel-side counts.
 
-        ``max_latency`` (seconds) is a latency budget: after a wake-up, and between batches while
-        records keep coming, the source waits that long before reading, so that one read takes
-        many records (far fewer wake-ups and loop iterations per record). It does not wait when
-        the last batch filled a quarter of the ring or more: then the consumer is behind. 0
-        (default) reads at once, for the lowest latency.
+        ``max_latency`` (seconds) is a latency budget: after a wake-up the source waits that long
+        before reading, and while records keep coming it reads at most once per budget, so that
+        one read takes many records (far fewer wake-ups and loop iterations per record). It does
+        not wait when the last batch filled a quarter of the ring or more: then the consumer is
+        behind. 0 (default) reads at once, for the lowest latency.
 
         ``reader``: ``"mmap"`` reads the mapped ring in numpy batches (the fast path, x86-64);
         ``"bcc"`` uses BCC's per-record callback consumer; ``"auto"`` picks mmap where its memory
@@ -279,11 +281,13 @@ class RingBuffer(Generic[R]):
         self._reading = True
         try:
             if self._checkpoint_due:  # the last call returned without awaiting
-                if self._max_latency and not self._behind:
-                    # Records keep coming, so the fd may never be seen idle: without this, a
-                    # consumer faster than the producer would take a handful of records per
-                    # loop iteration and never use its latency budget.
-                    await anyio.sleep(self._max_latency)
+                # Records keep coming, so the fd may never be seen idle: without a pause here, a
+                # consumer faster than the producer would take a handful of records per loop
+                # iteration and never use its latency budget. The pause ends one budget after
+                # the last read, so time spent handling that batch counts towards it.
+                delay = self._last_read + self._max_latency - anyio.current_time()
+                if self._max_latency and delay > 0 and not self._behind:
+                    await anyio.sleep(delay)
                 else:
                     await anyio.lowlevel.checkpoint()  # let other tasks run
             while True:
@@ -293,6 +297,8 @@ class RingBuffer(Generic[R]):
                 if len(batch):
                     self._checkpoint_due = True
                     self._behind = self._is_behind(len(batch))
+                    if self._max_latency:
+                        self._last_read = anyio.current_time()
                     return batch
                 if self._ring_has_bytes():
                     # A reserved record not yet committed heads the ring; poll() would report the
@@ -384,9 +390,15 @@ class RingBuffer(Generic[R]):
 
     @property
     def stats(self) -> RingStats:
-        """Counters of this source; ``produced``/``dropped`` come from the BPF program."""
+        """Counters of this source; ``produced``/``dropped`` come from the BPF program.
+
+        After closing, the counts are those at the moment of closing.
+        """
+        return self._final_stats if self._final_stats is not None else self._current_stats()
+
+    def _current_stats(self) -> RingStats:
         produced = dropped = None
-        if self._counters is not None and not self._closed:
+        if self._counters is not None:
             produced, dropped = self._counters()[:2]
         pending = len(self._pending) - self._pending_index
         return RingStats(
@@ -416,6 +428,11 @@ class RingBuffer(Generic[R]):
         self._release()
 
     def _release(self) -> None:
+        try:
+            self._final_stats = self._current_stats()  # while the program's counters can be read
+        except Exception:  # a failing counter read must not stop the release
+            self._counters = None
+            self._final_stats = self._current_stats()
         self._closed = True
         self._pending, self._pending_batch, self._pending_index = (), None, 0
         self._reader = None  # drop its arrays over the mapping before unmapping
@@ -481,7 +498,7 @@ async def open_program_ring(
     The returned source detaches and closes the program when it is released.
     """
     program = await anyio.to_thread.run_sync(compile_program)
-    return RingBuffer.from_bcc(
+    ring = RingBuffer.from_bcc(
         program.bpf,
         name,
         record=record,
@@ -489,3 +506,12 @@ async def open_program_ring(
         reader=reader,
         owned=[program.close],
     )
+    try:
+        # The worker thread cannot be interrupted, so a cancel that came while it compiled is
+        # only seen now: honour it here rather than in the caller's first await.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await ring.aclose()
+        raise
+    return ring

@@ -19,7 +19,8 @@ class RingStats:
     received: int
     """Records handed to the consumer (in batches or one by one)."""
     pending: int
-    """Records taken from the ring and held by the source, not yet handed out."""
+    """Records taken from the ring and held by the source, not yet handed out (at closing: the
+    records the source held and discarded)."""
     dropped: int | None
     """Records the program could not reserve room for (ring full)."""
     produced: int | None

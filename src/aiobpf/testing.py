@@ -9,6 +9,7 @@ kernel allows.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +20,7 @@ from ._validate import ring_pages
 from .records import record_type
 from .sources import Reader, RingBuffer, open_program_ring
 
-__all__ = ["getppid_record", "getppid_ring"]
+__all__ = ["getppid_program", "getppid_record", "getppid_ring"]
 
 _WAKEUP_FLAGS = {"default": 0, "never": 1, "always": 2}  # BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP
 
@@ -38,15 +39,28 @@ def getppid_record(record_size: int = 32) -> np.dtype[np.void]:
     )
 
 
-def _compile(tgid: int, pages: int, record_size: int, flags: int) -> Program:
-    cflags = [
+def getppid_program(
+    tgid: int | None = None,
+    *,
+    ring_size: int = 4096,
+    record_size: int = 32,
+    wakeup: Literal["default", "never", "always"] = "default",
+) -> tuple[str, list[str]]:
+    """The C text and compiler flags of the load program, for :class:`aiobpf.Program` or BCC.
+
+    ``tgid`` defaults to this process.
+    """
+    if wakeup not in _WAKEUP_FLAGS:
+        raise ValueError(f"wakeup must be one of {sorted(_WAKEUP_FLAGS)}, got {wakeup!r}")
+    getppid_record(record_size)  # validates record_size
+    flags = [
         *include_flags(),
-        f"-DAIOBPF_RING_PAGES={pages}",
-        f"-DAIOBPF_TARGET_TGID={tgid}",
+        f"-DAIOBPF_RING_PAGES={ring_pages(ring_size)}",
+        f"-DAIOBPF_TARGET_TGID={os.getpid() if tgid is None else tgid}",
         f"-DAIOBPF_PAD_BYTES={record_size - 32}",
-        f"-DAIOBPF_SUBMIT_FLAGS={flags}",
+        f"-DAIOBPF_SUBMIT_FLAGS={_WAKEUP_FLAGS[wakeup]}",
     ]
-    return Program.compile(program_text("getppid_load"), cflags=cflags)
+    return program_text("getppid_load"), flags
 
 
 async def getppid_ring(
@@ -64,11 +78,8 @@ async def getppid_ring(
     up), never (the reader must drain on a timer: give ``max_latency``) or on every record.
     """
     record = record_type(getppid_record(record_size))
-    if wakeup not in _WAKEUP_FLAGS:
-        raise ValueError(f"wakeup must be one of {sorted(_WAKEUP_FLAGS)}, got {wakeup!r}")
-    compile_program = functools.partial(
-        _compile, tgid, ring_pages(ring_size), record_size, _WAKEUP_FLAGS[wakeup]
-    )
+    text, flags = getppid_program(tgid, ring_size=ring_size, record_size=record_size, wakeup=wakeup)
+    compile_program = functools.partial(Program.compile, text, cflags=flags)
     return await open_program_ring(
         compile_program, "events", record=record, max_latency=max_latency, reader=reader
     )

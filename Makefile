@@ -6,7 +6,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	$(VENV)/python examples/execsnoop.py --duration 10
+	$(VENV)/aiobpf execsnoop --duration 10
 
 test: setup
 	$(VENV)/python -m pytest

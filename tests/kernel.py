@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from aiobpf._libbpf import libbpf
+
 
 @functools.cache
 def unavailable_reason() -> str | None:
@@ -38,16 +40,9 @@ def bpf_objects() -> dict[str, int]:
     return {kind: n for kind, n in kinds.items() if "bpf" in kind or "perf_event" in kind}
 
 
-@functools.cache
-def _libbpf() -> ctypes.CDLL:
-    lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
-    lib.bpf_prog_get_next_id.argtypes = [ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
-    return lib
-
-
 def loaded_program_ids() -> set[int]:
     """Ids of every BPF program loaded in the kernel (the kernel's own listing)."""
-    lib = _libbpf()
+    lib = libbpf()
     ids: set[int] = set()
     current = ctypes.c_uint32(0)
     while lib.bpf_prog_get_next_id(current.value, ctypes.byref(current)) == 0:
@@ -67,8 +62,11 @@ def uniquely_named_program(directory: Path, name: str) -> Path:
     return path
 
 
+def setpriv_command(uid: int, program: str | Path) -> list[str]:
+    """Runs ``program`` (an absolute path: one execve) as uid/gid ``uid``, setpriv exec'ing it."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(program)]
+
+
 def spawn_as(uid: int, program: Path) -> subprocess.Popen[bytes]:
-    """Starts ``program`` with real and effective uid/gid ``uid`` (setpriv execs in place)."""
-    return subprocess.Popen(
-        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(program)]
-    )
+    """Starts ``program`` with real and effective uid/gid ``uid``."""
+    return subprocess.Popen(setpriv_command(uid, program))

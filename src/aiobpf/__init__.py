@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import operators
 from ._bcc import Program
+from .counts import execve_counts
 from .errors import (
     AiobpfError,
     BccMissingError,
@@ -22,9 +23,12 @@ from .errors import (
 )
 from .events import EXECVE_EVENTS, EXECVE_RECORD, ExecveEvent
 from .execve import ExecveEvents, execve_events
+from .hello import LogRecord, hello_world
+from .maps import MapPoller, MapReading
 from .operators import filter_comm, filter_pid, filter_uid
 from .sources import RingBuffer
 from .stats import RingStats
+from .tracepipe import TraceLine, TracePipe, trace_pipe
 
 __all__ = [
     "EXECVE_EVENTS",
@@ -36,17 +40,25 @@ __all__ = [
     "ExecveEvents",
     "KernelHeadersError",
     "KprobesUnavailableError",
+    "LogRecord",
+    "MapPoller",
+    "MapReading",
     "MapTypeError",
     "PrivilegeError",
     "Program",
     "RecordLayoutError",
     "RingBuffer",
     "RingStats",
+    "TraceLine",
+    "TracePipe",
     "TracefsError",
     "UnknownTracepointError",
+    "execve_counts",
     "execve_events",
     "filter_comm",
     "filter_pid",
     "filter_uid",
+    "hello_world",
     "operators",
+    "trace_pipe",
 ]

@@ -119,6 +119,15 @@ def map_fd(bpf: Any, name: str) -> int:
     return os.dup(table.get_fd())
 
 
+def map_types(bpf: Any, name: str) -> tuple[Any, Any]:
+    """The ctypes key and (per-CPU: single) value types BCC derived for map ``name``."""
+    try:
+        table = bpf[name.encode()]
+    except KeyError:
+        raise LookupError(f"the BPF program has no map named {name!r}") from None
+    return table.Key, getattr(table, "sLeaf", table.Leaf)
+
+
 def has_map(bpf: Any, name: str) -> bool:
     try:
         bpf[name.encode()]

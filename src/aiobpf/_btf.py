@@ -12,45 +12,13 @@ from __future__ import annotations
 import ctypes
 import functools
 
+from ._libbpf import BtfMember, BtfType, libbpf
 from .errors import AiobpfError
 
 __all__ = ["member_offset"]
 
 _KIND_STRUCT = 4
 _KIND_UNION = 5
-
-
-class _BtfType(ctypes.Structure):
-    _fields_ = [("name_off", ctypes.c_uint32), ("info", ctypes.c_uint32), ("size", ctypes.c_uint32)]
-
-
-class _BtfMember(ctypes.Structure):
-    _fields_ = [
-        ("name_off", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("offset", ctypes.c_uint32),
-    ]
-
-
-@functools.cache
-def _libbpf() -> ctypes.CDLL:
-    try:
-        lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
-    except OSError as exc:
-        raise AiobpfError(
-            "libbpf (libbpf.so.1) is needed to read kernel BTF; install it: apt-get install libbpf1"
-        ) from exc
-    lib.btf__load_vmlinux_btf.restype = ctypes.c_void_p
-    lib.btf__free.argtypes = [ctypes.c_void_p]
-    lib.btf__find_by_name_kind.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32]
-    lib.btf__find_by_name_kind.restype = ctypes.c_int32
-    lib.btf__type_by_id.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.btf__type_by_id.restype = ctypes.POINTER(_BtfType)
-    lib.btf__name_by_offset.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.btf__name_by_offset.restype = ctypes.c_char_p
-    lib.btf__resolve_type.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.btf__resolve_type.restype = ctypes.c_int32
-    return lib
 
 
 def _find(lib: ctypes.CDLL, btf: int, type_id: int, member: bytes) -> int | None:
@@ -62,7 +30,7 @@ def _find(lib: ctypes.CDLL, btf: int, type_id: int, member: bytes) -> int | None
     vlen = entry.contents.info & 0xFFFF
     kind_flag = entry.contents.info >> 31
     members = ctypes.cast(
-        ctypes.addressof(entry.contents) + ctypes.sizeof(_BtfType), ctypes.POINTER(_BtfMember)
+        ctypes.addressof(entry.contents) + ctypes.sizeof(BtfType), ctypes.POINTER(BtfMember)
     )
     for i in range(vlen):
         item = members[i]
@@ -81,7 +49,7 @@ def _find(lib: ctypes.CDLL, btf: int, type_id: int, member: bytes) -> int | None
 @functools.cache
 def member_offset(struct: str, member: str) -> int:
     """Byte offset of ``struct.member`` in the running kernel; raises :class:`AiobpfError`."""
-    lib = _libbpf()
+    lib = libbpf()
     btf = lib.btf__load_vmlinux_btf()
     if not btf:
         raise AiobpfError(

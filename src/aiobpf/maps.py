@@ -1,0 +1,241 @@
+"""Map polling: a BPF map read every ``interval`` seconds, as an async source.
+
+A BPF program that aggregates in the kernel (a hash of counts per uid, per syscall, ...) hands
+user space a small map instead of a stream of events. :class:`MapPoller` reads such a map on a
+fixed schedule and yields one :class:`MapReading` per tick:
+
+* ``"snapshot"``: every key and value, as the map holds them (cumulative counters stay
+  cumulative, as in the seed's example);
+* ``"delta"``: what changed since the previous reading (for counters: the increments; keys whose
+  value did not change are left out);
+* ``"drain"``: every key and value, atomically taken out of the map (hash maps only), so each
+  reading holds exactly what was added during its window.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, cast
+
+import anyio
+import anyio.lowlevel
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from . import _bcc
+from ._mapio import MapReader
+
+__all__ = ["MapPoller", "MapReading", "Mode"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+Mode = Literal["snapshot", "delta", "drain"]
+_MODES = ("snapshot", "delta", "drain")
+
+
+@attrs.frozen
+class MapReading(Generic[K, V]):
+    """One reading of a map: ``values`` by key, taken at ``time`` (Unix seconds)."""
+
+    time: float
+    values: dict[K, V]
+    mode: str
+
+
+def _converter(dtype: np.dtype[Any], name: str) -> Callable[[npt.NDArray[Any]], list[Any]]:
+    """Turns an array of ``dtype`` into Python values: ints stay ints, structs become attrs."""
+    if dtype.names is None:
+        return lambda array: cast(list[Any], array.tolist())
+    record = attrs.make_class(name, list(dtype.names), frozen=True)
+
+    def convert(array: npt.NDArray[Any]) -> list[Any]:
+        return [record(*row) for row in array.tolist()]
+
+    return convert
+
+
+def _as_dtype(declared: Any, fallback: Any) -> np.dtype[Any]:
+    """A numpy dtype from a dtype or ctypes type, or from BCC's type when none was declared."""
+    dtype: np.dtype[Any] = np.dtype(fallback if declared is None else declared)
+    return dtype
+
+
+class MapPoller(Generic[K, V]):
+    """An async source of :class:`MapReading`, one per ``interval`` seconds.
+
+    The first reading comes one interval after iteration starts; ticks are scheduled from the
+    start (a slow consumer does not make the schedule drift, a late one skips no reading).
+
+    **Cancellation**: a reading is taken and handed out with no await in between, so a
+    cancelled consumer never loses the contents of a drained map.
+    **Memory**: one reading (the map's size); ``delta`` mode also keeps the previous one.
+    **Closing**: :meth:`aclose` (or ``async with``) closes the map fd and releases the program
+    when the poller owns it; using it afterwards raises :class:`anyio.ClosedResourceError`.
+    """
+
+    def __init__(
+        self,
+        reader: MapReader,
+        *,
+        interval: float,
+        mode: Mode = "snapshot",
+        on_close: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        self._closed = True
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        if mode == "drain" and not reader.drainable:
+            raise ValueError(
+                f"mode 'drain' needs a hash map, and map {reader.name!r} is not one (type "
+                f"{reader.map_type}); use 'delta' for arrays"
+            )
+        self._reader = reader
+        self._interval = interval
+        self._mode = mode
+        self._on_close = list(on_close)
+        self._keys = _converter(reader.key, "Key")
+        self._values = _converter(reader.value, "Value")
+        self._previous: dict[Any, Any] = {}
+        self._next_tick: float | None = None
+        self._sleep_scope: anyio.CancelScope | None = None
+        self._closed = False
+
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        interval: float = 2.0,
+        mode: Mode = "snapshot",
+        key: Any = None,
+        value: Any = None,
+        batch: bool = True,
+        owned: Sequence[Callable[[], None]] = (),
+    ) -> MapPoller[Any, Any]:
+        """A poller of map ``name`` of a ``bcc.BPF`` object (which stays yours to clean up).
+
+        ``key``/``value`` (numpy dtypes or ctypes types) default to the types BCC knows for the
+        map. ``batch=False`` walks the keys instead of using batch syscalls. ``owned``: release
+        callbacks run when the poller closes (and at once if building it fails).
+
+        Raises :class:`LookupError` for an unknown map, :class:`aiobpf.MapTypeError` for a map
+        type that cannot be polled or declared types of the wrong size, :class:`ValueError` for
+        a bad ``interval`` or ``mode``.
+        """
+        on_close: list[Callable[[], None]] = list(owned)
+        try:
+            table_key, table_value = _bcc.map_types(bpf, name)
+            fd = _bcc.map_fd(bpf, name)
+            on_close.append(lambda: os.close(fd))
+            reader = MapReader(
+                fd=fd,
+                name=name,
+                key=_as_dtype(key, table_key),
+                value=_as_dtype(value, table_value),
+                batch=batch,
+            )
+            return cls(reader, interval=interval, mode=mode, on_close=on_close)
+        except BaseException:
+            for callback in reversed(on_close):
+                callback()
+            raise
+
+    def read(self) -> MapReading[K, V]:
+        """A reading now, in this poller's mode (a drain empties the map)."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        keys, values = self._reader.read(delete=self._mode == "drain")
+        current = dict(zip(self._keys(keys), self._values(values), strict=True))
+        now = time.time()
+        if self._mode == "delta":
+            changes = {
+                key: _subtract(value, self._previous.get(key))
+                for key, value in current.items()
+                if self._previous.get(key) != value
+            }
+            self._previous = current
+            return MapReading(time=now, values=changes, mode=self._mode)
+        return MapReading(time=now, values=current, mode=self._mode)
+
+    def __aiter__(self) -> MapPoller[K, V]:
+        return self
+
+    async def __anext__(self) -> MapReading[K, V]:
+        if self._closed:
+            raise StopAsyncIteration
+        now = anyio.current_time()
+        if self._next_tick is None:
+            self._next_tick = now + self._interval
+            if self._mode == "delta":
+                self.read()  # the baseline: changes are counted from here
+        while self._next_tick <= now - self._interval:
+            self._next_tick += self._interval  # a consumer that fell behind skips to the latest
+        with anyio.CancelScope() as self._sleep_scope:
+            await anyio.sleep_until(self._next_tick)
+        if self._closed:
+            raise StopAsyncIteration  # closed by another task while this one waited
+        self._next_tick += self._interval
+        return self.read()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Closes the map fd and releases what the poller owns; a waiting consumer's loop ends.
+        Idempotent."""
+        self._release()
+        if self._sleep_scope is not None:
+            self._sleep_scope.cancel()
+        await anyio.lowlevel.checkpoint()
+
+    def _release(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        callbacks, self._on_close = self._on_close, []
+        for callback in reversed(callbacks):
+            callback()
+
+    async def __aenter__(self) -> MapPoller[K, V]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(
+            f"map poller of {self._reader.name!r} was not closed; use 'async with' or aclose()",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        self._release()
+
+
+def _subtract(value: Any, previous: Any) -> Any:
+    """value - previous, field by field for records; a new key counts from zero."""
+    if previous is None:
+        return value
+    if attrs.has(type(value)):
+        changes = {
+            field.name: getattr(value, field.name) - getattr(previous, field.name)
+            for field in attrs.fields(type(value))
+        }
+        return type(value)(**changes)
+    return value - previous

@@ -1,0 +1,41 @@
+"""Hello world on the real kernel: on the trace pipe and on the structured log channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+import aiobpf
+
+from . import kernel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("bpf")]
+
+UID = 61021
+
+
+async def test_hello_line_of_a_known_process_on_both_channels(tmp_path: Path) -> None:
+    """setpriv running a program as a fresh uid: its execve shows "Hello World!" with its pid,
+    uid and comm in the log ring, and with its pid on the trace pipe."""
+    program = kernel.uniquely_named_program(tmp_path, "hello-me")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    with anyio.fail_after(30):
+        async with await aiobpf.hello_world() as logs:
+            async with aiobpf.trace_pipe(keep=lambda line: line.message == "Hello World!") as pipe:
+                process = await anyio.open_process(kernel.setpriv_command(UID, program))
+                await process.wait()
+                async for line in pipe:
+                    if line.pid == process.pid:
+                        break
+            async for record in logs:
+                if record.pid == process.pid and record.uid == UID:
+                    break
+    assert process.returncode == 0
+    assert line.function == "bpf_trace_printk"
+    assert record.text == "Hello World!"
+    assert record.level == "info"
+    # sys_enter_execve runs before the exec takes effect: the caller is still setpriv
+    assert record.comm == "setpriv"
+    assert logs.stats.dropped == 0

@@ -1,0 +1,117 @@
+"""Map polling on the real kernel: exact per-uid execve counts in every mode."""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+import pytest
+
+import aiobpf
+from aiobpf.testing import getppid_program
+
+from . import kernel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("bpf")]
+
+UID = 61001
+OTHER_UID = 61002
+
+
+async def _exec_as(uid: int, times: int) -> None:
+    """Runs /bin/true ``times`` times as ``uid``: exactly one execve each under that uid."""
+    for _ in range(times):
+        await anyio.run_process(kernel.setpriv_command(uid, "/bin/true"))
+
+
+async def test_snapshot_counts_exactly_the_executions_of_a_fresh_uid() -> None:
+    """N executions under a fresh uid read back as exactly N, cumulative across readings."""
+    with anyio.fail_after(30):
+        async with await aiobpf.execve_counts(interval=0.1) as counts:
+            await _exec_as(UID, 5)
+            first = await counts.__anext__()
+            await _exec_as(UID, 2)
+            second = await counts.__anext__()
+    assert first.values[UID] == 5
+    assert second.values[UID] == 7
+    assert first.mode == "snapshot"
+
+
+@pytest.mark.parametrize(("mode", "batch"), [("delta", True), ("drain", True), ("drain", False)])
+async def test_windows_add_up_while_execs_keep_happening(
+    mode: aiobpf.maps.Mode, batch: bool
+) -> None:
+    """Delta and drain readings taken while execs run add up to exactly the execs made."""
+    made = 0
+    seen = 0
+    with anyio.fail_after(60):
+        program = aiobpf.Program.compile(aiobpf._programs.program_text("top_uids"))
+        poller = aiobpf.MapPoller.from_bcc(
+            program.bpf, "counts", interval=0.05, mode=mode, batch=batch, owned=[program.close]
+        )
+        async with poller:
+            readings = 0
+            async with anyio.create_task_group() as tasks:
+
+                async def execs() -> None:
+                    nonlocal made
+                    for _ in range(40):
+                        await _exec_as(UID, 1)
+                        made += 1
+
+                tasks.start_soon(execs)
+                async for reading in poller:
+                    seen += reading.values.get(UID, 0)
+                    readings += 1
+                    if made == 40 and readings > 3:
+                        break
+            final = poller.read()
+            seen += final.values.get(UID, 0)
+    assert made == 40
+    assert seen == 40
+    assert readings > 3
+
+
+async def test_uid_filter_runs_in_the_kernel() -> None:
+    """With uids=[U], another uid's execs are never counted; U's are."""
+    with anyio.fail_after(30):
+        async with await aiobpf.execve_counts(interval=0.1, uids=[UID]) as counts:
+            await _exec_as(OTHER_UID, 3)
+            await _exec_as(UID, 2)
+            reading = await counts.__anext__()
+    assert reading.values == {UID: 2}
+
+
+def test_drain_refuses_arrays_and_maps_of_other_types() -> None:
+    """Draining an array, or polling a ring buffer, is refused with the reason."""
+    text, flags = getppid_program()
+    program = aiobpf.Program.compile(text, cflags=flags)
+    try:
+        with pytest.raises(ValueError, match="mode 'drain' needs a hash map"):
+            aiobpf.MapPoller.from_bcc(program.bpf, "load_sequence", mode="drain")
+        with pytest.raises(aiobpf.MapTypeError, match="polling reads hash, array"):
+            aiobpf.MapPoller.from_bcc(
+                program.bpf, "events", key=np.dtype("<u4"), value=np.dtype("<u4")
+            )
+        with pytest.raises(aiobpf.MapTypeError, match="declared key is 8"):
+            aiobpf.MapPoller.from_bcc(program.bpf, "load_sequence", key=np.dtype("<u8"))
+        with pytest.raises(ValueError, match="interval must be > 0 seconds, got 0"):
+            aiobpf.MapPoller.from_bcc(program.bpf, "load_sequence", interval=0)
+    finally:
+        program.close()
+
+
+async def test_closing_wakes_a_waiting_consumer() -> None:
+    """aclose() from another task ends the consumer's loop at once, not at the next tick."""
+    with anyio.fail_after(30):
+        poller = await aiobpf.execve_counts(interval=3600)
+        async with anyio.create_task_group() as tasks:
+
+            async def consume() -> None:
+                async for _ in poller:
+                    pytest.fail("no reading is due for an hour")
+
+            tasks.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            await poller.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        poller.read()

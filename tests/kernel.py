@@ -70,3 +70,8 @@ def setpriv_command(uid: int, program: str | Path) -> list[str]:
 def spawn_as(uid: int, program: Path) -> subprocess.Popen[bytes]:
     """Starts ``program`` with real and effective uid/gid ``uid``."""
     return subprocess.Popen(setpriv_command(uid, program))
+
+
+def comm_of(pid: int) -> str:
+    """The comm of a process, as the kernel gives it to BPF programs."""
+    return Path(f"/proc/{pid}/comm").read_text().strip()

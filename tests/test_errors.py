@@ -149,3 +149,19 @@ def test_a_map_that_is_not_a_ring_is_a_map_type_error() -> None:
             RingBuffer.from_bcc(program.bpf, "nope", record=np.dtype("<u8"))
     finally:
         program.close()
+
+
+def test_import_needs_neither_bcc_nor_root() -> None:
+    """`import aiobpf` works where bcc cannot be imported, and user-space parts stay usable."""
+    code = (
+        "import sys; sys.modules['bcc'] = None\n"
+        "import aiobpf, numpy\n"
+        "from aiobpf.records import record_type\n"
+        "rt = record_type(numpy.dtype([('pid', '<u4')]))\n"
+        "print(rt.decode(numpy.zeros(2, rt.dtype))[1].pid)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import anyio
 import numpy as np
 import pytest
@@ -115,3 +117,59 @@ async def test_closing_wakes_a_waiting_consumer() -> None:
             await poller.aclose()
     with pytest.raises(anyio.ClosedResourceError):
         poller.read()
+
+
+PER_CPU_PROGRAM = r"""
+struct key_t {
+    u32 uid;
+    char comm[16];
+};
+BPF_PERCPU_HASH(by_user, struct key_t, u64, 64);
+BPF_PERCPU_ARRAY(totals, u64, 4);
+
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) != TARGET_TGID)
+        return 0;
+    struct key_t key = {};
+    key.uid = (u32)bpf_get_current_uid_gid();
+    bpf_get_current_comm(key.comm, sizeof(key.comm));
+    u64 zero = 0;
+    u64 *count = by_user.lookup_or_try_init(&key, &zero);
+    if (count)
+        *count += 1;
+    u32 slot = 2;
+    u64 *total = totals.lookup(&slot);
+    if (total)
+        *total += 1;
+    return 0;
+}
+"""
+
+
+async def test_per_cpu_maps_with_struct_keys_sum_over_cpus() -> None:
+    """A per-CPU hash keyed by a struct reads back as {attrs record: sum over CPUs}, and a
+    per-CPU array as {index: sum}, exactly, with calls spread over both CPUs."""
+    program = aiobpf.Program.compile(PER_CPU_PROGRAM, cflags=[f"-DTARGET_TGID={os.getpid()}"])
+    try:
+        by_user = aiobpf.MapPoller.from_bcc(program.bpf, "by_user", interval=0.05)
+        totals = aiobpf.MapPoller.from_bcc(program.bpf, "totals", interval=0.05, mode="delta")
+        async with by_user, totals:
+            await totals.__anext__()  # the baseline reading
+            affinity = os.sched_getaffinity(0)
+            try:
+                for cpu in sorted(affinity):
+                    os.sched_setaffinity(0, {cpu})
+                    for _ in range(100):
+                        os.getppid()
+            finally:
+                os.sched_setaffinity(0, affinity)
+            users = (await by_user.__anext__()).values
+            changes = (await totals.__anext__()).values
+    finally:
+        program.close()
+    calls = 100 * len(affinity)
+    ((key, count),) = users.items()
+    assert (key.uid, key.comm) == (os.getuid(), kernel.comm_of(os.getpid()).encode())
+    assert count == calls
+    assert changes == {2: calls}

@@ -9,7 +9,12 @@ fixed schedule and yields one :class:`MapReading` per tick:
 * ``"delta"``: what changed since the previous reading (for counters: the increments; keys whose
   value did not change are left out);
 * ``"drain"``: every key and value, atomically taken out of the map (hash maps only), so each
-  reading holds exactly what was added during its window.
+  reading holds what was added during its window and the map stays small.
+
+Which is exact: the kernel takes each element out atomically, but a program that increments a
+value through a pointer it looked up an instant before the element is taken out writes into the
+element being freed, and that one increment is lost. Counters that only grow, read in
+``"delta"`` mode, have no such window: every increment is in some reading.
 """
 
 from __future__ import annotations
@@ -47,22 +52,54 @@ class MapReading(Generic[K, V]):
     mode: str
 
 
+def _hashable(value: Any) -> Any:
+    """Array fields become tuples, so that records can be dict keys."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
 def _converter(dtype: np.dtype[Any], name: str) -> Callable[[npt.NDArray[Any]], list[Any]]:
-    """Turns an array of ``dtype`` into Python values: ints stay ints, structs become attrs."""
+    """Turns an array of ``dtype`` into Python values: ints stay ints, ``char[N]`` fields are
+    bytes, other array fields tuples, and structs become frozen (hashable) attrs records."""
     if dtype.names is None:
         return lambda array: cast(list[Any], array.tolist())
     record = attrs.make_class(name, list(dtype.names), frozen=True)
 
     def convert(array: npt.NDArray[Any]) -> list[Any]:
-        return [record(*row) for row in array.tolist()]
+        return [record(*map(_hashable, row)) for row in array.tolist()]
 
     return convert
+
+
+def _char_arrays_as_bytes(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """ctypes ``c_char * N`` arrives as N one-byte strings; make it one N-byte string."""
+    if dtype.names is None or dtype.fields is None:
+        return dtype
+    formats: list[Any] = []
+    for name in dtype.names:
+        field = dtype.fields[name][0]
+        if field.subdtype is not None and field.subdtype[0] == np.dtype("S1"):
+            formats.append(np.dtype(f"S{field.itemsize}"))
+        else:
+            formats.append(_char_arrays_as_bytes(field))
+    offsets = [dtype.fields[name][1] for name in dtype.names]
+    return np.dtype(
+        {
+            "names": list(dtype.names),
+            "formats": formats,
+            "offsets": offsets,
+            "itemsize": dtype.itemsize,
+        }
+    )
 
 
 def _as_dtype(declared: Any, fallback: Any) -> np.dtype[Any]:
     """A numpy dtype from a dtype or ctypes type, or from BCC's type when none was declared."""
     dtype: np.dtype[Any] = np.dtype(fallback if declared is None else declared)
-    return dtype
+    return _char_arrays_as_bytes(dtype)
 
 
 class MapPoller(Generic[K, V]):

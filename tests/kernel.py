@@ -75,3 +75,26 @@ def spawn_as(uid: int, program: Path) -> subprocess.Popen[bytes]:
 def comm_of(pid: int) -> str:
     """The comm of a process, as the kernel gives it to BPF programs."""
     return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def current_tid() -> int:
+    """The calling thread's id (the event loop's thread, in these tests)."""
+    import threading
+
+    return threading.get_native_id()
+
+
+def wait_until_unloaded(ids: set[int], timeout: float = 5.0) -> set[int]:
+    """Waits until none of the program ``ids`` is loaded; returns those still loaded at timeout.
+
+    Detaching a raw tracepoint is synchronous (the program stops running at once), but since
+    Linux 6.9 the kernel frees its link, and so the program, only after an RCU tasks-trace grace
+    period, a few hundred milliseconds later. There is no fd or event to wait on for that, so
+    this looks at the kernel's program list until the ids are gone or the time is up.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (left := loaded_program_ids() & ids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left

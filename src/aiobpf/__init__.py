@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from . import operators
 from ._bcc import Program
+from ._syscalls import syscall_name, syscall_number
 from .counts import execve_counts
+from .dispatch import DispatchStats, SyscallDispatch, SyscallEvent, syscall_events
 from .errors import (
     AiobpfError,
     BccMissingError,
@@ -25,7 +27,7 @@ from .events import EXECVE_EVENTS, EXECVE_RECORD, ExecveEvent
 from .execve import ExecveEvents, execve_events
 from .hello import LogRecord, hello_world
 from .maps import MapPoller, MapReading
-from .operators import filter_comm, filter_pid, filter_uid
+from .operators import Router, View, filter_comm, filter_pid, filter_uid, route
 from .sources import RingBuffer
 from .stats import RingStats
 from .tracepipe import TraceLine, TracePipe, trace_pipe
@@ -36,6 +38,7 @@ __all__ = [
     "AiobpfError",
     "BccMissingError",
     "CompileError",
+    "DispatchStats",
     "ExecveEvent",
     "ExecveEvents",
     "KernelHeadersError",
@@ -49,10 +52,14 @@ __all__ = [
     "RecordLayoutError",
     "RingBuffer",
     "RingStats",
+    "Router",
+    "SyscallDispatch",
+    "SyscallEvent",
     "TraceLine",
     "TracePipe",
     "TracefsError",
     "UnknownTracepointError",
+    "View",
     "execve_counts",
     "execve_events",
     "filter_comm",
@@ -60,5 +67,9 @@ __all__ = [
     "filter_uid",
     "hello_world",
     "operators",
+    "route",
+    "syscall_events",
+    "syscall_name",
+    "syscall_number",
     "trace_pipe",
 ]

@@ -9,11 +9,27 @@ released deterministically.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Container
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Container, Hashable
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-__all__ = ["Filter", "filter", "filter_comm", "filter_pid", "filter_uid"]
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import attrs
+
+__all__ = [
+    "Filter",
+    "Router",
+    "View",
+    "ViewStats",
+    "filter",
+    "filter_comm",
+    "filter_pid",
+    "filter_uid",
+    "route",
+]
 
 T = TypeVar("T")
 
@@ -50,11 +66,8 @@ class Filter(Generic[T]):
 
     async def aclose(self) -> None:
         """Closes the consumed stream (when it can be closed). Idempotent if the stream's is."""
-        for stream in (self._iterator, self._stream):
-            aclose: Callable[[], Any] | None = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-                return
+        closable = self._iterator if hasattr(self._iterator, "aclose") else self._stream
+        await _aclose(closable)
 
     async def __aenter__(self) -> Filter[T]:
         return self
@@ -93,3 +106,186 @@ def filter_comm(comms: str | Container[str], stream: AsyncIterable[E]) -> Filter
     """Events whose process name (``comm``) is one of ``comms``."""
     wanted = _as_container(comms)
     return Filter(lambda event: event.comm in wanted, stream)
+
+
+# -- routing ---------------------------------------------------------------------------------------
+
+Policy = Literal["block", "drop_newest", "drop_oldest"]
+_POLICIES = ("block", "drop_newest", "drop_oldest")
+
+
+@attrs.frozen
+class ViewStats:
+    """What one view was given: ``delivered`` into its buffer, ``dropped`` by its policy."""
+
+    delivered: int
+    dropped: int
+
+
+class View(Generic[T]):
+    """One output of a :class:`Router`: the items whose key it was made for, in order.
+
+    An async iterable that ends when the router stops. Its buffer holds ``buffer_size`` items;
+    what happens when it is full is the router's policy. An item received is never lost to the
+    consumer's cancellation (anyio memory object streams guarantee it).
+    """
+
+    def __init__(self, keys: frozenset[Hashable] | None, buffer_size: int) -> None:
+        self.keys = keys
+        self._send, self._receive = anyio.create_memory_object_stream[T](buffer_size)
+        self._oldest = self._receive.clone()  # drop_oldest takes from here
+        self.delivered = 0
+        self.dropped = 0
+
+    @property
+    def stats(self) -> ViewStats:
+        return ViewStats(delivered=self.delivered, dropped=self.dropped)
+
+    def __aiter__(self) -> View[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def _deliver(self, item: T, policy: Policy) -> None:
+        if policy == "block":
+            await self._send.send(item)
+        else:
+            try:
+                self._send.send_nowait(item)
+            except anyio.WouldBlock:
+                self.dropped += 1
+                if policy == "drop_newest":
+                    return
+                with contextlib.suppress(anyio.WouldBlock):  # a consumer may have taken one
+                    self._oldest.receive_nowait()
+                self._send.send_nowait(item)
+        self.delivered += 1
+
+    def _finish(self) -> None:
+        """No more items: the consumer drains what is buffered, then its loop ends."""
+        self._send.close()
+        self._oldest.close()
+
+    def _close(self) -> None:
+        self._finish()
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        """Stops receiving; the router then treats this view's items by its policy."""
+        self._receive.close()
+        await anyio.lowlevel.checkpoint()
+
+
+class Router(Generic[T]):
+    """Splits one stream into views by key: user space's version of a tail-call table.
+
+    ``router.view(59)`` gets the items whose ``key(item)`` is 59; ``router.view(222, 226)`` both;
+    ``router.default()`` every item no view claims. An item with no view and no default is
+    dropped and counted in :attr:`unrouted`, like a tail call into an empty slot.
+
+    Use as an async context manager: it runs one task that reads ``stream`` and fills the views,
+    and on exit stops it, ends every view and closes ``stream``. **Backpressure**: ``"block"``
+    (default) waits for a full view, which stops reading the stream (a kernel ring then fills and
+    its program counts the drops); ``"drop_newest"`` / ``"drop_oldest"`` keep reading and count
+    the items a full view lost in that view's :attr:`View.stats`.
+    """
+
+    def __init__(
+        self,
+        stream: AsyncIterable[T],
+        key: Callable[[T], Hashable],
+        *,
+        buffer_size: int = 1024,
+        policy: Policy = "block",
+    ) -> None:
+        if buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {buffer_size!r}")
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(_POLICIES)}, got {policy!r}")
+        self._stream = stream
+        self._key = key
+        self._buffer_size = buffer_size
+        self._policy: Policy = policy
+        self._routes: dict[Hashable, View[T]] = {}
+        self._default: View[T] | None = None
+        self._views: list[View[T]] = []
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self.unrouted = 0
+
+    def view(self, *keys: Hashable) -> View[T]:
+        """A view of the items with one of ``keys``; raises ValueError for a key already routed."""
+        if not keys:
+            raise ValueError("view() needs at least one key; use default() for the rest")
+        taken = [key for key in keys if key in self._routes]
+        if taken:
+            raise ValueError(f"keys {taken!r} already have a view")
+        view: View[T] = View(frozenset(keys), self._buffer_size)
+        self._routes.update(dict.fromkeys(keys, view))
+        self._views.append(view)
+        return view
+
+    def default(self) -> View[T]:
+        """The view of every item no other view claims (one per router)."""
+        if self._default is None:
+            self._default = View(None, self._buffer_size)
+            self._views.append(self._default)
+        return self._default
+
+    async def _pump(self) -> None:
+        routes, key, policy = self._routes, self._key, self._policy
+        try:
+            async for item in self._stream:
+                view = routes.get(key(item), self._default)
+                if view is None:
+                    self.unrouted += 1
+                    continue
+                try:
+                    await view._deliver(item, policy)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    view.dropped += 1  # its consumer closed it
+        finally:
+            for view in self._views:
+                view._finish()
+
+    async def __aenter__(self) -> Router[T]:
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._tasks.start_soon(self._pump)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tasks is not None
+        self._tasks.cancel_scope.cancel()
+        try:
+            return await self._tasks.__aexit__(exc_type, exc, tb)
+        finally:
+            for view in self._views:
+                view._close()
+            with anyio.CancelScope(shield=True):
+                await _aclose(self._stream)
+
+
+async def _aclose(stream: AsyncIterable[Any]) -> None:
+    aclose: Callable[[], Any] | None = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def route(
+    stream: AsyncIterable[T],
+    key: Callable[[T], Hashable],
+    *,
+    buffer_size: int = 1024,
+    policy: Policy = "block",
+) -> Router[T]:
+    """A :class:`Router` of ``stream`` by ``key``; use it with ``async with``."""
+    return Router(stream, key, buffer_size=buffer_size, policy=policy)

@@ -1,0 +1,425 @@
+"""Syscall dispatch by opcode: the kernel's tail-call table, managed from async Python.
+
+A program on the raw tracepoint ``sys_enter`` decides whether the calling task is in scope, then
+tail-calls through a program array indexed by syscall number (``bpf/dispatch.bpf.c``).
+:class:`SyscallDispatch` installs, replaces and removes handlers per syscall while it runs, and
+its :meth:`~SyscallDispatch.view` gives the events each *emit* slot sent, through the same
+:class:`aiobpf.operators.Router` views that route events in user space.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import re
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from ._bcc import Program, map_fd
+from ._btf import member_offset
+from ._libbpf import check, libbpf
+from ._mapio import MapReader
+from ._programs import include_flags, program_text
+from ._syscalls import syscall_name, syscall_number
+from ._validate import ring_pages
+from .operators import Policy, Router, View
+from .records import RecordType
+from .sources import RingBuffer
+from .stats import RingStats
+
+__all__ = [
+    "SYSCALL_RECORD",
+    "DispatchStats",
+    "SyscallDispatch",
+    "SyscallEvent",
+    "syscall_events",
+]
+
+MAX_SYSCALLS = 512
+BUILT_IN = ("emit", "count", "ignore")
+Default = Literal["count", "emit", "ignore"]
+_DEFAULTS = {"count": 0, "emit": 1, "ignore": 2}
+_SCOPE_TID, _SCOPE_TGID, _SCOPE_UID, _SCOPE_COMM = 1, 2, 4, 8
+_USER_HANDLER = re.compile(r"\bint\s+(\w+)\s*\(\s*struct\s+bpf_raw_tracepoint_args\s*\*")
+
+#: Layout of ``struct syscall_event`` in ``bpf/dispatch.bpf.c`` (88 bytes).
+SYSCALL_RECORD: np.dtype[np.void] = np.dtype(
+    [
+        ("timestamp_ns", "<u8"),
+        ("args", "<u8", (6,)),
+        ("pid", "<u4"),
+        ("tid", "<u4"),
+        ("uid", "<u4"),
+        ("nr", "<u4"),
+        ("comm", "S16"),
+    ],
+    align=True,
+)
+
+
+@attrs.frozen
+class SyscallEvent:
+    """One syscall entry a handler emitted: who made it, which one, and its six raw arguments."""
+
+    pid: int
+    tid: int
+    uid: int
+    comm: str
+    nr: int
+    name: str
+    args: tuple[int, ...]
+    """The six argument registers, as unsigned 64-bit ints."""
+    timestamp_ns: int
+
+    @classmethod
+    def decode(cls, batch: npt.NDArray[np.void]) -> list[SyscallEvent]:
+        return [
+            cls(
+                pid=pid,
+                tid=tid,
+                uid=uid,
+                comm=comm.decode(errors="replace"),
+                nr=nr,
+                name=syscall_name(nr),
+                args=tuple(int(arg) for arg in args),
+                timestamp_ns=timestamp,
+            )
+            for timestamp, args, pid, tid, uid, nr, comm in batch.tolist()
+        ]
+
+
+SYSCALL_EVENTS: RecordType[SyscallEvent] = RecordType(
+    dtype=SYSCALL_RECORD, decode=SyscallEvent.decode
+)
+
+
+@attrs.frozen
+class DispatchStats:
+    """Counts of the dispatcher: ``in_scope`` syscalls that reached the table, ``fell_through``
+    an empty slot (the default action), were ``ignored``; the event ring's ``events``."""
+
+    in_scope: int
+    fell_through: int
+    ignored: int
+    events: RingStats
+
+
+def _names(syscalls: str | int | Iterable[str | int]) -> list[int]:
+    items = [syscalls] if isinstance(syscalls, str | int) else list(syscalls)
+    numbers = [syscall_number(item) for item in items]
+    for nr in numbers:
+        if not 0 <= nr < MAX_SYSCALLS:
+            raise ValueError(f"syscall number must be 0 to {MAX_SYSCALLS - 1}, got {nr}")
+    return numbers
+
+
+def _compile(pages: int, user_handlers: str) -> Program:
+    regs = {
+        name: member_offset("pt_regs", name.lower())
+        for name in ("DI", "SI", "DX", "R10", "R8", "R9")
+    }
+    flags = [
+        *include_flags(),
+        f"-DAIOBPF_RING_PAGES={pages}",
+        *(f"-DAIOBPF_REGS_{name}={offset}" for name, offset in regs.items()),
+    ]
+    text = program_text("dispatch").replace("/* AIOBPF_USER_HANDLERS */", user_handlers)
+    return Program.compile(text, cflags=flags)
+
+
+class _Kernel:
+    """The loaded dispatch program: its handlers, scope, counters and the raw tracepoint."""
+
+    def __init__(self, program: Program, handler_names: Sequence[str]) -> None:
+        self.program = program
+        self.handlers = {name: program.load_tail_call_target(f"handle_{name}") for name in BUILT_IN}
+        for name in handler_names:
+            self.handlers[name] = program.load_tail_call_target(name)
+        self.fds = {
+            name: map_fd(program.bpf, name)
+            for name in (
+                "config",
+                "scope_tids",
+                "scope_tgids",
+                "scope_uids",
+                "scope_comms",
+                "syscall_counts",
+                "fallthrough_counts",
+                "dispatch_counts",
+            )
+        }
+        self.slots: dict[int, str] = {}
+        self.readers = {
+            name: MapReader(
+                fd=self.fds[name], name=name, key=np.dtype("<u4"), value=np.dtype("<u8")
+            )
+            for name in ("syscall_counts", "fallthrough_counts", "dispatch_counts")
+        }
+
+    def update(self, map_name: str, key: bytes, value: bytes) -> None:
+        key_buffer, value_buffer = (
+            ctypes.create_string_buffer(key, len(key)),
+            ctypes.create_string_buffer(value, len(value)),
+        )
+        check(
+            libbpf().bpf_map_update_elem(self.fds[map_name], key_buffer, value_buffer, 0),
+            f"updating {map_name}",
+        )
+
+    def set_scope(
+        self, tids: Iterable[int], tgids: Iterable[int], uids: Iterable[int], comms: Iterable[str]
+    ) -> None:
+        flags = 0
+        present = b"\x01"
+        for bit, map_name, values in (
+            (_SCOPE_TID, "scope_tids", tids),
+            (_SCOPE_TGID, "scope_tgids", tgids),
+            (_SCOPE_UID, "scope_uids", uids),
+        ):
+            for value in values:
+                self.update(map_name, int(value).to_bytes(4, "little"), present)
+                flags |= bit
+        for comm in comms:
+            raw = comm.encode()[:15]
+            self.update("scope_comms", raw.ljust(16, b"\0"), present)
+            flags |= _SCOPE_COMM
+        self.update("config", (0).to_bytes(4, "little"), flags.to_bytes(4, "little"))
+
+    def set_default(self, action: Default) -> None:
+        if action not in _DEFAULTS:
+            raise ValueError(f"default must be one of {', '.join(_DEFAULTS)}, got {action!r}")
+        self.update("config", (1).to_bytes(4, "little"), _DEFAULTS[action].to_bytes(4, "little"))
+
+    def install(self, numbers: list[int], handler: str) -> None:
+        if handler not in self.handlers:
+            raise LookupError(
+                f"no handler {handler!r}: the built-in ones are {', '.join(BUILT_IN)}, and user "
+                f"handlers are the functions given in user_handlers ({', '.join(self.handlers)})"
+            )
+        for nr in numbers:
+            self.program.set_program_slot("handlers", nr, self.handlers[handler])
+            self.slots[nr] = handler
+
+    def remove(self, numbers: list[int]) -> None:
+        for nr in numbers:
+            self.program.set_program_slot("handlers", nr, None)
+            self.slots.pop(nr, None)
+
+    def counts(self, map_name: str) -> dict[int, int]:
+        keys, values = self.readers[map_name].read()
+        return {int(k): int(v) for k, v in zip(keys.tolist(), values.tolist(), strict=True) if v}
+
+    def close(self) -> None:
+        # The kernel empties a program array only from a work queue after its last fd closes;
+        # emptying the slots here frees the handler programs before close() returns.
+        try:
+            self.remove(list(self.slots))
+        finally:
+            for fd in self.fds.values():
+                os.close(fd)
+            self.fds.clear()
+
+
+async def _open(
+    *,
+    tids: Iterable[int],
+    tgids: Iterable[int],
+    uids: Iterable[int],
+    comms: Iterable[str],
+    default: Default,
+    user_handlers: str,
+    ring_size: int,
+    max_latency: float,
+) -> tuple[_Kernel, RingBuffer[SyscallEvent]]:
+    """Compiles, configures and attaches the dispatcher; the ring owns (and releases) it all."""
+    if default not in _DEFAULTS:
+        raise ValueError(f"default must be one of {', '.join(_DEFAULTS)}, got {default!r}")
+    pages = ring_pages(ring_size)
+    program = await anyio.to_thread.run_sync(functools.partial(_compile, pages, user_handlers))
+    kernel: _Kernel | None = None
+    try:
+        kernel = _Kernel(program, _USER_HANDLER.findall(user_handlers))
+        kernel.set_scope(tids, tgids, uids, comms)
+        kernel.set_default(default)
+        owned = [program.close, kernel.close]
+        ring = RingBuffer.from_bcc(
+            program.bpf, "events", record=SYSCALL_EVENTS, max_latency=max_latency, owned=owned
+        )
+    except BaseException:
+        if kernel is not None:
+            kernel.close()
+        program.close()
+        raise
+    try:
+        program.attach_raw_tracepoint("sys_enter", "dispatch")
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await ring.aclose()
+        raise
+    return kernel, ring
+
+
+class SyscallDispatch:
+    """The syscall dispatch table, as an async context manager.
+
+    ``tids``, ``tgids``, ``uids``, ``comms`` limit it to those tasks (decided in the kernel before
+    the tail call; all given sets must match); with none it covers the whole machine. Slots start
+    empty: every syscall in scope falls through to ``default`` (``"count"`` per syscall,
+    ``"emit"`` an event, ``"ignore"``). ``user_handlers`` is C text of extra handlers,
+    ``int name(struct bpf_raw_tracepoint_args *ctx)``, compiled with the built-in ones.
+
+    Entering compiles and attaches; leaving detaches the raw tracepoint and frees the program
+    array and every map. Raises what :meth:`aiobpf.Program.compile` raises.
+    """
+
+    def __init__(
+        self,
+        *,
+        tids: Iterable[int] = (),
+        tgids: Iterable[int] = (),
+        uids: Iterable[int] = (),
+        comms: Iterable[str] = (),
+        default: Default = "count",
+        user_handlers: str = "",
+        ring_size: int = 1 << 20,
+        max_latency: float = 0.0,
+        buffer_size: int = 1024,
+        policy: Policy = "block",
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "tids": list(tids),
+            "tgids": list(tgids),
+            "uids": list(uids),
+            "comms": list(comms),
+            "default": default,
+            "user_handlers": user_handlers,
+            "ring_size": ring_size,
+            "max_latency": max_latency,
+        }
+        ring_pages(ring_size)
+        self._buffer_size = buffer_size
+        self._policy: Policy = policy
+        self._kernel: _Kernel | None = None
+        self._ring: RingBuffer[SyscallEvent] | None = None
+        self._router: Router[SyscallEvent] | None = None
+
+    @property
+    def _live(self) -> _Kernel:
+        if self._kernel is None or self._ring is None or self._ring.closed:
+            raise anyio.ClosedResourceError
+        return self._kernel
+
+    async def __aenter__(self) -> SyscallDispatch:
+        self._kernel, self._ring = await _open(**self._options)
+        self._router = Router(
+            self._ring, lambda event: event.nr, buffer_size=self._buffer_size, policy=self._policy
+        )
+        try:
+            await self._router.__aenter__()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._ring.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._router is not None
+        assert self._ring is not None
+        try:
+            return await self._router.__aexit__(exc_type, exc, tb)  # closes the ring too
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._ring.aclose()
+
+    def install(self, syscalls: str | int | Iterable[str | int], handler: str) -> None:
+        """Puts ``handler`` in the slots of ``syscalls`` (names or numbers), at once, while the
+        program runs. Raises LookupError for an unknown syscall or handler."""
+        self._live.install(_names(syscalls), handler)
+
+    def remove(self, syscalls: str | int | Iterable[str | int]) -> None:
+        """Empties the slots of ``syscalls``: they fall through to the default action again."""
+        self._live.remove(_names(syscalls))
+
+    def set_default(self, action: Default) -> None:
+        """Changes what an empty slot does, while the program runs."""
+        self._live.set_default(action)
+
+    @property
+    def table(self) -> dict[str, str]:
+        """The installed slots: ``{syscall name: handler}``."""
+        return {syscall_name(nr): handler for nr, handler in sorted(self._live.slots.items())}
+
+    def view(self, *syscalls: str | int) -> View[SyscallEvent]:
+        """The events the kernel routed to *emit* for these syscalls (a Router view)."""
+        assert self._router is not None
+        return self._router.view(*_names(list(syscalls)))
+
+    def default_view(self) -> View[SyscallEvent]:
+        """Emitted events no other view claims (such as the fall-through, with default="emit")."""
+        assert self._router is not None
+        return self._router.default()
+
+    def counts(self) -> dict[str, int]:
+        """Calls counted by *count* handlers, by syscall name, since the start."""
+        return {syscall_name(nr): n for nr, n in self._live.counts("syscall_counts").items()}
+
+    def fallthrough_counts(self) -> dict[str, int]:
+        """In-scope calls that fell through an empty slot (default "count"), by syscall name."""
+        return {syscall_name(nr): n for nr, n in self._live.counts("fallthrough_counts").items()}
+
+    @property
+    def stats(self) -> DispatchStats:
+        counts = self._live.counts("dispatch_counts")
+        assert self._ring is not None
+        return DispatchStats(
+            in_scope=counts.get(0, 0),
+            fell_through=counts.get(1, 0),
+            ignored=counts.get(2, 0),
+            events=self._ring.stats,
+        )
+
+
+async def syscall_events(
+    *,
+    syscalls: Iterable[str | int] | None = None,
+    tids: Iterable[int] = (),
+    tgids: Iterable[int] = (),
+    uids: Iterable[int] = (),
+    comms: Iterable[str] = (),
+    ring_size: int = 1 << 20,
+    max_latency: float = 0.0,
+) -> RingBuffer[SyscallEvent]:
+    """An async source of :class:`SyscallEvent`: the given syscalls (all of them if None) of the
+    tasks in scope. Close it (``async with``) to detach."""
+    kernel, ring = await _open(
+        tids=tids,
+        tgids=tgids,
+        uids=uids,
+        comms=comms,
+        default="emit" if syscalls is None else "ignore",
+        user_handlers="",
+        ring_size=ring_size,
+        max_latency=max_latency,
+    )
+    if syscalls is not None:
+        try:
+            kernel.install(_names(list(syscalls)), "emit")
+        except BaseException:
+            await ring.aclose()
+            raise
+    return ring

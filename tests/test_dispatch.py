@@ -1,0 +1,167 @@
+"""Syscall dispatch through a kernel tail-call table, on the real kernel (seed example 4)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import anyio
+import pytest
+
+import aiobpf
+from aiobpf.dispatch import SyscallDispatch, SyscallEvent
+from aiobpf.operators import View
+
+from . import kernel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("bpf")]
+
+TIMERS = 7
+IGNORED = 5
+PARENT_CALLS = 11
+
+# Waits for a line on stdin, then makes exactly TIMERS timer_create + timer_delete pairs,
+# IGNORED access and pipe calls and PARENT_CALLS getppid calls, all through libc's syscall().
+CHILD = f"""
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {{name: int(value) for name, value in (arg.split("=") for arg in sys.argv[1:])}}
+sys.stdin.readline()
+timer = ctypes.c_int(0)
+fds = (ctypes.c_int * 2)()
+for _ in range({TIMERS}):
+    assert libc.syscall(nr["timer_create"], 1, None, ctypes.byref(timer)) == 0
+    assert libc.syscall(nr["timer_delete"], timer) == 0
+for _ in range({IGNORED}):
+    libc.syscall(nr["access"], b"/", 0)
+    assert libc.syscall(nr["pipe"], fds) == 0
+for _ in range({PARENT_CALLS}):
+    libc.syscall(nr["getppid"])
+print("done", flush=True)
+"""
+
+
+async def _collect(view: View[SyscallEvent], into: list[SyscallEvent], count: int) -> None:
+    async for event in view:
+        into.append(event)
+        if len(into) == count:
+            return
+
+
+async def test_views_and_counters_show_exactly_what_a_child_did() -> None:
+    """A child's N timer_create and N timer_delete reach their emit views exactly, its ignored
+    syscalls emit nothing but are counted, and a count slot counts its getppid calls."""
+    numbers = {
+        name: aiobpf.syscall_number(name)
+        for name in ("timer_create", "timer_delete", "access", "pipe", "getppid")
+    }
+    args = [sys.executable, "-c", CHILD, *(f"{k}={v}" for k, v in numbers.items())]
+    created: list[SyscallEvent] = []
+    deleted: list[SyscallEvent] = []
+    with anyio.fail_after(60):
+        async with (
+            await anyio.open_process(args) as child,
+            SyscallDispatch(tgids=[child.pid]) as dispatch,
+        ):
+            dispatch.install(["timer_create", "timer_delete"], "emit")
+            dispatch.install(["access", "pipe"], "ignore")
+            dispatch.install("getppid", "count")
+            assert dispatch.table == {
+                "access": "ignore",
+                "pipe": "ignore",
+                "getppid": "count",
+                "timer_create": "emit",
+                "timer_delete": "emit",
+            }
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_collect, dispatch.view("timer_create"), created, TIMERS)
+                tasks.start_soon(_collect, dispatch.view("timer_delete"), deleted, TIMERS)
+                assert child.stdin is not None
+                await child.stdin.send(b"go\n")
+                await child.wait()
+            counts = dispatch.counts()
+            stats = dispatch.stats
+    assert child.returncode == 0
+    assert [(e.pid, e.name) for e in created] == [(child.pid, "timer_create")] * TIMERS
+    assert [(e.pid, e.name) for e in deleted] == [(child.pid, "timer_delete")] * TIMERS
+    assert all(e.args[0] == 1 for e in created)  # CLOCK_MONOTONIC, the first argument
+    assert counts == {"getppid": PARENT_CALLS}
+    assert stats.ignored == 2 * IGNORED
+    assert stats.events.produced == 2 * TIMERS
+    assert stats.events.dropped == 0
+
+
+async def test_handlers_change_while_running_without_reloading() -> None:
+    """Installing, removing and reinstalling a slot takes effect at once in the same program."""
+    programs_before = kernel.loaded_program_ids()
+    async with SyscallDispatch(tids=[kernel.current_tid()]) as dispatch:
+        programs = kernel.loaded_program_ids() - programs_before
+        dispatch.install("getppid", "count")
+        for _ in range(3):
+            os.getppid()
+        assert dispatch.counts() == {"getppid": 3}
+        dispatch.remove("getppid")
+        for _ in range(4):
+            os.getppid()
+        assert dispatch.counts() == {"getppid": 3}
+        assert dispatch.fallthrough_counts()["getppid"] == 4
+        dispatch.install("getppid", "count")
+        os.getppid()
+        assert dispatch.counts() == {"getppid": 4}
+        assert kernel.loaded_program_ids() - programs_before == programs  # nothing reloaded
+
+
+async def test_user_handler_in_c() -> None:
+    """A handler written in C by the user fills a slot like the built-in ones."""
+    user = """
+    BPF_ARRAY(user_hits, u64, 1);
+    int my_handler(struct bpf_raw_tracepoint_args *ctx) {
+        u32 zero = 0;
+        u64 *hits = user_hits.lookup(&zero);
+        if (hits) __sync_fetch_and_add(hits, 1);
+        return 0;
+    }
+    """
+    async with SyscallDispatch(tids=[kernel.current_tid()], user_handlers=user) as dispatch:
+        dispatch.install("getppid", "my_handler")
+        for _ in range(6):
+            os.getppid()
+        poller: aiobpf.MapPoller[Any, Any] = aiobpf.MapPoller.from_bcc(
+            dispatch._live.program.bpf, "user_hits"
+        )
+        async with poller:
+            assert poller.read().values == {0: 6}
+        with pytest.raises(LookupError, match="no handler 'nope'"):
+            dispatch.install("getppid", "nope")
+        with pytest.raises(LookupError, match="no syscall named 'getppidd'"):
+            dispatch.install("getppidd", "count")
+
+
+async def test_closing_detaches_and_frees_everything() -> None:
+    """After the dispatcher closes, its programs, maps and links are gone from the kernel."""
+    programs, objects = kernel.loaded_program_ids(), kernel.bpf_objects()
+    async with SyscallDispatch(tids=[kernel.current_tid()]) as dispatch:
+        dispatch.install("getppid", "emit")
+        os.getppid()
+        ours = kernel.loaded_program_ids() - programs
+        assert len(ours) == 4  # dispatch and the three built-in handlers
+    assert kernel.bpf_objects() == objects  # every fd closed at once
+    assert kernel.wait_until_unloaded(ours) == set()
+
+
+async def test_syscall_events_source() -> None:
+    """syscall_events() yields typed events of the chosen syscalls of the tasks in scope."""
+    async with await aiobpf.syscall_events(
+        syscalls=["getppid"], tids=[kernel.current_tid()]
+    ) as events:
+        os.getppid()
+        with anyio.fail_after(10):
+            event = await events.__anext__()
+    assert (event.pid, event.tid, event.name, event.nr) == (
+        os.getpid(),
+        kernel.current_tid(),
+        "getppid",
+        aiobpf.syscall_number("getppid"),
+    )
+    assert event.uid == os.getuid()

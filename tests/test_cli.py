@@ -32,6 +32,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         ["top-uids", "--top", "0"],
         ["top-uids", "--interval", "-1"],
         ["execsnoop", "--uid", "nobody"],
+        ["syscalls", "--pid", "x"],
         ["no-such-tool"],
         [],
     ],
@@ -131,3 +132,43 @@ async def test_execsnoop_json_reports_a_known_program(tmp_path: Path) -> None:
     assert set(line) == {"time", "uid", "pid", "ppid", "comm", "filename", "retval"}
     assert (line["uid"], line["comm"], line["retval"]) == (UID, "snoop-me", 0)
     assert process.returncode == 0, error
+
+
+GETPPID_CHILD = """
+import os, sys
+sys.stdin.readline()
+for _ in range(25):
+    os.getppid()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("bpf")
+async def test_syscalls_json_counts_a_process_exactly() -> None:
+    """`aiobpf syscalls --pid P --json` counts P's 25 getppid calls exactly, over its windows."""
+    with anyio.fail_after(60):
+        async with await anyio.open_process([sys.executable, "-c", GETPPID_CHILD]) as child:
+            args = [sys.executable, "-m", "aiobpf", "syscalls", "--json", "--interval", "0.2"]
+            async with await anyio.open_process([*args, "--pid", str(child.pid)]) as tool:
+                stream = await _lines(tool)
+                await _json_until(stream, lambda line: True)  # attached from here on
+                assert child.stdin is not None
+                assert child.stdout is not None
+                await child.stdin.send(b"go\n")
+                await child.stdout.receive()  # "done": all 25 calls were made
+                seen = 0
+
+                def counted(line: dict[str, Any]) -> bool:
+                    nonlocal seen
+                    seen += int(line["counts"].get("getppid", 0))
+                    return seen >= 25
+
+                await _json_until(stream, counted)
+                last = await _json_until(stream, lambda line: True)  # one more window
+                seen += last["counts"].get("getppid", 0)
+                error = await _stop(tool)
+            await child.stdin.send(b"bye\n")
+    assert seen == 25
+    assert tool.returncode == 0, error

@@ -43,7 +43,12 @@ def syscall_table() -> dict[str, int]:
     for header in _headers():
         if header.is_file():
             numbers = {name: int(nr) for name, nr in _DEFINE.findall(header.read_text())}
-            return {name: nr for name, nr in numbers.items() if name in traced}
+            table = {name: nr for name, nr in numbers.items() if name in traced}
+            # Some syscalls are traced under their kernel function's name: fstat as newfstat.
+            for name, nr in numbers.items():
+                if name not in traced and f"new{name}" in traced:
+                    table[name] = table[f"new{name}"] = nr
+            return table
     raise AiobpfError(
         "cannot find the syscall numbers of this architecture (asm/unistd_64.h); install "
         "linux-libc-dev or kernel headers (scripts/setup.sh does)"
@@ -67,7 +72,10 @@ def syscall_number(name: str | int) -> int:
 
 @functools.cache
 def _names() -> dict[int, str]:
-    return {nr: name for name, nr in syscall_table().items()}
+    names: dict[int, str] = {}
+    for name, nr in syscall_table().items():
+        names.setdefault(nr, name)  # the ABI name before the tracefs alias (fstat, not newfstat)
+    return names
 
 
 def syscall_name(nr: int) -> str:

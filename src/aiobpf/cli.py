@@ -2,6 +2,7 @@
 
     aiobpf execsnoop [--uid UID] [--json] [--duration S]
     aiobpf hello [--trace-pipe] [--duration S]
+    aiobpf syscalls [--pid PID] [--interval S] [--top N] [--json] [--duration S]
     aiobpf top-uids [--interval S] [--top N] [--uid UID] [--json] [--duration S]
 
 Every tool runs until Ctrl-C or ``--duration`` seconds, then detaches and exits 0; a problem with
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 import anyio
 
 from .counts import execve_counts
+from .dispatch import SyscallDispatch
 from .errors import AiobpfError
 from .events import ExecveEvent
 from .execve import execve_events
@@ -156,6 +158,40 @@ async def _hello(args: argparse.Namespace, out: TextIO) -> None:
                 )
 
 
+# -- syscalls ------------------------------------------------------------------------------------
+
+
+async def _syscalls(args: argparse.Namespace, out: TextIO) -> None:
+    in_place = out.isatty() and not args.json
+    async with SyscallDispatch(tgids=args.pid or (), default="count") as dispatch:
+        previous: dict[str, int] = {}
+        with anyio.move_on_after(args.duration):
+            deadline = anyio.current_time()
+            while True:
+                deadline += args.interval
+                await anyio.sleep_until(deadline)
+                totals = dispatch.fallthrough_counts()
+                window = {name: n - previous.get(name, 0) for name, n in totals.items()}
+                window = {name: n for name, n in window.items() if n}
+                previous = totals
+                if args.json:
+                    print(json.dumps({"time": time.time(), "counts": window}), file=out, flush=True)
+                    continue
+                rows = sorted(window.items(), key=lambda item: (-item[1], item[0]))[: args.top]
+                lines = [
+                    f"{time.strftime('%H:%M:%S')}  syscalls in the last {args.interval:g} s",
+                    "",
+                ]
+                lines += [f"{'SYSCALL':<24} {'CALLS':>10}"]
+                lines += [f"{name:<24} {count:>10}" for name, count in rows]
+                text = "\n".join(lines)
+                print(
+                    (_CLEAR if in_place else "") + text + ("" if in_place else "\n"),
+                    file=out,
+                    flush=True,
+                )
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -184,6 +220,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     hello.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
     hello.set_defaults(run=_hello)
+
+    calls = tools.add_parser("syscalls", help="top syscalls per interval, counted in the kernel")
+    calls.add_argument("--pid", type=_uid, action="append", help="only this process (repeatable)")
+    calls.add_argument("--interval", type=_positive, default=2.0, help="seconds per reading (2)")
+    calls.add_argument("--top", type=_count, default=10, help="rows to show (10)")
+    calls.add_argument(
+        "--json",
+        action="store_true",
+        help='NDJSON: {"time": ..., "counts": {"<name>": n}} per interval',
+    )
+    calls.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
+    calls.set_defaults(run=_syscalls)
 
     top = tools.add_parser("top-uids", help="execve calls per user, counted in the kernel")
     top.add_argument("--interval", type=_positive, default=2.0, help="seconds between readings (2)")

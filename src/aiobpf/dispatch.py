@@ -14,6 +14,7 @@ import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -127,9 +128,11 @@ def _compile(pages: int, user_handlers: str) -> Program:
         name: member_offset("pt_regs", name.lower())
         for name in ("DI", "SI", "DX", "R10", "R8", "R9")
     }
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     flags = [
         *include_flags(),
         f"-DAIOBPF_RING_PAGES={pages}",
+        f"-DAIOBPF_PID_WORDS={(pid_max + 63) // 64}",
         *(f"-DAIOBPF_REGS_{name}={offset}" for name, offset in regs.items()),
     ]
     text = program_text("dispatch").replace("/* AIOBPF_USER_HANDLERS */", user_handlers)
@@ -175,22 +178,32 @@ class _Kernel:
             f"updating {map_name}",
         )
 
+    def _add_id(self, map_name: str, value: int) -> None:
+        """Sets bit ``value`` of a tid/tgid bitmap (one u64 word per 64 ids)."""
+        key = ctypes.c_uint32(value >> 6)
+        word = ctypes.c_uint64(0)
+        fd = self.fds[map_name]
+        check(libbpf().bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(word)), map_name)
+        word.value |= 1 << (value & 63)
+        check(libbpf().bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(word), 0), map_name)
+
     def set_scope(
         self, tids: Iterable[int], tgids: Iterable[int], uids: Iterable[int], comms: Iterable[str]
     ) -> None:
         flags = 0
-        present = b"\x01"
-        for bit, map_name, values in (
+        for bit, map_name, ids in (
             (_SCOPE_TID, "scope_tids", tids),
             (_SCOPE_TGID, "scope_tgids", tgids),
-            (_SCOPE_UID, "scope_uids", uids),
         ):
-            for value in values:
-                self.update(map_name, int(value).to_bytes(4, "little"), present)
+            for value in ids:
+                self._add_id(map_name, int(value))
                 flags |= bit
+        for uid in uids:
+            self.update("scope_uids", int(uid).to_bytes(4, "little"), b"\x01")
+            flags |= _SCOPE_UID
         for comm in comms:
             raw = comm.encode()[:15]
-            self.update("scope_comms", raw.ljust(16, b"\0"), present)
+            self.update("scope_comms", raw.ljust(16, b"\0"), b"\x01")
             flags |= _SCOPE_COMM
         self.update("config", (0).to_bytes(4, "little"), flags.to_bytes(4, "little"))
 

@@ -222,3 +222,22 @@ async def main():
             pass
 anyio.run(main)
 """
+
+
+async def test_filters_on_execve_events_run_in_the_kernel() -> None:
+    """filter_uid / filter_comm on execve_events() run in the kernel: other execs are never
+    submitted (the program's produced counter does not move for them), and a filter added
+    while running takes effect at once."""
+    wanted, other = 61031, 61032
+    with anyio.fail_after(30):
+        source = aiobpf.execve_events() | aiobpf.filter_uid(wanted)
+        assert isinstance(source, aiobpf.ExecveEvents)  # pushed down: no user-space stage
+        async with source as events:
+            for uid in (other, other, other, wanted, wanted):
+                await anyio.run_process(kernel.setpriv_command(uid, "/bin/true"))
+            seen = [await events.receive() for _ in range(2)]
+            assert events.stats.produced == 2
+            assert events | aiobpf.filter_comm("no-such-comm") is events
+            await anyio.run_process(kernel.setpriv_command(wanted, "/bin/true"))
+            assert events.stats.produced == 2
+    assert [(e.uid, e.comm, e.filename) for e in seen] == [(wanted, "true", "/bin/true")] * 2

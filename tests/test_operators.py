@@ -1,11 +1,29 @@
-"""Operators on synthetic event streams (no root needed), on asyncio and trio."""
+"""Operators on synthetic streams (no root needed), on asyncio and trio."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
+import anyio.lowlevel
 import attrs
+import numpy as np
 import pytest
 
-from aiobpf import filter_comm, filter_pid, filter_uid, operators
+from aiobpf import operators
+from aiobpf.operators import (
+    WindowCount,
+    WindowCounter,
+    batch,
+    filter_comm,
+    filter_pid,
+    filter_uid,
+    merge,
+    pipe,
+    route,
+    top_n,
+    window_count,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -15,42 +33,219 @@ class Event:
     pid: int
     uid: int
     comm: str
+    timestamp_ns: int = 0
 
 
 EVENTS = [Event(1, 0, "init"), Event(2, 1000, "bash"), Event(3, 1000, "ls"), Event(4, 0, "ls")]
+RECORD = np.dtype([("pid", "<u4"), ("uid", "<u4"), ("comm", "S16"), ("timestamp_ns", "<u8")])
 
 
-class Stream:
-    """An async iterable that records whether it was closed."""
+class Source:
+    """An async iterable over a list, recording whether it was closed; optionally it then
+    blocks forever (a live source with nothing more to say)."""
 
-    def __init__(self, items: list[Event]) -> None:
+    def __init__(self, items: list[Any], *, then_block: bool = False) -> None:
         self._items = iter(items)
+        self._block = then_block
         self.closed = False
 
-    def __aiter__(self) -> Stream:
+    def __aiter__(self) -> Source:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> Any:
+        await anyio.lowlevel.checkpoint()
         try:
             return next(self._items)
         except StopIteration:
+            if self._block:
+                await anyio.sleep_forever()
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
         self.closed = True
 
 
+async def _all(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
+def _at(seconds: float, comm: str = "x", uid: int = 0) -> Event:
+    return Event(pid=1, uid=uid, comm=comm, timestamp_ns=int(seconds * 1e9))
+
+
 async def test_filters_keep_exactly_the_matching_events() -> None:
-    """filter_uid/pid/comm keep the matching events, in order, with one value or several."""
-    assert [e.pid async for e in filter_uid(1000, Stream(EVENTS))] == [2, 3]
-    assert [e.pid async for e in filter_pid({1, 4}, Stream(EVENTS))] == [1, 4]
-    assert [e.pid async for e in filter_comm("ls", Stream(EVENTS))] == [3, 4]
-    assert [e.pid async for e in operators.filter(lambda e: e.pid > 2, Stream(EVENTS))] == [3, 4]
+    """filter_uid/pid/comm and filter keep the matching events in order, composed by |."""
+    assert [e.pid for e in await _all(Source(EVENTS) | filter_uid(1000))] == [2, 3]
+    assert [e.pid for e in await _all(Source(EVENTS) | filter_pid({1, 4}))] == [1, 4]
+    assert [e.pid for e in await _all(Source(EVENTS) | filter_comm("ls"))] == [3, 4]
+    chained: Any = Source(EVENTS) | filter_uid(0) | operators.filter(lambda e: e.comm == "ls")
+    assert [e.pid for e in await _all(chained)] == [4]
+    piped = pipe(Source(EVENTS), filter_uid(1000), operators.map(lambda e: e.comm))
+    assert await _all(piped) == ["bash", "ls"]
+
+
+async def test_filters_on_batches_are_masks() -> None:
+    """On numpy batches a filter keeps the matching rows (and skips batches left empty)."""
+    rows = [(e.pid, e.uid, e.comm.encode(), 0) for e in EVENTS]
+    batches = [np.array(rows[:2], RECORD), np.array(rows[2:3], RECORD), np.array(rows[3:], RECORD)]
+    kept = await _all(Source(batches) | filter_uid(1000) | filter_comm({"ls", "bash"}))
+    assert [b["pid"].tolist() for b in kept] == [[2], [3]]
 
 
 async def test_closing_an_operator_closes_the_stream_it_consumes() -> None:
     """Leaving `async with` on an operator closes its source, as a source's kernel objects need."""
-    stream = Stream(EVENTS)
-    async with filter_uid(0, stream) as events:
+    source = Source(EVENTS)
+    async with source | filter_uid(0) as events:  # type: ignore[attr-defined]
         assert (await events.__anext__()).pid == 1
-    assert stream.closed
+    assert source.closed
+
+
+async def test_tumbling_windows_count_by_key_with_empty_windows() -> None:
+    """Windows close on event time; a gap gives empty windows; the stream's end flushes."""
+    events = [_at(0.1, "a"), _at(0.5, "b"), _at(0.9, "a"), _at(3.2, "a"), _at(3.3, "c")]
+    windows = await _all(Source(events) | window_count("comm", every=1))
+    assert [(w.start, w.end, w.counts) for w in windows] == [
+        (0.0, 1.0, {"a": 2, "b": 1}),
+        (1.0, 2.0, {}),
+        (2.0, 3.0, {}),
+        (3.0, 4.0, {"a": 1, "c": 1}),
+    ]
+
+
+async def test_sliding_windows_count_each_event_in_every_window_it_falls_in() -> None:
+    """With step < every, an event is counted once in each window that covers it."""
+    events = [_at(0.5, "a"), _at(1.5, "a"), _at(2.5, "b")]
+    windows = await _all(Source(events) | window_count("comm", every=2, step=1))
+    assert [(w.start, w.counts) for w in windows] == [
+        (-1.0, {"a": 1}),
+        (0.0, {"a": 2}),
+        (1.0, {"a": 1, "b": 1}),
+        (2.0, {"b": 1}),
+    ]
+
+
+async def test_late_and_out_of_order_events() -> None:
+    """An event for an open window counts even out of order; one for a closed window is late,
+    counted in the next window emitted, and in no window's counts."""
+    events = [_at(1.2, "a"), _at(1.1, "b"), _at(2.5, "a"), _at(0.5, "late"), _at(3.1, "a")]
+    windows = await _all(Source(events) | window_count("comm", every=1))
+    assert [(w.start, w.counts, w.late) for w in windows] == [
+        (1.0, {"a": 1, "b": 1}, 0),
+        (2.0, {"a": 1}, 1),
+        (3.0, {"a": 1}, 0),
+    ]
+
+
+async def test_batch_windows_equal_event_windows() -> None:
+    """The vectorised batch path counts exactly as the per-event path."""
+    rng = np.random.default_rng(7)
+    times = np.sort(rng.integers(0, 10_000_000_000, 500))
+    comms = rng.choice([b"a", b"b", b"c"], 500)
+    array = np.zeros(500, RECORD)
+    array["timestamp_ns"], array["comm"] = times, comms
+    per_event = [
+        _at(t / 1e9, c.decode()) for t, c in zip(times.tolist(), comms.tolist(), strict=True)
+    ]
+    by_event = await _all(Source(per_event) | window_count("comm", every=0.5))
+    by_batch = await _all(Source(np.array_split(array, 7)) | window_count("comm", every=0.5))
+    decoded = [
+        (w.start, {k.decode() if isinstance(k, bytes) else k: n for k, n in w.counts.items()})
+        for w in by_batch
+    ]
+    assert decoded == [(w.start, w.counts) for w in by_event]
+    assert sum(w.total for w in by_event) == 500
+
+
+async def test_top_n_keeps_the_largest_counts() -> None:
+    """top_n(2) keeps each window's two largest counts, largest first."""
+    window = WindowCount(start=0, end=1, counts={"a": 1, "b": 5, "c": 3})
+    (top,) = await _all(Source([window]) | top_n(2))
+    assert list(top.counts.items()) == [("b", 5), ("c", 3)]
+
+
+def test_window_arguments_are_checked() -> None:
+    """every and step are validated when the operator is made, with the value named."""
+    with pytest.raises(ValueError, match="every must be a finite number of seconds > 0, got 0"):
+        window_count("comm", every=0)
+    with pytest.raises(ValueError, match=r"step must be > 0 and <= every \(1\), got 2"):
+        WindowCounter(1, 2)
+
+
+async def test_batch_by_count_and_by_delay() -> None:
+    """batch(3) hands out full lists and a last partial one; with max_delay a list goes out
+    when its first item has waited that long, even if the source has nothing more."""
+    assert await _all(Source(list(range(7))) | batch(3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    stream: Any = Source([1, 2], then_block=True) | batch(10, max_delay=0.05)
+    with anyio.fail_after(5):
+        assert await stream.__anext__() == [1, 2]
+
+
+async def test_merge_interleaves_all_streams() -> None:
+    """merge() yields every item of every stream and ends when all have ended."""
+    first, second = Source([1, 2, 3]), Source(["a", "b"])
+    async with merge(first, second) as merged:
+        items = await _all(merged)
+    assert sorted(map(str, items)) == ["1", "2", "3", "a", "b"]
+    assert first.closed
+    assert second.closed
+
+
+async def _consume(view: Any, into: list[Any], slow: anyio.Event | None = None) -> None:
+    async for item in view:
+        if slow is not None:
+            await slow.wait()
+        into.append(item)
+
+
+@pytest.mark.parametrize("policy", ["block", "drop_newest", "drop_oldest"])
+async def test_route_views_with_a_slow_view_under_each_policy(policy: Any) -> None:
+    """Items go to the view of their key, the rest to the default; a slow view with a buffer of
+    2 either holds the others back (block) or drops exactly the items it cannot hold."""
+    items = [("fast", i) for i in range(5)] + [("slow", i) for i in range(6)] + [("other", 0)]
+    fast: list[Any] = []
+    slow: list[Any] = []
+    rest: list[Any] = []
+    release = anyio.Event()
+    router = route(Source(items), key=lambda item: item[0], buffer_size=2, policy=policy)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks, router:
+            fast_view, slow_view, default = (
+                router.view("fast"),
+                router.view("slow"),
+                router.default(),
+            )
+            tasks.start_soon(_consume, fast_view, fast)
+            tasks.start_soon(_consume, slow_view, slow, release)
+            tasks.start_soon(_consume, default, rest)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+    assert fast == [("fast", i) for i in range(5)]
+    assert rest == [("other", 0)]
+    if policy == "block":
+        assert slow == [("slow", i) for i in range(6)]
+        assert slow_view.stats.dropped == 0
+    else:
+        # one item in the consumer's hands, two in the buffer: three of six are dropped
+        assert slow_view.stats.dropped == 3
+        assert len(slow) == 3
+        expected_last = ("slow", 5) if policy == "drop_oldest" else ("slow", 2)
+        assert slow[-1] == expected_last
+
+
+async def test_route_counts_items_with_no_view() -> None:
+    """With no default view, an item whose key has no view is dropped and counted."""
+    router = route(Source([1, 2, 3, 4]), key=lambda item: item % 2)
+    evens: list[int] = []
+    async with anyio.create_task_group() as tasks, router:
+        tasks.start_soon(_consume, router.view(0), evens)
+        await anyio.wait_all_tasks_blocked()
+    assert evens == [2, 4]
+    assert router.unrouted == 2
+
+
+async def test_a_general_filter_on_batches_tests_each_row() -> None:
+    """operators.filter with a plain predicate on a batch keeps the rows it accepts."""
+    batch = np.array([(1, 0, b"a", 0), (2, 0, b"b", 0), (3, 0, b"c", 0)], RECORD)
+    (kept,) = await _all(Source([batch]) | operators.filter(lambda row: row["pid"] != 2))
+    assert kept["pid"].tolist() == [1, 3]

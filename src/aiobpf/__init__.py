@@ -27,7 +27,20 @@ from .events import EXECVE_EVENTS, EXECVE_RECORD, ExecveEvent
 from .execve import ExecveEvents, execve_events
 from .hello import LogRecord, hello_world
 from .maps import MapPoller, MapReading
-from .operators import Router, View, filter_comm, filter_pid, filter_uid, route
+from .operators import (
+    Router,
+    View,
+    WindowCount,
+    batch,
+    filter_comm,
+    filter_pid,
+    filter_uid,
+    merge,
+    pipe,
+    route,
+    top_n,
+    window_count,
+)
 from .sources import RingBuffer
 from .stats import RingStats
 from .tracepipe import TraceLine, TracePipe, trace_pipe
@@ -60,16 +73,22 @@ __all__ = [
     "TracefsError",
     "UnknownTracepointError",
     "View",
+    "WindowCount",
+    "batch",
     "execve_counts",
     "execve_events",
     "filter_comm",
     "filter_pid",
     "filter_uid",
     "hello_world",
+    "merge",
     "operators",
+    "pipe",
     "route",
     "syscall_events",
     "syscall_name",
     "syscall_number",
+    "top_n",
     "trace_pipe",
+    "window_count",
 ]

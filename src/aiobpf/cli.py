@@ -88,17 +88,18 @@ def _execsnoop_line(event: ExecveEvent, as_json: bool) -> str:
 
 
 async def _execsnoop(args: argparse.Namespace, out: TextIO) -> None:
-    uids = set(args.uid or ())
     if not args.json:
         print(
             f"{'TIME':<8} {'UID':>6} {'PID':>7} {'PPID':>7} {'RET':>4} {'COMM':<16} FILENAME",
             file=out,
         )
-    async with execve_events() as events:
+    source = execve_events()
+    if args.uid:
+        source.push_down("uid", frozenset(args.uid))  # filtered in the kernel
+    async with source as events:
         with anyio.move_on_after(args.duration):
             async for event in events:
-                if not uids or event.uid in uids:
-                    print(_execsnoop_line(event, args.json), file=out, flush=True)
+                print(_execsnoop_line(event, args.json), file=out, flush=True)
         stats = events.stats
     if not args.json:
         print(f"-- {stats.received} execs seen, {stats.dropped} lost (ring full)", file=out)

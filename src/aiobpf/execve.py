@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import functools
 from types import TracebackType
+from typing import Any
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
 from ._bcc import Program
 from ._btf import member_offset
+from ._filters import KernelFilters
 from ._programs import include_flags, program_text
 from ._validate import ring_pages
 from .events import EXECVE_EVENTS, ExecveEvent
-from .sources import RingBuffer, open_program_ring
+from .sources import RingBuffer
 from .stats import RingStats
 
 __all__ = ["ExecveEvents", "execve_events"]
@@ -45,6 +49,8 @@ class ExecveEvents:
             raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
         self._max_latency = max_latency
         self._ring: RingBuffer[ExecveEvent] | None = None
+        self._filters: KernelFilters | None = None
+        self._wanted: list[tuple[str, frozenset[Any]]] = []
         self._opening = False
         self._closed = False
 
@@ -63,19 +69,45 @@ class ExecveEvents:
             raise anyio.BusyResourceError("opening")
         self._opening = True
         try:
-            ring = await open_program_ring(
-                functools.partial(_compile_execve, self._pages),
+            program = await anyio.to_thread.run_sync(
+                functools.partial(_compile_execve, self._pages)
+            )
+            try:
+                filters = KernelFilters(program)
+            except BaseException:
+                program.close()
+                raise
+            ring = RingBuffer.from_bcc(
+                program.bpf,
                 "events",
                 record=EXECVE_EVENTS,
                 max_latency=self._max_latency,
+                owned=[program.close, filters.close],
             )
-            self._ring = ring
-            if self._closed:  # closed by another task while compiling
-                await ring.aclose()
-                raise anyio.ClosedResourceError
+            self._ring, self._filters = ring, filters
+            try:
+                for kind, values in self._wanted:
+                    filters.restrict(kind, values)
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                if self._closed:  # closed by another task while compiling
+                    raise anyio.ClosedResourceError
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await ring.aclose()
+                raise
             return ring
         finally:
             self._opening = False
+
+    def push_down(self, kind: str, values: frozenset[Any]) -> bool:
+        """Filters events by ``kind`` ("uid", "pid" or "comm") in the kernel, now or from the
+        start; filters of one kind intersect. Called by the filter operators."""
+        if kind not in KernelFilters.kinds:
+            return False
+        self._wanted.append((kind, values))
+        if self._filters is not None and self._ring is not None and not self._ring.closed:
+            self._filters.restrict(kind, values)
+        return True
 
     @property
     def ring(self) -> RingBuffer[ExecveEvent]:

@@ -30,6 +30,27 @@ BPF_PERCPU_ARRAY(events_counts, u64, 2);
 BPF_TABLE("lru_hash", u32, struct execve_event, execve_pending, 10240);
 BPF_PERCPU_ARRAY(execve_scratch, struct execve_event, 1);
 
+/* Filters pushed down from user space (aiobpf.filter_uid / filter_pid / filter_comm): a flag
+ * word says which sets are in force, each set is a hash of allowed values. User space changes
+ * them while the program runs. */
+#define FILTER_UID 1
+#define FILTER_PID 2
+#define FILTER_COMM 4
+struct comm_key {
+    char comm[16];
+};
+BPF_ARRAY(filter_config, u32, 1);
+BPF_HASH(filter_uids, u32, u8, 1024);
+BPF_HASH(filter_pids, u32, u8, 1024);
+BPF_HASH(filter_comms, struct comm_key, u8, 1024);
+
+static __always_inline u32 filter_flags(void)
+{
+    u32 zero = 0;
+    u32 *flags = filter_config.lookup(&zero);
+    return flags ? *flags : 0;
+}
+
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
     u32 zero = 0;
@@ -39,6 +60,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve)
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u64 uid_gid = bpf_get_current_uid_gid();
     u32 tgid = pid_tgid >> 32;
+    u32 uid = (u32)uid_gid;
+    u32 flags = filter_flags();
+    if ((flags & FILTER_UID) && !filter_uids.lookup(&uid))
+        return 0;
+    if ((flags & FILTER_PID) && !filter_pids.lookup(&tgid))
+        return 0;
     ev->timestamp_ns = 0;
     ev->pid = tgid;
     ev->tid = (u32)pid_tgid;
@@ -68,6 +95,14 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execve)
     struct execve_event *pending = execve_pending.lookup(&tgid);
     if (!pending)
         return 0;
+    if (filter_flags() & FILTER_COMM) {
+        struct comm_key key = {};
+        bpf_get_current_comm(key.comm, sizeof(key.comm)); /* the comm after the exec */
+        if (!filter_comms.lookup(&key)) {
+            execve_pending.delete(&tgid);
+            return 0;
+        }
+    }
     u32 slot = AIOBPF_PRODUCED;
     aiobpf_count(events_counts.lookup(&slot));
     struct execve_event *ev = events.ringbuf_reserve(sizeof(struct execve_event));

@@ -1,0 +1,43 @@
+"""Operators: small verbs that compose async streams of events into pipelines.
+
+    events | filter_uid(1000) | window_count("comm", every=2) | top_n(5)
+
+See :mod:`aiobpf.operators._core` for how operators compose and push work into the kernel.
+"""
+
+from ._core import (
+    Operator,
+    Stream,
+    filter,
+    filter_comm,
+    filter_pid,
+    filter_uid,
+    map,
+    pipe,
+)
+from ._routing import Policy, Router, View, ViewStats, route
+from ._streams import Merge, batch, merge
+from ._windows import WindowCount, WindowCounter, top_n, window_count
+
+__all__ = [
+    "Merge",
+    "Operator",
+    "Policy",
+    "Router",
+    "Stream",
+    "View",
+    "ViewStats",
+    "WindowCount",
+    "WindowCounter",
+    "batch",
+    "filter",
+    "filter_comm",
+    "filter_pid",
+    "filter_uid",
+    "map",
+    "merge",
+    "pipe",
+    "route",
+    "top_n",
+    "window_count",
+]

@@ -1,0 +1,232 @@
+"""Window counts and top-N: counting events by key over time, windows driven by event time.
+
+Windows close when an event (or the end of the stream) shows that their end has passed, never by
+when the consumer happens to run: the same events give the same windows on any machine, at any
+speed, and a test needs no clock.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import AsyncIterable, Callable, Hashable, Iterable
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+
+from ._core import Operator, Stream
+
+__all__ = ["WindowCount", "WindowCounter", "top_n", "window_count"]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class WindowCount:
+    """The events counted by key in the window ``[start, end)`` (seconds of event time).
+
+    ``late`` counts events that arrived after this window had closed (older than ``start`` of
+    the oldest open window when they came): they are in no window.
+    """
+
+    start: float
+    end: float
+    counts: dict[Hashable, int]
+    late: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@attrs.define
+class WindowCounter:
+    """The window arithmetic, without any stream: add (time, key) pairs, take closed windows.
+
+    ``every`` is a window's length and ``step`` the distance between window starts (tumbling
+    windows when equal, sliding when smaller). Windows are aligned to multiples of ``step``.
+    """
+
+    every: float = attrs.field()
+    step: float = attrs.field()
+    _open: dict[int, collections.Counter[Hashable]] = attrs.field(factory=dict, init=False)
+    _next: int | None = attrs.field(default=None, init=False)  # first window not yet emitted
+    _late: int = attrs.field(default=0, init=False)
+
+    @every.validator
+    def _check_every(self, _: Any, value: float) -> None:
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"every must be a finite number of seconds > 0, got {value!r}")
+
+    @step.validator
+    def _check_step(self, _: Any, value: float) -> None:
+        if not 0 < value <= self.every:
+            raise ValueError(f"step must be > 0 and <= every ({self.every}), got {value!r}")
+
+    def _windows_of(self, time: float) -> range:
+        last = math.floor(time / self.step)
+        first = math.floor((time - self.every) / self.step) + 1
+        return range(first, last + 1)
+
+    def add(self, time: float, key: Hashable, count: int = 1) -> list[WindowCount]:
+        """Counts ``key`` at ``time``; returns the windows this closed, oldest first."""
+        windows = self._windows_of(time)
+        if self._next is None:
+            self._next = windows.start
+        closed = self._close_before(time)
+        if windows.stop <= self._next:
+            self._late += count
+            return closed
+        for index in windows:
+            if index >= self._next:
+                self._open.setdefault(index, collections.Counter())[key] += count
+        return closed
+
+    def add_many(self, times: np.ndarray[Any, Any], keys: Iterable[Hashable]) -> list[WindowCount]:
+        """Counts a batch (times in order or not); vectorised for tumbling windows."""
+        if self.step != self.every or len(times) == 0:
+            closed: list[WindowCount] = []
+            for time, key in zip(times.tolist(), keys, strict=True):
+                closed += self.add(time, key)
+            return closed
+        index = np.floor(times / self.step).astype(np.int64)
+        key_list = list(keys)
+        closed = []
+        order = np.argsort(index, kind="stable")
+        boundaries = np.flatnonzero(np.diff(index[order])) + 1
+        for group in np.split(order, boundaries):
+            window = int(index[group[0]])
+            grouped = collections.Counter(key_list[i] for i in group.tolist())
+            closed += self._add_counter(window, grouped, float(times[group].max()))
+        return closed
+
+    def _add_counter(
+        self, window: int, counts: collections.Counter[Hashable], latest: float
+    ) -> list[WindowCount]:
+        if self._next is None:
+            self._next = window
+        closed = self._close_before(latest)
+        if window < self._next:
+            self._late += sum(counts.values())
+        else:
+            self._open.setdefault(window, collections.Counter()).update(counts)
+        return closed
+
+    def _close_before(self, time: float) -> list[WindowCount]:
+        """Emits every window whose end is <= ``time``, empty ones included, in order."""
+        closed = []
+        assert self._next is not None
+        while self._next * self.step + self.every <= time:
+            closed.append(self._emit(self._next))
+            self._next += 1
+        return closed
+
+    def _emit(self, index: int) -> WindowCount:
+        counts = self._open.pop(index, collections.Counter())
+        late, self._late = self._late, 0
+        start = index * self.step
+        return WindowCount(start=start, end=start + self.every, counts=dict(counts), late=late)
+
+    def flush(self) -> list[WindowCount]:
+        """The windows still open (the stream ended), in order."""
+        if self._next is None:
+            return []
+        last = max(self._open, default=self._next - 1)
+        closed = [self._emit(index) for index in range(self._next, last + 1)]
+        self._next = last + 1
+        return closed
+
+
+def _getter(spec: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
+    if callable(spec):
+        return spec
+    return lambda event: getattr(event, spec)
+
+
+class _Windowed(Stream[WindowCount]):
+    def __init__(
+        self,
+        upstream: AsyncIterable[Any],
+        counter: WindowCounter,
+        key: str | Callable[[Any], Hashable],
+        time: str | Callable[[Any], float],
+        time_scale: float,
+    ) -> None:
+        super().__init__(upstream)
+        self._counter = counter
+        self._key_spec, self._time_spec = key, time
+        self._key, self._time = _getter(key), _getter(time)
+        self._scale = time_scale
+        self._ready: collections.deque[WindowCount] = collections.deque()
+        self._ended = False
+
+    def _batch(self, batch: np.ndarray[Any, Any]) -> list[WindowCount]:
+        if isinstance(self._key_spec, str) and isinstance(self._time_spec, str):
+            times = batch[self._time_spec].astype(np.float64) * self._scale
+            keys = batch[self._key_spec].tolist()
+            return self._counter.add_many(times, keys)
+        rows = list(batch)
+        times = np.array([self._time(row) for row in rows], dtype=np.float64) * self._scale
+        return self._counter.add_many(times, [self._key(row) for row in rows])
+
+    async def __anext__(self) -> WindowCount:
+        while not self._ready:
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                item = await self._iterator.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                self._ready.extend(self._counter.flush())
+                continue
+            if isinstance(item, np.ndarray):
+                self._ready.extend(self._batch(item))
+            else:
+                self._ready.extend(
+                    self._counter.add(self._time(item) * self._scale, self._key(item))
+                )
+        return self._ready.popleft()
+
+
+def window_count(
+    key: str | Callable[[Any], Hashable],
+    *,
+    every: float,
+    step: float | None = None,
+    time: str | Callable[[Any], float] = "timestamp_ns",
+    time_scale: float = 1e-9,
+) -> Operator[Any, WindowCount]:
+    """Counts events by ``key`` in windows of ``every`` seconds of event time.
+
+    ``step`` < ``every`` gives sliding windows starting every ``step`` seconds (default: tumbling
+    windows). ``key`` and ``time`` are field names (on events or batch columns) or functions;
+    event times are multiplied by ``time_scale`` (default: nanoseconds to seconds). One
+    :class:`WindowCount` per closed window, empty windows included; events older than every
+    open window are counted as ``late``. Raises ValueError for a bad ``every`` or ``step``.
+    """
+    counter_args = (every, every if step is None else step)
+    WindowCounter(*counter_args)  # validates now, not at the first event
+
+    def apply(stream: AsyncIterable[Any]) -> AsyncIterable[WindowCount]:
+        return _Windowed(stream, WindowCounter(*counter_args), key, time, time_scale)
+
+    return Operator(apply, f"window_count({key!r}, every={every})")
+
+
+class _Top(Stream[WindowCount]):
+    def __init__(self, upstream: AsyncIterable[WindowCount], n: int) -> None:
+        super().__init__(upstream)
+        self._n = n
+
+    async def __anext__(self) -> WindowCount:
+        window: WindowCount = await self._iterator.__anext__()
+        ranked = sorted(window.counts.items(), key=lambda item: (-item[1], repr(item[0])))
+        return attrs.evolve(window, counts=dict(ranked[: self._n]))
+
+
+def top_n(n: int) -> Operator[WindowCount, WindowCount]:
+    """Each window's ``n`` largest counts, largest first (ties by key)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n!r}")
+    return Operator(lambda stream: _Top(stream, n), f"top_n({n})")

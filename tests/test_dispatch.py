@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from typing import Any
@@ -165,3 +166,27 @@ async def test_syscall_events_source() -> None:
         aiobpf.syscall_number("getppid"),
     )
     assert event.uid == os.getuid()
+
+
+async def test_scope_by_comm_and_uid_is_decided_in_the_kernel() -> None:
+    """A comm scope admits the tasks of that name only; a uid scope of another user admits none
+    of ours (in_scope does not move)."""
+    name = b"aiobpf-scope"
+    libc = ctypes.CDLL(None, use_errno=True)
+    previous = kernel.comm_of(os.getpid()) if kernel.current_tid() == os.getpid() else None
+    assert libc.prctl(15, name, 0, 0, 0) == 0  # PR_SET_NAME: this thread's comm
+    try:
+        async with SyscallDispatch(comms=[name.decode()]) as dispatch:
+            dispatch.install("getppid", "count")
+            for _ in range(5):
+                os.getppid()
+            assert dispatch.counts() == {"getppid": 5}
+    finally:
+        if previous is not None:
+            libc.prctl(15, previous.encode(), 0, 0, 0)
+    async with SyscallDispatch(uids=[61041], tids=[kernel.current_tid()]) as dispatch:
+        dispatch.install("getppid", "count")
+        for _ in range(5):
+            os.getppid()
+        assert dispatch.counts() == {}
+        assert dispatch.stats.in_scope == 0

@@ -98,3 +98,10 @@ def wait_until_unloaded(ids: set[int], timeout: float = 5.0) -> set[int]:
     while (left := loaded_program_ids() & ids) and time.monotonic() < deadline:
         time.sleep(0.01)
     return left
+
+
+def tracefs() -> Path:
+    """The mounted tracefs directory."""
+    from aiobpf._tracefs import ensure_tracefs
+
+    return ensure_tracefs()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import anyio
@@ -193,35 +191,6 @@ async def test_bcc_reader_delivers_the_same_records() -> None:
     assert seqs == list(range(calls))
     assert stats.produced == calls
     assert stats.dropped == 0
-
-
-def test_killed_process_leaves_nothing_attached() -> None:
-    """A process killed with SIGKILL while streaming leaves no BPF program in the kernel."""
-    programs = kernel.loaded_program_ids()
-    with subprocess.Popen(
-        [sys.executable, "-c", _STREAMING_CHILD], stdout=subprocess.PIPE, text=True
-    ) as child:
-        try:
-            assert child.stdout is not None
-            childs = set(json.loads(child.stdout.readline())) - programs
-            assert childs, "the child should have loaded programs"
-        finally:
-            child.kill()
-            child.wait()
-    assert kernel.loaded_program_ids() & childs == set()
-
-
-_STREAMING_CHILD = """
-import json, anyio, aiobpf, sys
-sys.path.insert(0, ".")
-from tests import kernel
-async def main():
-    async with aiobpf.execve_events() as events:
-        print(json.dumps(sorted(kernel.loaded_program_ids())), flush=True)
-        async for _ in events:
-            pass
-anyio.run(main)
-"""
 
 
 async def test_filters_on_execve_events_run_in_the_kernel() -> None:

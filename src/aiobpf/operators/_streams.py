@@ -15,6 +15,9 @@ __all__ = ["Merge", "batch", "merge"]
 
 T = TypeVar("T")
 
+#: Items handed out, or passed on, between two checkpoints.
+_ITEMS_PER_CHECKPOINT = 256
+
 
 class _Batched(Stream[list[T]]):
     def __init__(self, upstream: AsyncIterable[T], size: int, max_delay: float | None) -> None:
@@ -73,11 +76,19 @@ class Merge(Generic[T]):
         self._streams = streams
         self._send, self._receive = anyio.create_memory_object_stream[T](buffer_size)
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._handed = 0
 
     async def _pump(self, stream: AsyncIterable[T], send: Any) -> None:
         async with send:
+            count = 0
             async for item in stream:
-                await send.send(item)
+                count += 1
+                try:
+                    if count % _ITEMS_PER_CHECKPOINT == 0:
+                        raise anyio.WouldBlock  # take the awaiting path now and then
+                    send.send_nowait(item)  # no trip through the event loop per item
+                except anyio.WouldBlock:
+                    await send.send(item)
 
     async def __aenter__(self) -> Merge[T]:
         self._tasks = anyio.create_task_group()
@@ -91,6 +102,14 @@ class Merge(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        self._handed += 1
+        if self._handed % _ITEMS_PER_CHECKPOINT:
+            try:
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            except anyio.EndOfStream:
+                raise StopAsyncIteration from None
         try:
             return await self._receive.receive()
         except anyio.EndOfStream:

@@ -249,3 +249,39 @@ async def test_a_general_filter_on_batches_tests_each_row() -> None:
     batch = np.array([(1, 0, b"a", 0), (2, 0, b"b", 0), (3, 0, b"c", 0)], RECORD)
     (kept,) = await _all(Source([batch]) | operators.filter(lambda row: row["pid"] != 2))
     assert kept["pid"].tolist() == [1, 3]
+
+
+async def test_lost_items_are_reported_in_band() -> None:
+    """With lost="inband", a view that dropped items hands its consumer a Lost(count) before
+    the next item, and the counts add up to what its stats say it dropped."""
+    items = [("slow", i) for i in range(8)]
+    got: list[Any] = []
+    release = anyio.Event()
+    router = route(
+        Source(items), key=lambda item: item[0], buffer_size=2, policy="drop_newest", lost="inband"
+    )
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks, router:
+            view = router.view("slow")
+            tasks.start_soon(_consume, view, got, release)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+    lost = [item for item in got if isinstance(item, operators.Lost)]
+    kept = [item for item in got if not isinstance(item, operators.Lost)]
+    assert sum(item.count for item in lost) == view.stats.dropped
+    assert len(kept) + view.stats.dropped == 8
+
+
+async def test_batches_are_routed_by_column_vectorised() -> None:
+    """Routing by a field name splits each numpy batch into one sub-batch per view."""
+    batch = np.array([(1, 0, b"a", 0), (2, 0, b"b", 0), (3, 0, b"a", 0)], RECORD)
+    a_rows: list[Any] = []
+    rest: list[Any] = []
+    router = route(Source([batch]), key="comm")
+    async with anyio.create_task_group() as tasks, router:
+        tasks.start_soon(_consume, router.view(b"a"), a_rows)
+        tasks.start_soon(_consume, router.default(), rest)
+        await anyio.wait_all_tasks_blocked()
+    assert [b["pid"].tolist() for b in a_rows] == [[1, 3]]
+    assert [b["pid"].tolist() for b in rest] == [[2]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -108,6 +109,10 @@ class ExecveEvents:
         if self._filters is not None and self._ring is not None and not self._ring.closed:
             self._filters.restrict(kind, values)
         return True
+
+    def __or__(self, operator: Callable[[ExecveEvents], Any]) -> Any:
+        """``events | operator``: filters that can run in the kernel return this source."""
+        return operator(self)
 
     @property
     def ring(self) -> RingBuffer[ExecveEvent]:

@@ -15,11 +15,12 @@ from ._core import (
     map,
     pipe,
 )
-from ._routing import Policy, Router, View, ViewStats, route
+from ._routing import Lost, Policy, Router, View, ViewStats, route
 from ._streams import Merge, batch, merge
 from ._windows import WindowCount, WindowCounter, top_n, window_count
 
 __all__ = [
+    "Lost",
     "Merge",
     "Operator",
     "Policy",

@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterable, Callable, Hashable
 from types import TracebackType
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import attrs
+import numpy as np
 
 from ._core import aclose_stream
 
-__all__ = ["Policy", "Router", "View", "ViewStats", "route"]
+__all__ = ["Lost", "Policy", "Router", "View", "ViewStats", "route"]
 
 T = TypeVar("T")
 
@@ -23,6 +24,16 @@ _ITEMS_PER_CHECKPOINT = 256
 
 Policy = Literal["block", "drop_newest", "drop_oldest"]
 _POLICIES = ("block", "drop_newest", "drop_oldest")
+
+
+@attrs.frozen
+class Lost:
+    """In-band notice (``lost="inband"``): the view dropped ``count`` items since the last one.
+
+    It is delivered before the next item that finds room in the view's buffer.
+    """
+
+    count: int
 
 
 @attrs.frozen
@@ -41,8 +52,12 @@ class View(Generic[T]):
     consumer's cancellation (anyio memory object streams guarantee it).
     """
 
-    def __init__(self, keys: frozenset[Hashable] | None, buffer_size: int) -> None:
+    def __init__(
+        self, keys: frozenset[Hashable] | None, buffer_size: int, *, inband: bool = False
+    ) -> None:
         self.keys = keys
+        self._inband = inband
+        self._unreported = 0
         self._send, self._receive = anyio.create_memory_object_stream[T](buffer_size)
         self._oldest = self._receive.clone()  # drop_oldest takes from here
         self.delivered = 0
@@ -79,10 +94,17 @@ class View(Generic[T]):
             except anyio.WouldBlock:
                 await self._send.send(item)
         else:
+            if self._unreported:
+                try:
+                    self._send.send_nowait(cast(T, Lost(self._unreported)))
+                    self._unreported = 0
+                except anyio.WouldBlock:
+                    pass  # still full: report with a later item
             try:
                 self._send.send_nowait(item)
             except anyio.WouldBlock:
                 self.dropped += 1
+                self._unreported += self._inband
                 if policy == "drop_newest":
                     return
                 with contextlib.suppress(anyio.WouldBlock):  # a consumer may have taken one
@@ -116,23 +138,32 @@ class Router(Generic[T]):
     and on exit stops it, ends every view and closes ``stream``. **Backpressure**: ``"block"``
     (default) waits for a full view, which stops reading the stream (a kernel ring then fills and
     its program counts the drops); ``"drop_newest"`` / ``"drop_oldest"`` keep reading and count
-    the items a full view lost in that view's :attr:`View.stats`.
+    the items a full view lost in that view's :attr:`View.stats`, and with ``lost="inband"``
+    also tell its consumer with a :class:`Lost` item. ``key`` may name a field: numpy batches
+    are then split by that column into one sub-batch per view.
     """
 
     def __init__(
         self,
         stream: AsyncIterable[T],
-        key: Callable[[T], Hashable],
+        key: str | Callable[[T], Hashable],
         *,
         buffer_size: int = 1024,
         policy: Policy = "block",
+        lost: Literal["count", "inband"] = "count",
     ) -> None:
+        if lost not in ("count", "inband"):
+            raise ValueError(f"lost must be 'count' or 'inband', got {lost!r}")
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size!r}")
         if policy not in _POLICIES:
             raise ValueError(f"policy must be one of {', '.join(_POLICIES)}, got {policy!r}")
         self._stream = stream
-        self._key = key
+        self._field = key if isinstance(key, str) else None
+        self._key: Callable[[T], Hashable] = (
+            (lambda item: getattr(item, key)) if isinstance(key, str) else key
+        )
+        self._inband = lost == "inband"
         self._buffer_size = buffer_size
         self._policy: Policy = policy
         self._routes: dict[Hashable, View[T]] = {}
@@ -148,7 +179,7 @@ class Router(Generic[T]):
         taken = [key for key in keys if key in self._routes]
         if taken:
             raise ValueError(f"keys {taken!r} already have a view")
-        view: View[T] = View(frozenset(keys), self._buffer_size)
+        view: View[T] = View(frozenset(keys), self._buffer_size, inband=self._inband)
         self._routes.update(dict.fromkeys(keys, view))
         self._views.append(view)
         return view
@@ -156,7 +187,7 @@ class Router(Generic[T]):
     def default(self) -> View[T]:
         """The view of every item no other view claims (one per router)."""
         if self._default is None:
-            self._default = View(None, self._buffer_size)
+            self._default = View(None, self._buffer_size, inband=self._inband)
             self._views.append(self._default)
         return self._default
 
@@ -168,17 +199,39 @@ class Router(Generic[T]):
                 delivered += 1
                 if delivered % _ITEMS_PER_CHECKPOINT == 0:
                     await anyio.lowlevel.checkpoint()  # deliveries rarely wait: let others run
-                view = routes.get(key(item), self._default)
-                if view is None:
-                    self.unrouted += 1
-                    continue
-                try:
-                    await view._deliver(item, policy)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    view.dropped += 1  # its consumer closed it
+                if self._field is not None and isinstance(item, np.ndarray):
+                    parts = self._split(item)  # a batch: one sub-batch per key, vectorised
+                else:
+                    parts = [(routes.get(key(item), self._default), item)]
+                for view, part in parts:
+                    if view is None:
+                        self.unrouted += len(part) if isinstance(part, np.ndarray) else 1
+                        continue
+                    try:
+                        await view._deliver(part, policy)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        view.dropped += 1  # its consumer closed it
+            for view in self._views:  # the stream ended: report the last losses, if any
+                if view._unreported:
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await view._send.send(cast(T, Lost(view._unreported)))
+                    view._unreported = 0
         finally:
             for view in self._views:
                 view._finish()
+
+    def _split(self, batch: np.ndarray[Any, Any]) -> list[tuple[View[T] | None, Any]]:
+        """Rows of a batch grouped by view (rows with no view go to the default or are None)."""
+        assert self._field is not None
+        column = batch[self._field]
+        parts: dict[int, tuple[View[T] | None, list[np.ndarray[Any, Any]]]] = {}
+        for value in np.unique(column).tolist():
+            target = self._routes.get(value, self._default)
+            parts.setdefault(id(target), (target, []))[1].append(column == value)
+        return [
+            (target, batch[np.logical_or.reduce(masks)] if len(masks) > 1 else batch[masks[0]])
+            for target, masks in parts.values()
+        ]
 
     async def __aenter__(self) -> Router[T]:
         self._tasks = anyio.create_task_group()
@@ -205,10 +258,12 @@ class Router(Generic[T]):
 
 def route(
     stream: AsyncIterable[T],
-    key: Callable[[T], Hashable],
+    key: str | Callable[[T], Hashable],
     *,
     buffer_size: int = 1024,
     policy: Policy = "block",
+    lost: Literal["count", "inband"] = "count",
 ) -> Router[T]:
-    """A :class:`Router` of ``stream`` by ``key``; use it with ``async with``."""
-    return Router(stream, key, buffer_size=buffer_size, policy=policy)
+    """A :class:`Router` of ``stream`` by ``key`` (a function, or a field name: then numpy
+    batches are split by that column, vectorised); use it with ``async with``."""
+    return Router(stream, key, buffer_size=buffer_size, policy=policy, lost=lost)

@@ -1,4 +1,4 @@
-"""Builds and starts the getppid load generator (C when gcc is there, Python otherwise)."""
+"""Builds and starts the load generators (C when gcc is there, Python otherwise)."""
 
 from __future__ import annotations
 
@@ -24,21 +24,42 @@ print(n, f"{time.monotonic() - start:.6f}")
 """
 
 
-def build() -> list[str]:
-    """The command prefix that runs the generator."""
+def _compiled(source: Path) -> list[str] | None:
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
-        return [sys.executable, "-c", _PYTHON_FALLBACK]
-    binary = Path(tempfile.gettempdir()) / "aiobpf-loadgen"
-    if not binary.exists() or binary.stat().st_mtime < _SOURCE.stat().st_mtime:
-        subprocess.run([compiler, "-O2", "-o", str(binary), str(_SOURCE)], check=True)
+        return None
+    binary = Path(tempfile.gettempdir()) / f"aiobpf-{source.stem}"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
     return [str(binary)]
 
 
-def start(command: list[str], calls: int, rate: float, cpu: int) -> subprocess.Popen[bytes]:
-    """Starts the generator pinned to ``cpu``, waiting for a byte on stdin to begin."""
+def build() -> list[str]:
+    """The command prefix that runs the getppid generator."""
+    return _compiled(_SOURCE) or [sys.executable, "-c", _PYTHON_FALLBACK]
+
+
+_EXEC_FALLBACK = """
+import os, subprocess, sys, time
+n = int(sys.argv[1])
+sys.stdin.buffer.read(1)
+start = time.monotonic()
+for _ in range(n):
+    subprocess.run(["/bin/true"], env={})
+print(n, f"{time.monotonic() - start:.6f}")
+"""
+
+
+def build_exec_storm() -> list[str]:
+    """The command prefix that runs the exec storm."""
+    return _compiled(_SOURCE.with_name("execstorm.c")) or [sys.executable, "-c", _EXEC_FALLBACK]
+
+
+def start(command: list[str], calls: int, rate: float | None, cpu: int) -> subprocess.Popen[bytes]:
+    """Starts a generator pinned to ``cpu``, waiting for a byte on stdin to begin."""
+    rate_args = [] if rate is None else [str(rate)]
     return subprocess.Popen(
-        ["taskset", "-c", str(cpu), *command, str(calls), str(rate)],
+        ["taskset", "-c", str(cpu), *command, str(calls), *rate_args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )

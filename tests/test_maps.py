@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import anyio
 import numpy as np
@@ -173,3 +174,23 @@ async def test_per_cpu_maps_with_struct_keys_sum_over_cpus() -> None:
     assert (key.uid, key.comm) == (os.getuid(), kernel.comm_of(os.getpid()).encode())
     assert count == calls
     assert changes == {2: calls}
+
+
+@pytest.mark.parametrize("key", ["uid", "comm"])
+async def test_execve_windows_counted_in_the_kernel(key: str, tmp_path: Any) -> None:
+    """execve_window_counts counts each exec once, by uid or by comm, across drained windows."""
+    program = kernel.uniquely_named_program(tmp_path, "kwindow-me")
+    tmp_path.chmod(0o755)
+    wanted = UID if key == "uid" else "kwindow-me"
+    seen = 0
+    with anyio.fail_after(30):
+        async with await aiobpf.execve_window_counts(key, every=0.1) as windows:  # type: ignore[arg-type]
+            for _ in range(4):
+                await anyio.run_process(kernel.setpriv_command(UID, program))
+            async for window in windows:
+                seen += window.counts.get(wanted, 0)
+                if seen >= 4:
+                    break
+            extra = await windows.__anext__()  # one more window: nothing was held back
+            seen += extra.counts.get(wanted, 0)
+    assert seen == 4

@@ -44,6 +44,7 @@ from .operators import (
 from .sources import RingBuffer
 from .stats import RingStats
 from .tracepipe import TraceLine, TracePipe, trace_pipe
+from .windows_kernel import KernelWindowCounts, execve_window_counts
 
 __all__ = [
     "EXECVE_EVENTS",
@@ -55,6 +56,7 @@ __all__ = [
     "ExecveEvent",
     "ExecveEvents",
     "KernelHeadersError",
+    "KernelWindowCounts",
     "KprobesUnavailableError",
     "LogRecord",
     "MapPoller",
@@ -77,6 +79,7 @@ __all__ = [
     "batch",
     "execve_counts",
     "execve_events",
+    "execve_window_counts",
     "filter_comm",
     "filter_pid",
     "filter_uid",

@@ -129,6 +129,8 @@ class ExecveEvents:
         return self
 
     async def __anext__(self) -> ExecveEvent:
+        if self._closed:
+            raise StopAsyncIteration
         ring = self._ring if self._ring is not None else await self.open()
         return await ring.__anext__()
 

@@ -72,8 +72,9 @@ class RingBuffer(Generic[R]):
 
     **Closing**: :meth:`aclose` (or leaving ``async with``) unmaps the ring and closes its fd, and
     releases the BPF program when the source owns it. A task blocked waiting for records is woken
-    and its ``async for`` ends normally (``receive()`` raises :class:`anyio.EndOfStream`); using
-    the source after that raises :class:`anyio.ClosedResourceError`. A second task iterating the
+    and its ``async for`` ends normally (``receive()`` raises :class:`anyio.EndOfStream`).
+    Afterwards iteration ends at once (so a pipeline stage that loops again stops cleanly),
+    and ``receive()`` raises :class:`anyio.ClosedResourceError`. A second task iterating the
     source at the same time gets :class:`anyio.BusyResourceError`.
     """
 
@@ -336,6 +337,8 @@ class RingBuffer(Generic[R]):
         # consumer may stop iterating at any time without leaving a generator to finalise.
         index = self._pending_index
         if index >= len(self._pending):
+            if self._closed:  # closed (maybe by another task): the iteration is over
+                raise StopAsyncIteration
             try:
                 self._hand_out(await self._next_batch())
             except _Closed:
@@ -479,6 +482,8 @@ class _Batches:
         return self
 
     async def __anext__(self) -> npt.NDArray[np.void]:
+        if self._ring.closed:
+            raise StopAsyncIteration
         try:
             return await self._ring.receive_batch()
         except anyio.EndOfStream:

@@ -99,7 +99,7 @@ class TracePipe:
 
     async def __anext__(self) -> TraceLine:
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise StopAsyncIteration
         if self._lines:
             await anyio.lowlevel.checkpoint()
             return self._lines.popleft()

@@ -24,7 +24,11 @@ import aiobpf
 from benchmarks import _loadgen
 from benchmarks.ring_throughput import CONSUMER_CPU, GENERATOR_CPU, _machine
 
-MODES = ["user space (events | window_count)", "kernel (execve_window_counts)"]
+MODES = [
+    "user space: execve_events, window_count",
+    "user space, 10 ms latency budget",
+    "kernel: execve_window_counts",
+]
 
 
 async def _trial(mode: str, execs: int) -> dict[str, Any]:
@@ -33,7 +37,7 @@ async def _trial(mode: str, execs: int) -> dict[str, Any]:
     events: aiobpf.ExecveEvents | None = None
     try:
         if mode.startswith("user"):
-            events = aiobpf.execve_events()
+            events = aiobpf.execve_events(max_latency=0.01 if "budget" in mode else 0.0)
             await events.open()
             source: Any = events | aiobpf.window_count("comm", every=1)
         else:

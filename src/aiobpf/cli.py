@@ -3,6 +3,7 @@
     aiobpf execsnoop [--uid UID] [--json] [--duration S]
     aiobpf hello [--trace-pipe] [--duration S]
     aiobpf syscalls [--pid PID] [--interval S] [--top N] [--json] [--duration S]
+    aiobpf serve [--host 127.0.0.1] [--port 8000] [--uid UID] [--client-buffer N]
     aiobpf top-uids [--interval S] [--top N] [--uid UID] [--json] [--duration S]
 
 Every tool runs until Ctrl-C or ``--duration`` seconds, then detaches and exits 0; a problem with
@@ -13,9 +14,11 @@ usage message and exit status 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import pwd
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -193,6 +196,46 @@ async def _syscalls(args: argparse.Namespace, out: TextIO) -> None:
                 )
 
 
+# -- serve ---------------------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace, out: TextIO) -> None:
+    try:
+        from .service import serve
+    except ImportError as exc:
+        raise AiobpfError(
+            f"aiobpf serve needs the service extra ({exc.name} is missing): "
+            "pip install 'aiobpf[service]'"
+        ) from exc
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+        tasks.start_soon(on_signals)
+        async with anyio.create_task_group() as server:
+            run = functools.partial(
+                serve,
+                args.host,
+                args.port,
+                uids=args.uid,
+                client_buffer=args.client_buffer,
+                shutdown=stop,
+            )
+            await server.start(run)
+            print(
+                f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=out, flush=True
+            )
+            with anyio.move_on_after(args.duration):
+                await stop.wait()
+            stop.set()  # the server shuts down gracefully, then detaches
+        tasks.cancel_scope.cancel()
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -233,6 +276,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     calls.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
     calls.set_defaults(run=_syscalls)
+
+    web = tools.add_parser(
+        "serve", help="HTTP service: SSE event stream, /top, /metrics, a dashboard"
+    )
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    web.add_argument("--port", type=int, default=8000, help="port (8000)")
+    web.add_argument(
+        "--uid",
+        type=_uid,
+        action="append",
+        help="serve only this user's execs (repeatable; in the kernel)",
+    )
+    web.add_argument(
+        "--client-buffer",
+        type=_count,
+        default=1024,
+        help="events queued per client before it loses some (1024)",
+    )
+    web.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
+    web.set_defaults(run=_serve)
 
     top = tools.add_parser("top-uids", help="execve calls per user, counted in the kernel")
     top.add_argument("--interval", type=_positive, default=2.0, help="seconds between readings (2)")

@@ -414,6 +414,14 @@ class RingBuffer(Generic[R]):
         )
 
     @property
+    def occupancy(self) -> float | None:
+        """The share of the ring holding records not yet read (0 to 1); None for BCC's reader."""
+        reader = self._reader
+        if isinstance(reader, RingReader):
+            return reader.pending_bytes() / reader.data_size
+        return None
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

@@ -23,7 +23,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
@@ -34,6 +33,7 @@ import numpy.typing as npt
 
 from . import _bcc
 from ._mapio import MapReader
+from ._resource import AsyncResource
 
 __all__ = ["MapPoller", "MapReading", "Mode"]
 
@@ -102,7 +102,7 @@ def _as_dtype(declared: Any, fallback: Any) -> np.dtype[Any]:
     return _char_arrays_as_bytes(dtype)
 
 
-class MapPoller(Generic[K, V]):
+class MapPoller(AsyncResource, Generic[K, V]):
     """An async source of :class:`MapReading`, one per ``interval`` seconds.
 
     The first reading comes one interval after iteration starts; ticks are scheduled from the
@@ -241,17 +241,6 @@ class MapPoller(Generic[K, V]):
         callbacks, self._on_close = self._on_close, []
         for callback in reversed(callbacks):
             callback()
-
-    async def __aenter__(self) -> MapPoller[K, V]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True):

@@ -12,7 +12,6 @@ import os
 import platform
 import warnings
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import anyio
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _bcc
+from ._resource import AsyncResource
 from ._ringbuf import RingReader
 from ._ringmap import RingMemory
 from .errors import RecordLayoutError
@@ -49,7 +49,7 @@ class _Closed(Exception):
     """Raised inside a source when it was closed while a reader waited."""
 
 
-class RingBuffer(Generic[R]):
+class RingBuffer(AsyncResource, Generic[R]):
     """An async source of the records of one BPF ring buffer map (``BPF_RINGBUF_OUTPUT``).
 
     Iterate it for one record at a time (``async for record in ring``: a ``ctypes.Structure``
@@ -456,17 +456,6 @@ class RingBuffer(Generic[R]):
                 errors.append(exc)
         if errors:
             raise errors[0]
-
-    async def __aenter__(self) -> RingBuffer[R]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True):

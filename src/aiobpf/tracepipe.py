@@ -14,12 +14,12 @@ import re
 import warnings
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 
 import anyio
 import anyio.lowlevel
 import attrs
 
+from ._resource import AsyncResource
 from ._tracefs import ensure_tracefs
 
 __all__ = ["TraceLine", "TracePipe", "parse_trace_line", "trace_pipe"]
@@ -62,7 +62,7 @@ def parse_trace_line(line: str) -> TraceLine | None:
     )
 
 
-class TracePipe:
+class TracePipe(AsyncResource):
     """An async source of :class:`TraceLine` from ``<tracefs>/trace_pipe``.
 
     Waits on the pipe's fd (it is pollable); reads everything available per wake-up.
@@ -132,17 +132,6 @@ class TracePipe:
             with anyio.CancelScope(shield=True):
                 await self._reader_left.wait()
         os.close(self._fd)
-
-    async def __aenter__(self) -> TracePipe:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import time
-from types import TracebackType
 from typing import Any, Literal
 
 import anyio
@@ -19,6 +18,7 @@ import anyio.to_thread
 
 from ._bcc import Program
 from ._programs import program_text
+from ._resource import AsyncResource
 from .maps import MapPoller
 from .operators import WindowCount
 
@@ -30,7 +30,7 @@ def _compile(key: str) -> Program:
     return Program.compile(program_text("execve_window"), cflags=flags)
 
 
-class KernelWindowCounts:
+class KernelWindowCounts(AsyncResource):
     """An async source of :class:`aiobpf.WindowCount` whose counting ran in the kernel.
 
     Each window is what the map held when drained: ``start`` and ``end`` are the drain times
@@ -55,17 +55,6 @@ class KernelWindowCounts:
 
     async def aclose(self) -> None:
         await self._poller.aclose()
-
-    async def __aenter__(self) -> KernelWindowCounts:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def execve_window_counts(

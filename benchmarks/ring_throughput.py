@@ -34,6 +34,23 @@ CONSUMERS: dict[str, tuple[list[str], float]] = {
     "aiobpf-records+1ms": (["asyncio", "trio"], 0.001),
 }
 RING_SIZE = 256 * 1024
+LATENCY_EVERY = 64  # one latency sample (kernel timestamp to delivery) per this many records
+
+
+def _latency(samples: list[int]) -> dict[str, float]:
+    """p50/p99/max of end-to-end latency samples (ns), in microseconds."""
+    if not samples:
+        return {}
+    import numpy as np
+
+    p50, p99 = np.percentile(np.array(samples, dtype=np.float64), [50, 99]).tolist()
+    return {
+        "latency_p50_us": p50 / 1e3,
+        "latency_p99_us": p99 / 1e3,
+        "latency_max_us": max(samples) / 1e3,
+    }
+
+
 CONSUMER_CPU, GENERATOR_CPU = 0, 1
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,11 +114,15 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
     events, counts = bpf["events"], bpf["events_counts"]
     received = 0
 
+    latencies: list[int] = []
+
     def callback(ctx: Any, data: Any, size: int) -> None:
         nonlocal received
         event = events.event(data)
         _ = event.seq
         received += 1
+        if received % LATENCY_EVERY == 0:
+            latencies.append(time.monotonic_ns() - event.timestamp_ns)
 
     events.open_ring_buffer(callback)
     start = _go(generator)
@@ -112,6 +133,7 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
     result = _finish(
         generator, start, {"produced": produced, "dropped": dropped, "received": received}
     )
+    result.update(_latency(latencies))
     bpf.cleanup()
     return result
 
@@ -125,6 +147,7 @@ async def _aiobpf_trial(
     from aiobpf.testing import getppid_ring
 
     received = 0
+    latencies: list[int] = []
     async with await getppid_ring(generator.pid, ring_size=RING_SIZE, max_latency=budget) as ring:
         done = False
 
@@ -145,13 +168,17 @@ async def _aiobpf_trial(
             tasks.start_soon(wait_generator, tasks.cancel_scope)
             if batches:
                 async for batch in ring.batches():
+                    now = time.monotonic_ns()
                     received += len(batch)
+                    latencies.extend((now - batch["timestamp_ns"][::LATENCY_EVERY]).tolist())
                     if done and balanced():
                         break
             else:
                 async for record in ring:
                     _ = record.seq
                     received += 1
+                    if received % LATENCY_EVERY == 0:
+                        latencies.append(time.monotonic_ns() - record.timestamp_ns)
                     if done and ring.stats.pending == 0 and balanced():
                         break
             tasks.cancel_scope.cancel()
@@ -164,7 +191,7 @@ async def _aiobpf_trial(
             "wakeups": stats.wakeups,
             "batches": stats.batches,
         }
-        return _finish(generator, start, counts)
+        return {**_finish(generator, start, counts), **_latency(latencies)}
 
 
 # -- the sweep -----------------------------------------------------------------------------------
@@ -254,11 +281,20 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "wake-ups/s",
         "received/s vs BCC",
         "CPU vs BCC",
+        "latency p50 / p99 (µs)",
         "balanced",
     ]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
-    keys = ("offered_per_s", "received_per_s", "drop_pct", "cpu_pct", "wakeups_per_s")
+    keys = (
+        "offered_per_s",
+        "received_per_s",
+        "drop_pct",
+        "cpu_pct",
+        "wakeups_per_s",
+        "latency_p50_us",
+        "latency_p99_us",
+    )
     for rate in sorted({row["rate"] for row in rows}):
         group = [row for row in rows if row["rate"] == rate]
         bcc = [r for r in group if r["consumer"] == "bcc-callback"]
@@ -279,6 +315,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                     "-" if consumer == "bcc-callback" else f"{med['wakeups_per_s']:.0f}",
                     f"{med['received_per_s'] / base_received:.1f}x",
                     f"{med['cpu_pct'] / base_cpu:.2f}x",
+                    f"{med['latency_p50_us']:.0f} / {med['latency_p99_us']:.0f}",
                     f"{sum(r['balanced'] for r in runs)}/{len(runs)}",
                 ]
                 print("| " + " | ".join(cells) + " |")

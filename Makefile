@@ -17,4 +17,4 @@ lint: setup
 	$(VENV)/mypy
 
 bench: setup
-	$(VENV)/python -m benchmarks.ring_throughput
+	$(VENV)/python -m benchmarks quick

@@ -377,15 +377,19 @@ class SyscallDispatch:
         """The installed slots: ``{syscall name: handler}``."""
         return {syscall_name(nr): handler for nr, handler in sorted(self._live.slots.items())}
 
+    @property
+    def _routes(self) -> Router[SyscallEvent]:
+        if self._router is None:
+            raise RuntimeError("SyscallDispatch is not running yet: use it with 'async with'")
+        return self._router
+
     def view(self, *syscalls: str | int) -> View[SyscallEvent]:
         """The events the kernel routed to *emit* for these syscalls (a Router view)."""
-        assert self._router is not None
-        return self._router.view(*_names(list(syscalls)))
+        return self._routes.view(*_names(list(syscalls)))
 
     def default_view(self) -> View[SyscallEvent]:
         """Emitted events no other view claims (such as the fall-through, with default="emit")."""
-        assert self._router is not None
-        return self._router.default()
+        return self._routes.default()
 
     def counts(self) -> dict[str, int]:
         """Calls counted by *count* handlers, by syscall name, since the start."""

@@ -128,19 +128,24 @@ class EventHub:
             self._subscribers.discard(subscriber)
             subscriber.close()
 
+    def _running(self) -> tuple[ExecveEvents, MapPoller[int, int]]:
+        if self._events is None or self._counts is None:
+            raise RuntimeError("EventHub is not running yet: use it with 'async with'")
+        return self._events, self._counts
+
     def top(self) -> dict[int, int]:
         """execve calls per uid since start, read from the kernel map now."""
-        assert self._counts is not None
-        return dict(self._counts.read().values)
+        return dict(self._running()[1].read().values)
 
     def stats(self) -> dict[str, Any]:
-        assert self._events is not None
-        ring = self._events.stats
+        """Events received, kernel and slow-client drops, ring occupancy, clients."""
+        events = self._running()[0]
+        ring = events.stats
         return {
             "received": ring.received,
             "kernel_dropped": ring.dropped or 0,
             "user_dropped": self.user_dropped,
-            "ring_occupancy": self._events.ring.occupancy,
+            "ring_occupancy": events.ring.occupancy,
             "clients": len(self._subscribers),
         }
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import anyio.lowlevel
@@ -17,6 +16,7 @@ from ._bcc import Program
 from ._btf import member_offset
 from ._filters import KernelFilters
 from ._programs import include_flags, program_text
+from ._resource import AsyncResource
 from ._validate import ring_pages
 from .events import EXECVE_EVENTS, ExecveEvent
 from .sources import RingBuffer
@@ -35,7 +35,7 @@ def _compile_execve(pages: int) -> Program:
     return Program.compile(program_text("execve"), cflags=flags)
 
 
-class ExecveEvents:
+class ExecveEvents(AsyncResource):
     """An async source of :class:`ExecveEvent`, one per ``execve`` call on the machine.
 
     Attaches to the ``syscalls:sys_enter_execve`` and ``sys_exit_execve`` tracepoints when entered
@@ -148,17 +148,9 @@ class ExecveEvents:
         if self._ring is not None:
             await self._ring.aclose()
 
-    async def __aenter__(self) -> ExecveEvents:
-        await self.open()
+    async def __aenter__(self) -> Self:
+        await self.open()  # entering attaches; leaving (AsyncResource) closes
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class _Batches:

@@ -16,10 +16,13 @@ time without leaving a generator behind to be finalised later.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Container
-from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
+import anyio
 import numpy as np
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .._resource import AsyncResource
 
 __all__ = [
     "Operator",
@@ -45,6 +48,28 @@ async def aclose_stream(stream: object) -> None:
         await aclose()
 
 
+#: Items taken from a buffer between two checkpoints (see :func:`receive_fast`).
+ITEMS_PER_CHECKPOINT = 256
+
+
+async def receive_fast(receive: MemoryObjectReceiveStream[T], taken: int) -> T:
+    """The next item of ``receive``; raises StopAsyncIteration when it ended or was closed.
+
+    Takes what is buffered without a trip through the event loop (a checkpoint per item would
+    cost more than most consumers' work), and checkpoints on every ITEMS_PER_CHECKPOINT-th
+    item (``taken`` counts them) for fairness.
+    """
+    try:
+        if taken % ITEMS_PER_CHECKPOINT:
+            try:
+                return receive.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+        return await receive.receive()
+    except (anyio.EndOfStream, anyio.ClosedResourceError):
+        raise StopAsyncIteration from None
+
+
 class PushDownTarget(Protocol):
     """A kernel source that can apply some filters in its BPF program."""
 
@@ -54,7 +79,7 @@ class PushDownTarget(Protocol):
         ...
 
 
-class Stream(Generic[T]):
+class Stream(AsyncResource, Generic[T]):
     """An async iterator over another one, closing it when closed; base of operator outputs."""
 
     def __init__(self, upstream: AsyncIterable[Any]) -> None:
@@ -70,17 +95,6 @@ class Stream(Generic[T]):
     async def aclose(self) -> None:
         """Closes the consumed stream (idempotent when that stream's aclose is)."""
         await aclose_stream(self._iterator if hasattr(self._iterator, "aclose") else self._upstream)
-
-    async def __aenter__(self) -> Stream[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __or__(self, operator: Operator[T, U]) -> AsyncIterable[U]:
         return operator(self)

@@ -13,14 +13,12 @@ import anyio.lowlevel
 import attrs
 import numpy as np
 
-from ._core import aclose_stream
+from ._core import ITEMS_PER_CHECKPOINT, aclose_stream, receive_fast
 
 __all__ = ["Lost", "Policy", "Router", "View", "ViewStats", "route"]
 
 T = TypeVar("T")
 
-#: Items a view hands out, or a router delivers, between two checkpoints.
-_ITEMS_PER_CHECKPOINT = 256
 
 Policy = Literal["block", "drop_newest", "drop_oldest"]
 _POLICIES = ("block", "drop_newest", "drop_oldest")
@@ -72,20 +70,8 @@ class View(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        # Take what is buffered without a trip through the event loop (a checkpoint per item
-        # would cost more than most consumers' work); checkpoint every 256 items for fairness.
         self._handed += 1
-        if self._handed % _ITEMS_PER_CHECKPOINT:
-            try:
-                return self._receive.receive_nowait()
-            except anyio.WouldBlock:
-                pass
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
+        return await receive_fast(self._receive, self._handed)
 
     async def _deliver(self, item: T, policy: Policy) -> None:
         if policy == "block":
@@ -197,7 +183,7 @@ class Router(Generic[T]):
             delivered = 0
             async for item in self._stream:
                 delivered += 1
-                if delivered % _ITEMS_PER_CHECKPOINT == 0:
+                if delivered % ITEMS_PER_CHECKPOINT == 0:
                     await anyio.lowlevel.checkpoint()  # deliveries rarely wait: let others run
                 if self._field is not None and isinstance(item, np.ndarray):
                     parts = self._split(item)  # a batch: one sub-batch per key, vectorised

@@ -9,14 +9,11 @@ from typing import Any, Generic, TypeVar
 import anyio
 import anyio.abc
 
-from ._core import Operator, Stream, aclose_stream
+from ._core import ITEMS_PER_CHECKPOINT, Operator, Stream, aclose_stream, receive_fast
 
 __all__ = ["Merge", "batch", "merge"]
 
 T = TypeVar("T")
-
-#: Items handed out, or passed on, between two checkpoints.
-_ITEMS_PER_CHECKPOINT = 256
 
 
 class _Batched(Stream[list[T]]):
@@ -84,7 +81,7 @@ class Merge(Generic[T]):
             async for item in stream:
                 count += 1
                 try:
-                    if count % _ITEMS_PER_CHECKPOINT == 0:
+                    if count % ITEMS_PER_CHECKPOINT == 0:
                         raise anyio.WouldBlock  # take the awaiting path now and then
                     send.send_nowait(item)  # no trip through the event loop per item
                 except anyio.WouldBlock:
@@ -103,17 +100,7 @@ class Merge(Generic[T]):
 
     async def __anext__(self) -> T:
         self._handed += 1
-        if self._handed % _ITEMS_PER_CHECKPOINT:
-            try:
-                return self._receive.receive_nowait()
-            except anyio.WouldBlock:
-                pass
-            except anyio.EndOfStream:
-                raise StopAsyncIteration from None
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
+        return await receive_fast(self._receive, self._handed)
 
     async def __aexit__(
         self,

@@ -8,7 +8,8 @@ setup:
 demo: setup
 	$(VENV)/aiobpf execsnoop --duration 10
 
-test: setup
+test:
+	@scripts/setup.sh test
 	$(VENV)/python -m pytest
 
 lint: setup

@@ -2,6 +2,7 @@
 # Prepares this machine for aiobpf, idempotently: Debian packages (BCC, kernel headers, libbpf),
 # tracefs/debugfs mounts, and a virtual environment in .venv that can import the system `bcc`.
 # Run as root (BPF needs it). Safe to run again: each step checks before it acts.
+# `setup.sh test` also installs what only the tests need: Debian's chromium, for the dashboard.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +31,9 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 # 1. BCC's Python module and libbpf (used to read kernel BTF).
 missing=()
 for pkg in python3-bpfcc libbpf1 util-linux; do installed "$pkg" || missing+=("$pkg"); done
+if [ "${1:-}" = test ]; then
+    installed chromium || missing+=(chromium)
+fi
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 
 # 2. Kernel headers where BCC looks for them: /lib/modules/$(uname -r)/{build,source}.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
+import sys
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.streams.text
 import httpx
 import pytest
 
@@ -38,7 +42,7 @@ def _free_port() -> int:
 
 
 async def _sse(response: httpx.Response) -> AsyncGenerator[tuple[str, Any], None]:
-    """(event, data) pairs of a Server-Sent Events response."""
+    """(event, data) pairs of a Server-Sent Events response, ("connected", filters) first."""
     event = "message"
     async for line in response.aiter_lines():
         if line.startswith("event: "):
@@ -64,11 +68,14 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
             )
             async with client.stream("GET", "/events", params={"uid": UID}) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
-                for _ in range(3):
-                    await anyio.run_process(kernel.setpriv_command(UID, program))
                 seen = []
                 async with contextlib.aclosing(_sse(response)) as messages:
                     async for event, data in messages:
+                        if event == "connected":
+                            stats = (await client.get("/stats")).json()
+                            for _ in range(3):
+                                await anyio.run_process(kernel.setpriv_command(UID, program))
+                            continue
                         assert event == "exec"
                         seen.append(data)
                         if len(seen) == 3:
@@ -80,10 +87,11 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
     assert [(e["uid"], e["comm"], e["filename"]) for e in seen] == [
         (UID, "served-me", str(program))
     ] * 3
+    assert stats["kernel_selection"] == {"uid": [UID], "comm": None}  # while it was connected
     assert top["counts"][str(UID)] == 3
     assert f'aiobpf_execve_total{{uid="{UID}"}} 3.0' in metrics
     assert "aiobpf_kernel_dropped_total" in metrics
-    assert 'new EventSource("/events")' in page
+    assert "new EventSource(" in page
     assert kernel.bpf_objects() == objects
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
@@ -112,3 +120,189 @@ async def test_a_slow_subscriber_loses_events_while_a_fast_one_gets_all() -> Non
                 assert hub.user_dropped == execs - 4
                 assert hub.stats()["kernel_dropped"] == 0
     assert [event.uid for event in got] == [UID] * execs
+
+
+async def test_clients_filters_reach_the_kernel_as_a_union(tmp_path: Any) -> None:
+    """With no client the kernel passes nothing; with clients that all filter by uid it passes
+    exactly their uids' execs (the ring's produced counter moves by those alone); one client
+    without a filter opens it up; leaving narrows it again."""
+    async with EventHub() as hub:
+        events = hub._running()[0]
+
+        def produced() -> int:
+            return int(events.stats.produced or 0)
+
+        assert hub.kernel_selection == {"uid": [], "comm": []}
+        before = produced()
+        await anyio.run_process(kernel.setpriv_command(UID, "/bin/true"))
+        assert produced() == before  # nobody listens: the kernel dropped it before the ring
+
+        with hub.subscribe(uid=UID) as first, hub.subscribe(uid=UID + 1) as second:
+            assert hub.kernel_selection == {"uid": [UID, UID + 1], "comm": None}
+            before = produced()
+            for uid in (UID, UID + 1, UID + 2):
+                await anyio.run_process(kernel.setpriv_command(uid, "/bin/true"))
+            with anyio.fail_after(10):
+                assert (await first.receive.receive()).uid == UID
+                assert (await second.receive.receive()).uid == UID + 1
+            assert produced() == before + 2  # UID + 2 and everyone else's execs stayed out
+
+            with hub.subscribe() as everything:
+                assert hub.kernel_selection == {"uid": None, "comm": None}
+                await anyio.run_process(kernel.setpriv_command(UID + 2, "/bin/true"))
+                with anyio.fail_after(10):
+                    while (await everything.receive.receive()).uid != UID + 2:
+                        pass
+            assert hub.kernel_selection == {"uid": [UID, UID + 1], "comm": None}
+        assert hub.kernel_selection == {"uid": [], "comm": []}
+
+
+class _StalledClient:
+    """An SSE client on a plain socket with a 4 KiB receive window that reads nothing until told
+    to: a slow client as the server sees one (client libraries on asyncio read ahead into memory
+    whatever the application does, so they cannot play this part)."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self._socket.connect(("127.0.0.1", port))
+        self._socket.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        self._socket.setblocking(False)
+        self._pending = b""
+
+    async def messages(self) -> AsyncGenerator[tuple[str, Any], None]:
+        """(event, data) pairs, ("connected", filters) first; the headers are skipped."""
+        while True:
+            while b"\n\n" not in self._pending:
+                await anyio.wait_readable(self._socket)
+                chunk = self._socket.recv(65536)
+                if not chunk:
+                    return
+                self._pending += chunk
+            block, self._pending = self._pending.split(b"\n\n", 1)
+            text = block.decode().split("\r\n\r\n")[-1]  # the first block follows the headers
+            lines = dict(line.split(": ", 1) for line in text.split("\n"))
+            yield lines.get("event", "message"), json.loads(lines["data"])
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) -> None:
+    """Over real HTTP: a client that stops reading fills its socket and its 8-event queue; from
+    then on its events are dropped and counted, and when it reads again it gets `lost` events
+    that add up exactly to what it missed. A fast client gets every event, and the kernel ring
+    loses nothing."""
+    program = kernel.uniquely_named_program(tmp_path, "flood-me")
+    tmp_path.chmod(0o755)
+    port = _free_port()
+    storm = f"for i in $(seq 500); do {program}; done"
+    stop = anyio.Event()
+    execs = 0
+    fast: list[Any] = []
+    with anyio.fail_after(240):
+        async with (
+            anyio.create_task_group() as tasks,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            await tasks.start(
+                lambda task_status: serve(
+                    port=port, client_buffer=8, shutdown=stop, task_status=task_status
+                )
+            )
+            slow = _StalledClient(port, "/events?comm=flood-me")
+            slow_messages = slow.messages()
+            assert await anext(slow_messages) == ("connected", {"uid": None, "comm": "flood-me"})
+            async with (
+                client.stream("GET", "/events", params={"comm": "flood-me"}) as response,
+                anyio.create_task_group() as readers,
+            ):
+                fast_connected, storm_over, fast_has_all = (
+                    anyio.Event(),
+                    anyio.Event(),
+                    anyio.Event(),
+                )
+
+                async def read_fast() -> None:
+                    async with contextlib.aclosing(_sse(response)) as messages:
+                        async for event, data in messages:
+                            if event == "connected":
+                                fast_connected.set()
+                                continue
+                            assert event == "exec"
+                            fast.append(data)
+                            if storm_over.is_set() and len(fast) == execs:
+                                fast_has_all.set()
+
+                readers.start_soon(read_fast)
+                await fast_connected.wait()
+                # Exec in rounds until the slow client's queue overflows, then one round more.
+                # The server's socket send buffer fills first: the kernel grows it up to
+                # net.ipv4.tcp_wmem's maximum (4 MiB here, about 14,000 events).
+                overflowed = False
+                for _ in range(60):
+                    await anyio.run_process(["sh", "-c", storm])
+                    execs += 500
+                    if overflowed:
+                        break
+                    overflowed = (await client.get("/stats")).json()["user_dropped"] > 0
+                assert overflowed, f"{execs} events did not overflow the slow client"
+                storm_over.set()
+                if len(fast) == execs:
+                    fast_has_all.set()
+                await fast_has_all.wait()
+                stats = (await client.get("/stats")).json()
+                readers.cancel_scope.cancel()
+
+            slow_execs, slow_lost = 0, 0
+            async with contextlib.aclosing(slow_messages):
+                async for event, data in slow_messages:
+                    if event == "lost":
+                        slow_lost += data["count"]
+                    else:
+                        assert (event, data["comm"]) == ("exec", "flood-me")
+                        slow_execs += 1
+                    if slow_execs + slow_lost == execs:
+                        break
+            slow.close()
+            stop.set()
+    assert len(fast) == execs
+    assert slow_lost == stats["user_dropped"] > 0
+    assert slow_execs == execs - slow_lost
+    assert stats["kernel_dropped"] == 0
+    assert stats["kernel_selection"] == {"uid": None, "comm": ["flood-me"]}
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+async def test_the_service_example_embeds_the_hub(tmp_path: Any, backend: str) -> None:
+    """examples/service.py: its own route and aiobpf's mounted ones answer, its watcher task
+    prints an alert for a watched program's exec, and SIGTERM ends it cleanly, detached."""
+    program = kernel.uniquely_named_program(tmp_path, "watch-me")
+    tmp_path.chmod(0o755)
+    port = _free_port()
+    programs = kernel.loaded_program_ids()
+    example = Path(__file__).parent.parent / "examples" / "service.py"
+    command = [sys.executable, str(example), "--port", str(port), "--alert-comm", "watch-me"]
+    with anyio.fail_after(60):
+        async with (
+            await anyio.open_process([*command, "--backend", backend]) as process,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            assert process.stdout is not None
+            lines = anyio.streams.text.TextReceiveStream(process.stdout)
+            output = ""
+            while "serving on" not in output:
+                output += await lines.receive()
+            await anyio.run_process(kernel.setpriv_command(UID, program))
+            while "alert:" not in output:
+                output += await lines.receive()
+            own = (await client.get(f"/uids/{UID}")).json()
+            top = (await client.get("/aiobpf/top")).json()
+            page = (await client.get("/aiobpf/")).text
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    assert f"alert: uid {UID} ran {program}" in output
+    assert own == {"uid": UID, "execve": 1}
+    assert top["counts"][str(UID)] == 1
+    assert "new EventSource(" in page
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from ._bcc import Program
 from ._btf import member_offset
-from ._filters import KernelFilters
+from ._filters import CAPACITY, KernelFilters
 from ._programs import include_flags, program_text
 from ._resource import AsyncResource
 from ._validate import ring_pages
@@ -52,6 +52,7 @@ class ExecveEvents(AsyncResource):
         self._ring: RingBuffer[ExecveEvent] | None = None
         self._filters: KernelFilters | None = None
         self._wanted: list[tuple[str, frozenset[Any]]] = []
+        self._selected: dict[str, frozenset[Any] | None] = {}
         self._opening = False
         self._closed = False
 
@@ -89,6 +90,8 @@ class ExecveEvents(AsyncResource):
             try:
                 for kind, values in self._wanted:
                     filters.restrict(kind, values)
+                for kind, selection in self._selected.items():
+                    filters.select(kind, selection)
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 if self._closed:  # closed by another task while compiling
                     raise anyio.ClosedResourceError
@@ -109,6 +112,24 @@ class ExecveEvents(AsyncResource):
         if self._filters is not None and self._ring is not None and not self._ring.closed:
             self._filters.restrict(kind, values)
         return True
+
+    def select(self, kind: str, values: frozenset[Any] | None) -> None:
+        """Passes only events whose ``kind`` is in ``values`` from the kernel (None: all), within
+        the pushed-down filters; replaces the last selection of ``kind``, so it can widen again.
+
+        For a source shared by consumers that want different things: select the union of what
+        they want and let each filter its own part. Raises :class:`ValueError` for an unknown
+        kind or more than :data:`aiobpf._filters.CAPACITY` values.
+        """
+        if kind not in KernelFilters.kinds:
+            raise ValueError(
+                f"cannot select by {kind!r} in the kernel: one of {sorted(KernelFilters.kinds)}"
+            )
+        if values is not None and len(values) > CAPACITY:
+            raise ValueError(f"a kernel {kind} selection holds at most {CAPACITY} values")
+        self._selected[kind] = values
+        if self._filters is not None and self._ring is not None and not self._ring.closed:
+            self._filters.select(kind, values)
 
     def __or__(self, operator: Callable[[ExecveEvents], Any]) -> Any:
         """``events | operator``: filters that can run in the kernel return this source."""

@@ -3,7 +3,10 @@
 One :class:`EventHub` attaches the kernel sources once (``execve_events`` and the per-uid
 counting map) and fans events out to subscribers, each behind its own bounded queue: a slow
 client loses events (counted, and told with an SSE ``lost`` event), never blocks the others or
-the kernel reader. :func:`create_app` serves it over HTTP (Starlette):
+the kernel reader. The clients' filters reach the kernel as far as one shared program can take
+them: when every client filters by uid (or comm), the kernel passes only the union of their
+values, and with no client at all it passes nothing. :func:`create_app` serves it over HTTP
+(Starlette):
 
 * ``GET /events?uid=&comm=``: Server-Sent Events, one ``exec`` event (JSON) per execve;
 * ``GET /top``: execve calls per uid since start, from the kernel map;
@@ -19,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from importlib import resources
 from typing import Any, cast
 
@@ -36,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ._filters import CAPACITY
 from .counts import execve_counts
 from .events import ExecveEvent
 from .execve import ExecveEvents, execve_events
@@ -71,6 +77,12 @@ class Subscriber:
             return False
         return True
 
+    @property
+    def behind(self) -> bool:
+        """At least half of the queue is waiting: time to let the client's task run."""
+        statistics = self._send.statistics()
+        return statistics.current_buffer_used * 2 >= statistics.max_buffer_size
+
     def close(self) -> None:
         self._send.close()
         self.receive.close()
@@ -87,12 +99,15 @@ class EventHub:
         self._counts: MapPoller[int, int] | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         self.user_dropped = 0
+        self.kernel_selection: dict[str, list[Any] | None] = {}
+        """Per kind, the values the kernel lets through for the subscribers (None: all)."""
         self.started = time.time()
 
     async def __aenter__(self) -> EventHub:
         events = execve_events()
         if self._uids is not None:
             events.push_down("uid", self._uids)  # the whole service wants only these users
+        self._select(events)
         async with contextlib.AsyncExitStack() as stack:
             self._events = await stack.enter_async_context(events)
             self._counts = await stack.enter_async_context(
@@ -111,11 +126,18 @@ class EventHub:
         await self._stack.__aexit__(*exc_info)
 
     async def _fan_out(self) -> None:
+        """Offers each event to every subscriber. The source hands out a burst of events between
+        two checkpoints, so when a queue is half full this yields before the next event: a
+        client that keeps up never loses a burst, and a stalled one never blocks the others."""
         assert self._events is not None
         async for event in self._events:
+            behind = False
             for subscriber in list(self._subscribers):
                 if not subscriber.offer(event):
                     self.user_dropped += 1
+                behind = behind or subscriber.behind
+            if behind:
+                await anyio.lowlevel.checkpoint()
 
     @contextlib.contextmanager
     def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Subscriber]:
@@ -123,10 +145,25 @@ class EventHub:
         subscriber = Subscriber(uid, comm, self._client_buffer)
         self._subscribers.add(subscriber)
         try:
+            if self._events is not None:
+                self._select(self._events)
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
             subscriber.close()
+            if self._events is not None:
+                self._select(self._events)
+
+    def _select(self, events: ExecveEvents) -> None:
+        """Lets the kernel pass only what some subscriber wants: per kind, the union of the
+        subscribers' values when every one of them filters by it (nothing with no subscribers)."""
+        for kind, wanted in (
+            ("uid", {subscriber.uid for subscriber in self._subscribers}),
+            ("comm", {subscriber.comm for subscriber in self._subscribers}),
+        ):
+            selection = None if None in wanted or len(wanted) > CAPACITY else frozenset(wanted)
+            events.select(kind, selection)
+            self.kernel_selection[kind] = None if selection is None else sorted(selection)
 
     def _running(self) -> tuple[ExecveEvents, MapPoller[int, int]]:
         if self._events is None or self._counts is None:
@@ -147,6 +184,7 @@ class EventHub:
             "user_dropped": self.user_dropped,
             "ring_occupancy": events.ring.occupancy,
             "clients": len(self._subscribers),
+            "kernel_selection": self.kernel_selection,
         }
 
 
@@ -202,7 +240,8 @@ def create_app(hub: EventHub) -> Starlette:
 
         async def stream() -> AsyncIterator[str]:
             with hub.subscribe(uid, comm) as subscriber:
-                yield ": connected\n\n"
+                # Subscribed: from here on, every matching exec reaches this client or is counted.
+                yield f"event: connected\ndata: {json.dumps({'uid': uid, 'comm': comm})}\n\n"
                 async for event in subscriber.receive:
                     if subscriber.unreported_lost:
                         lost, subscriber.unreported_lost = subscriber.unreported_lost, 0
@@ -241,44 +280,50 @@ async def serve(
     *,
     uids: Iterable[int] | None = None,
     client_buffer: int = 1024,
+    app: Callable[[EventHub], Any] = create_app,
     shutdown: anyio.Event | None = None,
     task_status: anyio.abc.TaskStatus[EventHub] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serves the application until ``shutdown`` is set (or forever), then detaches everything.
+    """Serves ``app(hub)`` (aiobpf's own application by default) until ``shutdown`` is set, or
+    forever, then detaches everything.
 
     Started with ``task_group.start(serve, ...)``, it reports the running hub once the programs
-    are attached and the socket is bound.
+    are attached and the socket listens (connections made from then on wait in its backlog).
     """
     from hypercorn.config import Config
 
     config = Config()
-    config.bind = [f"{host}:{port}"]
     config.accesslog = None
     stop = shutdown if shutdown is not None else anyio.Event()
     async with EventHub(uids=uids, client_buffer=client_buffer) as hub:
-        app = create_app(hub)
+        application = app(hub)
         if sniffio.current_async_library() == "trio":
             from hypercorn.trio import serve as hypercorn_serve
         else:
             from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
-        async with anyio.create_task_group() as tasks:
-            # Starlette is an ASGI app; hypercorn's annotation spells ASGI out more narrowly
-            asgi_app = cast(Any, app)
-            run = functools.partial(hypercorn_serve, asgi_app, config, shutdown_trigger=stop.wait)
-            tasks.start_soon(run)
-            await _wait_listening(host, port)
-            task_status.started(hub)
-            await stop.wait()
+        with _listening_socket(host, port, config.backlog) as listener:
+            # hypercorn takes ownership of the descriptor it is given: a duplicate of ours
+            config.bind = [f"fd://{os.dup(listener.fileno())}"]
+            async with anyio.create_task_group() as tasks:
+                # Starlette is an ASGI app; hypercorn's annotation spells ASGI out more narrowly
+                run = functools.partial(
+                    hypercorn_serve, cast(Any, application), config, shutdown_trigger=stop.wait
+                )
+                tasks.start_soon(run)
+                task_status.started(hub)
+                await stop.wait()
 
 
-async def _wait_listening(host: str, port: int) -> None:
-    """Waits until the server accepts connections (hypercorn gives no started signal)."""
-    with anyio.fail_after(30):
-        while True:
-            try:
-                stream = await anyio.connect_tcp(host, port)
-            except OSError:
-                await anyio.sleep(0.02)
-                continue
-            await stream.aclose()
-            return
+def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A socket listening before the server starts, so that being started means listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted ones inherit it
+        listener.bind((host.strip("[]"), port))
+        listener.listen(backlog)
+    except BaseException:
+        listener.close()
+        raise
+    return listener

@@ -1,0 +1,63 @@
+"""aiobpf inside your own async web service: copy this file and grow it.
+
+    sudo .venv/bin/python examples/service.py [--port 8000] [--alert-comm NAME] [--backend trio]
+
+aiobpf's routes (/events, /top, /stats, /metrics and the dashboard) are mounted under /aiobpf/,
+next to a route of this service, GET /uids/{uid}. A task of the service subscribes to the same
+hub as the HTTP clients and prints a line whenever a watched program runs. The execve programs
+attach once, at start-up; SIGINT or SIGTERM stop the service with everything detached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import signal
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from aiobpf.service import EventHub, create_app, serve
+
+
+def application(hub: EventHub) -> Starlette:
+    async def execs_of(request: Request) -> JSONResponse:
+        uid = request.path_params["uid"]
+        return JSONResponse({"uid": uid, "execve": hub.top().get(uid, 0)})
+
+    return Starlette(
+        routes=[Route("/uids/{uid:int}", execs_of), Mount("/aiobpf", app=create_app(hub))]
+    )
+
+
+async def alert_on(hub: EventHub, comm: str) -> None:
+    with hub.subscribe(comm=comm) as watched:  # the kernel passes this comm through for us
+        async for event in watched.receive:
+            print(f"alert: uid {event.uid} ran {event.filename} (pid {event.pid})", flush=True)
+
+
+async def main(port: int, alert_comms: list[str]) -> None:
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        hub = await tasks.start(functools.partial(serve, port=port, app=application, shutdown=stop))
+        async with anyio.create_task_group() as watchers:
+            for comm in alert_comms:
+                watchers.start_soon(alert_on, hub, comm)
+            print(f"serving on http://127.0.0.1:{port}/aiobpf/ (Ctrl-C stops)", flush=True)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            watchers.cancel_scope.cancel()
+        stop.set()  # the server finishes its requests, then the programs detach
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="aiobpf embedded in a Starlette service")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--alert-comm", action="append", default=[], help="watch this program")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    args = parser.parse_args()
+    anyio.run(main, args.port, args.alert_comm, backend=args.backend)

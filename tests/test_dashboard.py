@@ -1,0 +1,93 @@
+"""The dashboard page in a real headless browser (Debian's chromium, driven by Playwright),
+against ``aiobpf serve`` running as a separate process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from . import kernel
+from .test_service import _free_port
+
+UID = 61063
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = pytest.mark.usefixtures("bpf")
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Skips where no browser is installed; `make test` installs one, and CI requires it."""
+    missing = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "playwright is not installed (pip install -e '.[dev]')"
+    if not os.access(CHROMIUM, os.X_OK) and missing is None:
+        missing = f"no browser at {CHROMIUM} (scripts/setup.sh test installs Debian's chromium)"
+    if missing is not None:
+        if os.environ.get("AIOBPF_REQUIRE_KERNEL") == "1":
+            pytest.fail(f"the dashboard test is required here but cannot run: {missing}")
+        pytest.skip(missing)
+    return CHROMIUM
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """`aiobpf serve` on a free loopback port; stopped with SIGTERM, which must detach all."""
+    port = _free_port()
+    programs = kernel.loaded_program_ids()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiobpf", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        ready = process.stdout.readline()  # printed once attached and listening
+        assert ready.startswith("serving on"), f"aiobpf serve did not start: {ready!r}"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        process.stdout.close()
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+def test_the_dashboard_shows_an_exec_done_while_it_is_open(
+    chromium: str, server: str, tmp_path: Path
+) -> None:
+    """The page renders, its event stream connects (with its own uid filter, which the server
+    hands to the kernel), a known program's exec appears in the list and its uid in the top
+    table with the exact count."""
+    from playwright.sync_api import expect, sync_playwright
+
+    program = kernel.uniquely_named_program(tmp_path, "seen-in-page")
+    tmp_path.chmod(0o755)
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            page.goto(f"{server}/?uid={UID}")
+            expect(page.get_by_role("heading", level=1)).to_contain_text("live execve events")
+            expect(page.locator("#status")).to_have_text("live")
+            subprocess.run(kernel.setpriv_command(UID, program), check=True)
+            subprocess.run(kernel.setpriv_command(UID + 1, program), check=True)  # filtered out
+            line = page.locator("#events .exec")
+            expect(line).to_have_count(1)
+            expect(line).to_contain_text(f"uid={UID} seen-in-page {program} (0)")
+            # the top table refreshes every 2 s from /top (all users, not just this page's)
+            expect(page.locator(f'#top tr[data-uid="{UID}"] .calls')).to_have_text("1")
+            expect(page.locator(f'#top tr[data-uid="{UID + 1}"] .calls')).to_have_text("1")
+            expect(page.locator("#lost")).to_have_text("0")
+            page.screenshot(path=tmp_path / "dashboard.png")
+        finally:
+            browser.close()

@@ -16,26 +16,74 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def ring(name: str, *args: str, calls: str = "4000000", seconds: str = "3") -> list[str]:
+    """A ring_throughput sweep, three repetitions, its rows in benchmarks/out/<name>.ndjson."""
+    out = f"benchmarks/out/{name}.ndjson"
+    return ["ring_throughput", "--calls", calls, "--seconds", seconds, *args, "--out", out]
+
+
+def plot(name: str, x: str) -> list[str]:
+    """benchmarks/plots/<name>.png from that sweep's rows."""
+    return [
+        "plot",
+        f"benchmarks/out/{name}.ndjson",
+        "--x",
+        x,
+        "--out",
+        f"benchmarks/plots/{name}.png",
+    ]
+
+
+BASELINES = ["--consumers", "bcc-callback,bcc-perf,aiobpf-batches", "--loops", "asyncio"]
 PLANS: dict[str, list[list[str]]] = {
     "quick": [
-        ["ring_throughput", "--calls", "500000", "--repeat", "1", "--rates", "0,1000000"],
+        ring("quick_load", "--repeat", "1", "--rates", "0,100000", calls="1000000", seconds="1"),
         ["dispatch_overhead", "--calls", "500000", "--repeat", "3"],
         ["window_pushdown", "--execs", "3000", "--repeat", "1"],
         ["soak", "--duration", "30"],
     ],
     "full": [
-        ["ring_throughput", "--calls", "2000000", "--repeat", "3"],
-        [
-            "ring_throughput",
-            "--calls",
-            "50000",
+        # offered load: every consumer, both loops, with and without a 1 ms budget
+        ring("load", "--repeat", "3", "--rates", "0,1000000,500000,250000,100000"),
+        plot("load", "offered"),
+        # ring size and record size (unpaced), latency budget (at 100 k/s)
+        ring(
+            "ring_size",
             "--repeat",
             "3",
             "--rates",
-            "10000",
-            "--out",
-            "benchmarks/out/latency.ndjson",
-        ],
+            "0",
+            "--ring-kib",
+            "64,256,1024,4096,16384",
+            *BASELINES,
+        ),
+        plot("ring_size", "ring"),
+        ring(
+            "record_size",
+            "--repeat",
+            "3",
+            "--rates",
+            "0",
+            "--record-bytes",
+            "32,128,512,2048",
+            *BASELINES,
+        ),
+        plot("record_size", "record"),
+        ring(
+            "budget",
+            "--repeat",
+            "3",
+            "--rates",
+            "100000",
+            "--budgets",
+            "0,0.1,1,10",
+            "--consumers",
+            "bcc-callback,aiobpf-batches,aiobpf-records",
+        ),
+        plot("budget", "budget"),
+        # latency at a low rate, where nothing queues
+        ring("latency", "--repeat", "3", "--rates", "10000", calls="50000", seconds="5"),
         ["dispatch_overhead", "--calls", "2000000", "--repeat", "5"],
         ["window_pushdown", "--execs", "10000", "--repeat", "3"],
         ["soak", "--duration", "600"],

@@ -25,7 +25,7 @@ import anyio
 
 import aiobpf
 from benchmarks import _loadgen
-from benchmarks.ring_throughput import CONSUMER_CPU, GENERATOR_CPU, ROOT, _machine
+from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, ROOT, machine
 
 CONFIGS = ["no program", "empty program", "out of scope", "empty slot", "ignore", "count", "emit"]
 
@@ -106,7 +106,7 @@ def main() -> None:
                 row.update(anyio.run(_trial, config, command, args.calls))
                 rows.append(row)
                 out.write(json.dumps(row) + "\n")
-    print(f"Machine: {_machine()}")
+    print(f"Machine: {machine()}")
     print(
         "Command: sudo .venv/bin/python -m benchmarks.dispatch_overhead "
         f"--calls {args.calls} --repeat {args.repeat}"

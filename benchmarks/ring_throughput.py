@@ -1,10 +1,15 @@
-"""Ring buffer throughput: aiobpf's RingBuffer against BCC's idiomatic callback, side by side.
+"""Ring buffer throughput: aiobpf's consumers against BCC's idiomatic ones, side by side.
 
-A load generator pinned to one core calls getppid() N times (unpaced, or paced at a rate); a BPF
-program filtered to its pid submits one 32-byte record per call into a 256 KiB ring and counts
-what it produced and what it dropped. Each consumer runs in its own process, pinned to the other
-core, and reports received/s, drop % and its CPU use. Every configuration runs --repeat times,
-interleaved, and the summary gives medians and ratios against BCC measured in the same run.
+A load generator pinned to one core calls getppid() (unpaced, or paced at a rate); a BPF program
+filtered to its pid submits one record per call and counts what it produced and what it dropped.
+Each consumer runs in its own process, pinned to the other core, and reports received/s, drop %,
+its CPU use and end-to-end latency (the record's kernel timestamp against the monotonic clock at
+delivery). Every configuration runs --repeat times, interleaved; the summary gives medians and
+ratios against BCC's ring buffer callback measured in the same run.
+
+Sweeps: offered load (--rates), ring size (--ring-kib), record size (--record-bytes) and the
+latency budget of aiobpf's consumers (--budgets). Raw rows go to NDJSON (--out); plot them with
+``python -m benchmarks.plot``.
 
     sudo .venv/bin/python -m benchmarks.ring_throughput [--calls 2000000] [--repeat 3]
 """
@@ -15,25 +20,26 @@ import argparse
 import ctypes
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import _loadgen
+from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, ROOT, machine
 
-#: consumer -> (event loops, latency budget in seconds)
-CONSUMERS: dict[str, tuple[list[str], float]] = {
-    "bcc-callback": (["-"], 0.0),
-    "aiobpf-batches": (["asyncio", "trio"], 0.0),
-    "aiobpf-records": (["asyncio", "trio"], 0.0),
-    "aiobpf-batches+1ms": (["asyncio", "trio"], 0.001),
-    "aiobpf-records+1ms": (["asyncio", "trio"], 0.001),
+CONSUMERS = {
+    "bcc-callback": "BCC's open_ring_buffer callback, decoding with table.event()",
+    "bcc-perf": "BCC's open_perf_buffer callback with lost_cb (a perf buffer of the ring's size)",
+    "aiobpf-batches": "async for batch in ring.batches() (numpy arrays)",
+    "aiobpf-records": "async for record in ring, reading a field of each",
+    "aiobpf-operators": "records through filter() | map()",
+    "aiobpf-route": "batches through route(..., 'cpu'): two views, each drained by a task",
 }
-RING_SIZE = 256 * 1024
+BCC_CONSUMERS = ("bcc-callback", "bcc-perf")
 LATENCY_EVERY = 64  # one latency sample (kernel timestamp to delivery) per this many records
 
 
@@ -51,24 +57,18 @@ def _latency(samples: list[int]) -> dict[str, float]:
     }
 
 
-CONSUMER_CPU, GENERATOR_CPU = 0, 1
-ROOT = Path(__file__).resolve().parent.parent
-
-
 # -- one trial, in its own process ---------------------------------------------------------------
 
 
-def _trial(consumer: str, backend: str, calls: int, rate: float) -> dict[str, Any]:
+def _trial(spec: dict[str, Any]) -> dict[str, Any]:
     os.sched_setaffinity(0, {CONSUMER_CPU})
-    generator = _loadgen.start(_loadgen.build(), calls, rate, GENERATOR_CPU)
+    generator = _loadgen.start(_loadgen.build(), spec["calls"], spec["rate"], GENERATOR_CPU)
     try:
-        if consumer == "bcc-callback":
-            return _bcc_trial(generator)
+        if spec["consumer"] in BCC_CONSUMERS:
+            return _bcc_trial(generator, spec)
         import anyio
 
-        batches = consumer.startswith("aiobpf-batches")
-        budget = CONSUMERS[consumer][1]
-        return anyio.run(_aiobpf_trial, generator, batches, budget, backend=backend)
+        return anyio.run(_aiobpf_trial, generator, spec, backend=spec["loop"])
     finally:
         generator.kill()
         generator.wait()
@@ -103,20 +103,27 @@ def _finish(
     }
 
 
-def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
-    """BCC's idiomatic consumer: open_ring_buffer with a callback decoding through table.event()."""
+def _bcc_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> dict[str, Any]:
+    """BCC's idiomatic consumers: a callback per record decoding through table.event(), on the
+    ring buffer (ring_buffer_poll) or on a perf buffer (perf_buffer_poll, with lost_cb)."""
     from bcc import BPF
 
     from aiobpf.testing import getppid_program
 
-    text, flags = getppid_program(generator.pid, ring_size=RING_SIZE)
+    perf = spec["consumer"] == "bcc-perf"
+    ring_size = spec["ring_kib"] * 1024
+    text, flags = getppid_program(
+        generator.pid,
+        ring_size=ring_size,
+        record_size=spec["record_bytes"],
+        output="perf" if perf else "ring",
+    )
     bpf = BPF(text=text.encode(), cflags=flags)
     events, counts = bpf["events"], bpf["events_counts"]
-    received = 0
-
+    received = lost = 0
     latencies: list[int] = []
 
-    def callback(ctx: Any, data: Any, size: int) -> None:
+    def callback(_: Any, data: Any, size: int) -> None:
         nonlocal received
         event = events.event(data)
         _ = event.seq
@@ -124,66 +131,102 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
         if received % LATENCY_EVERY == 0:
             latencies.append(time.monotonic_ns() - event.timestamp_ns)
 
-    events.open_ring_buffer(callback)
+    def lost_cb(count: int) -> None:
+        nonlocal lost
+        lost += count
+
+    if perf:  # the generator's CPU gets a buffer of the ring's size (power-of-two pages)
+        events.open_perf_buffer(callback, page_cnt=ring_size // 4096, lost_cb=lost_cb)
+        poll, consume = bpf.perf_buffer_poll, bpf.perf_buffer_consume
+    else:
+        events.open_ring_buffer(callback)
+        poll, consume = bpf.ring_buffer_poll, bpf.ring_buffer_consume
     start = _go(generator)
     while generator.poll() is None:
-        bpf.ring_buffer_poll(100)
-    bpf.ring_buffer_consume()
+        poll(100)
+    consume()
     produced, dropped = (int(counts.sum(ctypes.c_int(slot)).value) for slot in (0, 1))
     result = _finish(
         generator, start, {"produced": produced, "dropped": dropped, "received": received}
     )
+    if perf:
+        result["lost_cb"] = lost  # the perf buffer's own count of lost samples
     result.update(_latency(latencies))
     bpf.cleanup()
     return result
 
 
-async def _aiobpf_trial(
-    generator: subprocess.Popen[bytes], batches: bool, budget: float
-) -> dict[str, Any]:
+async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> dict[str, Any]:
     import anyio
     import anyio.to_thread
+    import numpy as np
 
+    from aiobpf.operators import filter, map, route
     from aiobpf.testing import getppid_ring
 
+    consumer = spec["consumer"]
     received = 0
     latencies: list[int] = []
-    async with await getppid_ring(generator.pid, ring_size=RING_SIZE, max_latency=budget) as ring:
+    ring = await getppid_ring(
+        generator.pid,
+        ring_size=spec["ring_kib"] * 1024,
+        record_size=spec["record_bytes"],
+        max_latency=spec["budget_ms"] / 1e3,
+    )
+    async with ring:
         done = False
 
-        def balanced() -> bool:
+        def complete() -> bool:
+            """The generator has exited and every record it produced is received or dropped."""
+            if not done:
+                return False
             stats = ring.stats
-            return stats.produced == stats.received + (stats.dropped or 0)
+            return stats.produced == received + (stats.dropped or 0)
+
+        def took_batch(batch: np.ndarray[Any, Any]) -> None:
+            nonlocal received
+            now = time.monotonic_ns()
+            received += len(batch)
+            latencies.extend((now - batch["timestamp_ns"][::LATENCY_EVERY]).tolist())
+
+        def took_record(timestamp_ns: int) -> None:
+            nonlocal received
+            received += 1
+            if received % LATENCY_EVERY == 0:
+                latencies.append(time.monotonic_ns() - timestamp_ns)
 
         async def wait_generator(scope: anyio.CancelScope) -> None:
             nonlocal done
             # Another process's exit has no fd to wait on here; a worker thread waits for it.
             await anyio.to_thread.run_sync(generator.wait, abandon_on_cancel=True)
             done = True
-            if balanced():
+            if complete():
                 scope.cancel()
+
+        async def drain(items: Any, take: Callable[[Any], None], scope: anyio.CancelScope) -> None:
+            async for item in items:
+                take(item)
+                if complete():
+                    scope.cancel()
 
         start = _go(generator)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(wait_generator, tasks.cancel_scope)
-            if batches:
-                async for batch in ring.batches():
-                    now = time.monotonic_ns()
-                    received += len(batch)
-                    latencies.extend((now - batch["timestamp_ns"][::LATENCY_EVERY]).tolist())
-                    if done and balanced():
-                        break
+            scope = tasks.cancel_scope
+            tasks.start_soon(wait_generator, scope)
+            if consumer == "aiobpf-batches":
+                await drain(ring.batches(), took_batch, scope)
+            elif consumer == "aiobpf-records":
+                await drain(ring, lambda record: took_record(record.timestamp_ns), scope)
+            elif consumer == "aiobpf-operators":
+                timestamps = ring | filter(lambda r: r.seq >= 0) | map(lambda r: r.timestamp_ns)
+                await drain(timestamps, took_record, scope)
+            elif consumer == "aiobpf-route":
+                async with route(ring.batches(), "cpu") as router:
+                    tasks.start_soon(drain, router.default(), took_batch, scope)
+                    await drain(router.view(GENERATOR_CPU), took_batch, scope)
             else:
-                async for record in ring:
-                    _ = record.seq
-                    received += 1
-                    if received % LATENCY_EVERY == 0:
-                        latencies.append(time.monotonic_ns() - record.timestamp_ns)
-                    if done and ring.stats.pending == 0 and balanced():
-                        break
-            tasks.cancel_scope.cancel()
+                raise ValueError(f"unknown consumer {consumer!r}")
         stats = ring.stats
-        assert stats.received == received
         counts = {
             "produced": stats.produced or 0,
             "dropped": stats.dropped or 0,
@@ -191,95 +234,126 @@ async def _aiobpf_trial(
             "wakeups": stats.wakeups,
             "batches": stats.batches,
         }
-        return {**_finish(generator, start, counts), **_latency(latencies)}
+    return {**_finish(generator, start, counts), **_latency(latencies)}
 
 
 # -- the sweep -----------------------------------------------------------------------------------
 
 
-def _machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    model = models[0] if models else platform.machine()
-    return (
-        f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
-
-
-def _run_trial(consumer: str, backend: str, calls: int, rate: float) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.ring_throughput", "--trial"]
+def _run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(
-        [*command, consumer, backend, str(calls), str(rate)],
+        [sys.executable, "-m", "benchmarks.ring_throughput", "--trial", json.dumps(spec)],
         capture_output=True,
         text=True,
-        check=True,
         cwd=ROOT,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"trial {spec} failed:\n{done.stderr}")
     return dict(json.loads(done.stdout))
+
+
+def _numbers(text: str, kind: type) -> list[Any]:
+    return [kind(item) for item in text.split(",")]
+
+
+def _configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every trial of one repetition: consumers x loops x budgets x rates x sizes."""
+    specs = []
+    for ring_kib in _numbers(args.ring_kib, int):
+        for record_bytes in _numbers(args.record_bytes, int):
+            for rate in _numbers(args.rates, float):
+                calls = args.calls if rate == 0 else min(args.calls, int(rate * args.seconds))
+                for consumer in args.consumers.split(","):
+                    bcc = consumer in BCC_CONSUMERS
+                    for loop in ["-"] if bcc else args.loops.split(","):
+                        for budget_ms in [0.0] if bcc else _numbers(args.budgets, float):
+                            specs.append(
+                                {
+                                    "consumer": consumer,
+                                    "loop": loop,
+                                    "budget_ms": budget_ms,
+                                    "rate": rate,
+                                    "calls": calls,
+                                    "ring_kib": ring_kib,
+                                    "record_bytes": record_bytes,
+                                }
+                            )
+    return specs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2_000_000, help="getppid calls per trial")
+    parser.add_argument(
+        "--seconds", type=float, default=4.0, help="length of a paced trial (calls = rate x this)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--rates", default="0,1000000,100000", help="offered rates, calls/s (0 = unpaced)"
     )
+    parser.add_argument("--ring-kib", default="256", help="ring sizes, KiB (powers of two)")
+    parser.add_argument("--record-bytes", default="32", help="record sizes (multiples of 8, >= 32)")
+    parser.add_argument(
+        "--budgets", default="0,1", help="aiobpf latency budgets (max_latency), milliseconds"
+    )
+    parser.add_argument("--consumers", default=",".join(CONSUMERS), help="which consumers")
+    parser.add_argument("--loops", default="asyncio,trio", help="event loops for aiobpf")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "out" / "ring_throughput.ndjson"
     )
-    parser.add_argument("--trial", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--trial", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trial:
-        consumer, backend, calls, rate = args.trial
-        print(json.dumps(_trial(consumer, backend, int(calls), float(rate))))
+        print(json.dumps(_trial(json.loads(args.trial))))
         return
+    unknown = set(args.consumers.split(",")) - set(CONSUMERS)
+    if unknown:
+        parser.error(f"unknown consumers {sorted(unknown)}; choose from {sorted(CONSUMERS)}")
 
-    rates = [float(r) for r in args.rates.split(",")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with args.out.open("w") as out:
         for repetition in range(args.repeat):
-            for rate in rates:
-                for consumer, (backends, _) in CONSUMERS.items():
-                    for backend in backends:
-                        row = {
-                            "consumer": consumer,
-                            "backend": backend,
-                            "rate": rate,
-                            "repetition": repetition,
-                            **_run_trial(consumer, backend, args.calls, rate),
-                        }
-                        rows.append(row)
-                        out.write(json.dumps(row) + "\n")
-                        print(
-                            f"  {consumer:18} {backend:8} rate={rate:>9.0f} "
-                            f"received/s={row['received_per_s']:>10.0f} "
-                            f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% "
-                            f"balanced={row['balanced']}",
-                            file=sys.stderr,
-                        )
+            for spec in _configurations(args):
+                row = {**spec, "repetition": repetition, "machine": machine()}
+                row.update(_run_trial(spec))
+                rows.append(row)
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+                print(
+                    f"  {_label(row):28} ring={row['ring_kib']}K rec={row['record_bytes']}B "
+                    f"rate={row['rate']:>9.0f} received/s={row['received_per_s']:>10.0f} "
+                    f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% "
+                    f"balanced={row['balanced']}",
+                    file=sys.stderr,
+                )
     _summary(rows, args)
 
 
+def _label(row: dict[str, Any]) -> str:
+    """consumer, loop and budget: one series in the tables and plots."""
+    if row["consumer"] in BCC_CONSUMERS:
+        return str(row["consumer"])
+    budget = f"+{row['budget_ms']:g}ms" if row["budget_ms"] else ""
+    return f"{row['consumer']}{budget} ({row['loop']})"
+
+
 def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print(f"Machine: {_machine()}")
-    print(
-        f"Command: sudo .venv/bin/python -m benchmarks.ring_throughput --calls {args.calls} "
-        f"--repeat {args.repeat} --rates {args.rates}"
-    )
-    print(f"Ring {RING_SIZE // 1024} KiB, 32-byte records; medians of {args.repeat} runs.\n")
+    print(f"Machine: {machine()}")
+    command = " ".join(sys.argv[1:])
+    print(f"Command: sudo .venv/bin/python -m benchmarks.ring_throughput {command}")
+    print(f"Medians of {args.repeat} runs; ratios against bcc-callback in the same group.\n")
     columns = [
+        "ring",
+        "record",
         "offered",
         "consumer",
-        "loop",
         "offered/s",
         "received/s",
         "drop %",
-        "consumer CPU %",
+        "CPU %",
         "wake-ups/s",
-        "received/s vs BCC",
+        "received vs BCC",
         "CPU vs BCC",
         "latency p50 / p99 (µs)",
         "balanced",
@@ -295,30 +369,35 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "latency_p50_us",
         "latency_p99_us",
     )
-    for rate in sorted({row["rate"] for row in rows}):
-        group = [row for row in rows if row["rate"] == rate]
+    groups = sorted({(r["ring_kib"], r["record_bytes"], r["rate"]) for r in rows})
+    for ring_kib, record_bytes, rate in groups:
+        group = [
+            r
+            for r in rows
+            if (r["ring_kib"], r["record_bytes"], r["rate"]) == (ring_kib, record_bytes, rate)
+        ]
         bcc = [r for r in group if r["consumer"] == "bcc-callback"]
-        base_received = statistics.median(r["received_per_s"] for r in bcc)
-        base_cpu = statistics.median(r["cpu_pct"] for r in bcc)
-        for consumer, (backends, _) in CONSUMERS.items():
-            for backend in backends:
-                runs = [r for r in group if r["consumer"] == consumer and r["backend"] == backend]
-                med = {key: statistics.median(r.get(key, 0) for r in runs) for key in keys}
-                cells = [
-                    "unpaced" if rate == 0 else f"{rate / 1e6:g} M/s",
-                    consumer,
-                    backend,
-                    f"{med['offered_per_s'] / 1e6:.2f} M",
-                    f"{med['received_per_s'] / 1e6:.3f} M",
-                    f"{med['drop_pct']:.2f}",
-                    f"{med['cpu_pct']:.0f}",
-                    "-" if consumer == "bcc-callback" else f"{med['wakeups_per_s']:.0f}",
-                    f"{med['received_per_s'] / base_received:.1f}x",
-                    f"{med['cpu_pct'] / base_cpu:.2f}x",
-                    f"{med['latency_p50_us']:.0f} / {med['latency_p99_us']:.0f}",
-                    f"{sum(r['balanced'] for r in runs)}/{len(runs)}",
-                ]
-                print("| " + " | ".join(cells) + " |")
+        base_received = statistics.median(r["received_per_s"] for r in bcc) if bcc else None
+        base_cpu = statistics.median(r["cpu_pct"] for r in bcc) if bcc else None
+        for label in dict.fromkeys(_label(r) for r in group):
+            runs = [r for r in group if _label(r) == label]
+            med = {key: statistics.median(r.get(key, 0) for r in runs) for key in keys}
+            cells = [
+                f"{ring_kib} KiB",
+                f"{record_bytes} B",
+                "unpaced" if rate == 0 else f"{rate / 1e6:g} M/s",
+                label,
+                f"{med['offered_per_s'] / 1e6:.2f} M",
+                f"{med['received_per_s'] / 1e6:.3f} M",
+                f"{med['drop_pct']:.2f}",
+                f"{med['cpu_pct']:.0f}",
+                "-" if runs[0]["consumer"] in BCC_CONSUMERS else f"{med['wakeups_per_s']:.0f}",
+                f"{med['received_per_s'] / base_received:.1f}x" if base_received else "-",
+                f"{med['cpu_pct'] / base_cpu:.2f}x" if base_cpu else "-",
+                f"{med['latency_p50_us']:.0f} / {med['latency_p99_us']:.0f}",
+                f"{sum(r['balanced'] for r in runs)}/{len(runs)}",
+            ]
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

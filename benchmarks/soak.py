@@ -30,7 +30,7 @@ import anyio
 import aiobpf
 from aiobpf.operators import WindowCount
 from benchmarks import _loadgen
-from benchmarks.ring_throughput import CONSUMER_CPU, GENERATOR_CPU, _machine
+from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, machine
 
 
 def _rss_mib() -> float:
@@ -138,7 +138,7 @@ async def soak(duration: float, rate: int) -> dict[str, Any]:
         "every execve event counted in a window": counted["execve"] == exec_stats.received,
     }
     return {
-        "machine": _machine(),
+        "machine": machine(),
         "duration_s": duration,
         "rate_per_s": rate,
         "syscall_events": {

@@ -22,7 +22,7 @@ import anyio.to_thread
 
 import aiobpf
 from benchmarks import _loadgen
-from benchmarks.ring_throughput import CONSUMER_CPU, GENERATOR_CPU, _machine
+from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, machine
 
 MODES = [
     "user space: execve_events, window_count",
@@ -90,7 +90,7 @@ def main() -> None:
     for _ in range(args.repeat):
         for mode in MODES:
             rows[mode].append(anyio.run(_trial, mode, args.execs))
-    print(f"Machine: {_machine()}")
+    print(f"Machine: {machine()}")
     print(
         "Command: sudo .venv/bin/python -m benchmarks.window_pushdown "
         f"--execs {args.execs} --repeat {args.repeat}"

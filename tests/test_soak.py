@@ -21,6 +21,7 @@ def test_pipeline_soak_30_seconds(backend: str) -> None:
     memory, constant fds, and every event produced is received and counted in a window."""
     command = [sys.executable, "-m", "benchmarks.soak", "--duration", "30", "--backend", backend]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert result.returncode == 0, (report["checks"], result.stderr[-2000:])
     assert all(report["checks"].values())

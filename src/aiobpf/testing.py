@@ -45,11 +45,15 @@ def getppid_program(
     ring_size: int = 4096,
     record_size: int = 32,
     wakeup: Literal["default", "never", "always"] = "default",
+    output: Literal["ring", "perf"] = "ring",
 ) -> tuple[str, list[str]]:
     """The C text and compiler flags of the load program, for :class:`aiobpf.Program` or BCC.
 
-    ``tgid`` defaults to this process.
+    ``tgid`` defaults to this process. ``output="perf"`` sends the records to a perf buffer
+    (``BPF_PERF_OUTPUT``) instead of the ring, for comparing BCC's perf buffer consumer.
     """
+    if output not in ("ring", "perf"):
+        raise ValueError(f"output must be 'ring' or 'perf', got {output!r}")
     if wakeup not in _WAKEUP_FLAGS:
         raise ValueError(f"wakeup must be one of {sorted(_WAKEUP_FLAGS)}, got {wakeup!r}")
     getppid_record(record_size)  # validates record_size
@@ -59,6 +63,7 @@ def getppid_program(
         f"-DAIOBPF_TARGET_TGID={os.getpid() if tgid is None else tgid}",
         f"-DAIOBPF_PAD_BYTES={record_size - 32}",
         f"-DAIOBPF_SUBMIT_FLAGS={_WAKEUP_FLAGS[wakeup]}",
+        f"-DAIOBPF_PERF_OUTPUT={int(output == 'perf')}",
     ]
     return program_text("getppid_load"), flags
 

@@ -41,10 +41,12 @@ def build() -> list[str]:
 
 _EXEC_FALLBACK = """
 import os, subprocess, sys, time
-n = int(sys.argv[1])
+n, rate = int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 sys.stdin.buffer.read(1)
 start = time.monotonic()
-for _ in range(n):
+for i in range(n):
+    if rate > 0:
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
     subprocess.run(["/bin/true"], env={})
 print(n, f"{time.monotonic() - start:.6f}")
 """

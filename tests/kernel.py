@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import functools
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from aiobpf._libbpf import libbpf
+from aiobpf.testing import held_bpf_objects, loaded_bpf_ids
 
 
 @functools.cache
@@ -29,24 +27,36 @@ def unavailable_reason() -> str | None:
 
 def bpf_objects() -> dict[str, int]:
     """Kernel objects this process holds open, by kind, from /proc/self/fd link targets."""
-    kinds: collections.Counter[str] = collections.Counter()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("anon_inode:"):
-            kinds[target.removeprefix("anon_inode:")] += 1
-    return {kind: n for kind, n in kinds.items() if "bpf" in kind or "perf_event" in kind}
+    return held_bpf_objects()
 
 
 def loaded_program_ids() -> set[int]:
-    """Ids of every BPF program loaded in the kernel (the kernel's own listing)."""
-    lib = libbpf()
+    """Ids of the BPF programs loaded in the kernel (its own listing) that no other process
+    holds open: this process's, and any nobody holds any more. Programs other processes load
+    meanwhile (a benchmark, another test run) do not count as this one's."""
+    return loaded_bpf_ids("prog") - _held_elsewhere()
+
+
+def _held_elsewhere() -> set[int]:
+    """Program ids in the fdinfo of other processes' BPF fds."""
     ids: set[int] = set()
-    current = ctypes.c_uint32(0)
-    while lib.bpf_prog_get_next_id(current.value, ctypes.byref(current)) == 0:
-        ids.add(current.value)
+    me = str(os.getpid())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue  # gone, or a kernel thread
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    text = info.read()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("prog_id:"):
+                    ids.add(int(line.split()[1]))
     return ids
 
 

@@ -46,6 +46,8 @@ _PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
     "bpf_map_lookup_batch": ([ctypes.c_int, _P, _P, _P, _P, _U32P, _P], ctypes.c_int),
     "bpf_map_lookup_and_delete_batch": ([ctypes.c_int, _P, _P, _P, _P, _U32P, _P], ctypes.c_int),
     "bpf_prog_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
+    "bpf_map_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
+    "bpf_link_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
     "libbpf_num_possible_cpus": ([], ctypes.c_int),
 }
 

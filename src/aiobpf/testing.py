@@ -1,13 +1,16 @@
-"""A known kernel load, for testing pipelines and measuring a machine.
+"""A known kernel load and leak counters, for testing pipelines and measuring a machine.
 
 :func:`getppid_ring` attaches a program that submits one record per ``getppid()`` call of one
 process, numbered in sequence. Calling ``os.getppid()`` N times then produces exactly N records,
 so tests can check loss accounting exactly and benchmarks can drive the ring as fast as the
-kernel allows.
+kernel allows. :func:`held_bpf_objects` and :func:`loaded_bpf_ids` tell whether a test left
+anything behind, in this process and in the kernel.
 """
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import functools
 import os
 from typing import Any, Literal
@@ -15,12 +18,19 @@ from typing import Any, Literal
 import numpy as np
 
 from ._bcc import Program
+from ._libbpf import libbpf
 from ._programs import include_flags, program_text
 from ._validate import ring_pages
 from .records import record_type
 from .sources import Reader, RingBuffer, open_program_ring
 
-__all__ = ["getppid_program", "getppid_record", "getppid_ring"]
+__all__ = [
+    "getppid_program",
+    "getppid_record",
+    "getppid_ring",
+    "held_bpf_objects",
+    "loaded_bpf_ids",
+]
 
 _WAKEUP_FLAGS = {"default": 0, "never": 1, "always": 2}  # BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP
 
@@ -88,3 +98,27 @@ async def getppid_ring(
     return await open_program_ring(
         compile_program, "events", record=record, max_latency=max_latency, reader=reader
     )
+
+
+def held_bpf_objects() -> dict[str, int]:
+    """BPF programs, maps, links and perf events this process holds open, by kind (from the
+    ``anon_inode:`` targets in ``/proc/self/fd``)."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own fd, closed by now
+        if target.startswith("anon_inode:") and ("bpf" in target or "perf_event" in target):
+            kinds[target.removeprefix("anon_inode:")] += 1
+    return dict(kinds)
+
+
+def loaded_bpf_ids(kind: Literal["prog", "map", "link"] = "prog") -> set[int]:
+    """Ids of every BPF program (map, link) loaded in the kernel: the whole machine's listing."""
+    next_id = getattr(libbpf(), f"bpf_{kind}_get_next_id")
+    ids: set[int] = set()
+    current = ctypes.c_uint32(0)
+    while next_id(current.value, ctypes.byref(current)) == 0:
+        ids.add(current.value)
+    return ids

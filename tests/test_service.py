@@ -306,3 +306,33 @@ async def test_the_service_example_embeds_the_hub(tmp_path: Any, backend: str) -
     assert top["counts"][str(UID)] == 1
     assert "new EventSource(" in page
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+async def test_bad_filters_are_refused_and_long_names_match_what_the_kernel_keeps(
+    tmp_path: Any,
+) -> None:
+    """/events refuses a uid that is not one (400, with the reason); a comm filter longer than
+    the kernel's 15 bytes matches the name the kernel reports."""
+    program = kernel.uniquely_named_program(tmp_path, "a-rather-long-program-name")
+    tmp_path.chmod(0o755)
+    port = _free_port()
+    stop = anyio.Event()
+    with anyio.fail_after(60):
+        async with (
+            anyio.create_task_group() as tasks,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            hub = await tasks.start(
+                lambda task_status: serve(port=port, shutdown=stop, task_status=task_status)
+            )
+            refusals = [
+                (await client.get("/events", params={"uid": uid}))
+                for uid in ("me", "-1", "4294967296")
+            ]
+            with hub.subscribe(comm="a-rather-long-program-name") as subscriber:
+                await anyio.run_process([str(program)])
+                event = await subscriber.receive.receive()
+            stop.set()
+    assert [response.status_code for response in refusals] == [400] * 3
+    assert "uid must be an integer" in refusals[0].json()["error"]
+    assert (event.comm, event.filename) == ("a-rather-long-p", str(program))

@@ -58,7 +58,9 @@ class Subscriber:
     """One client's bounded queue of events and what it lost."""
 
     def __init__(self, uid: int | None, comm: str | None, buffer: int) -> None:
-        self.uid, self.comm = uid, comm
+        self.uid = uid
+        # the kernel keeps 15 bytes of a task's name: compare what it can report
+        self.comm = None if comm is None else comm.encode()[:15].decode(errors="ignore")
         self._send, self.receive = anyio.create_memory_object_stream[ExecveEvent](buffer)
         self.unreported_lost = 0
         self.lost = 0
@@ -221,8 +223,13 @@ class _HubCollector(Collector):
         )
 
 
-def _optional_int(text: str | None) -> int | None:
-    return None if not text else int(text)
+def _optional_uid(text: str | None) -> int | None:
+    if not text:
+        return None
+    uid = int(text)
+    if not 0 <= uid < 2**32:
+        raise ValueError(uid)
+    return uid
 
 
 def create_app(hub: EventHub) -> Starlette:
@@ -233,9 +240,11 @@ def create_app(hub: EventHub) -> Starlette:
 
     async def events(request: Request) -> Response:
         try:
-            uid = _optional_int(request.query_params.get("uid"))
+            uid = _optional_uid(request.query_params.get("uid"))
         except ValueError:
-            return JSONResponse({"error": "uid must be an integer"}, status_code=400)
+            return JSONResponse(
+                {"error": "uid must be an integer from 0 to 2**32-1"}, status_code=400
+            )
         comm = request.query_params.get("comm") or None
 
         async def stream() -> AsyncIterator[str]:

@@ -39,6 +39,7 @@ BASELINES = ["--consumers", "bcc-callback,bcc-perf,aiobpf-batches", "--loops", "
 PLANS: dict[str, list[list[str]]] = {
     "quick": [
         ring("quick_load", "--repeat", "1", "--rates", "0,100000", calls="1000000", seconds="1"),
+        ["execve_throughput", "--execs", "5000", "--repeat", "1", "--rates", "0"],
         ["dispatch_overhead", "--calls", "500000", "--repeat", "3"],
         ["window_pushdown", "--execs", "3000", "--repeat", "1"],
         ["soak", "--duration", "30"],
@@ -84,6 +85,7 @@ PLANS: dict[str, list[list[str]]] = {
         plot("budget", "budget"),
         # latency at a low rate, where nothing queues
         ring("latency", "--repeat", "3", "--rates", "10000", calls="50000", seconds="5"),
+        ["execve_throughput", "--execs", "20000", "--repeat", "3", "--rates", "0,2000"],
         ["dispatch_overhead", "--calls", "2000000", "--repeat", "5"],
         ["window_pushdown", "--execs", "10000", "--repeat", "3"],
         ["soak", "--duration", "600"],

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSUMER_CPU, GENERATOR_CPU = 0, 1
@@ -19,3 +24,61 @@ def machine() -> str:
         f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}"
     )
+
+
+def run_trial(module: str, spec: Any) -> dict[str, Any]:
+    """Runs one trial of ``benchmarks.<module>`` in a fresh process (``--trial <spec as JSON>``),
+    so that no trial inherits another's memory, threads or loaded programs."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--trial", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"trial {spec} failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout))
+
+
+def go(generator: subprocess.Popen[bytes]) -> tuple[float, float]:
+    """Starts a generator waiting on its stdin; returns the wall and CPU clocks at that moment."""
+    assert generator.stdin is not None
+    start = time.monotonic(), time.process_time()
+    generator.stdin.write(b"g")
+    generator.stdin.close()
+    return start
+
+
+def finish(
+    generator: subprocess.Popen[bytes], start: tuple[float, float], counts: dict[str, int]
+) -> dict[str, Any]:
+    """A trial's figures: what the generator offered, and the consumer's rates, loss and CPU."""
+    wall = time.monotonic() - start[0]
+    cpu = time.process_time() - start[1]
+    assert generator.stdout is not None
+    offered_calls, offered_seconds = generator.stdout.read().split()
+    produced, dropped, received = counts["produced"], counts["dropped"], counts["received"]
+    return {
+        **counts,
+        "balanced": produced == received + dropped,
+        "offered_per_s": int(offered_calls) / float(offered_seconds),
+        "received_per_s": received / wall,
+        "drop_pct": 100.0 * dropped / produced if produced else 0.0,
+        "cpu_pct": 100.0 * cpu / wall,
+        "wakeups_per_s": counts.get("wakeups", 0) / wall,
+        "wall_s": wall,
+    }
+
+
+def latency_percentiles(samples: list[int]) -> dict[str, float]:
+    """p50/p99/max of end-to-end latency samples (ns), in microseconds."""
+    if not samples:
+        return {}
+    import numpy as np
+
+    p50, p99 = np.percentile(np.array(samples, dtype=np.float64), [50, 99]).tolist()
+    return {
+        "latency_p50_us": p50 / 1e3,
+        "latency_p99_us": p99 / 1e3,
+        "latency_max_us": max(samples) / 1e3,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 _SOURCE = Path(__file__).with_name("loadgen.c")
 
 _PYTHON_FALLBACK = """
-import os, sys, time
+import ctypes, os, sys, time
+ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: die with the process that started us
 n, rate = int(sys.argv[1]), float(sys.argv[2])
 sys.stdin.buffer.read(1)
 start = time.monotonic()
@@ -30,7 +32,10 @@ def _compiled(source: Path) -> list[str] | None:
         return None
     binary = Path(tempfile.gettempdir()) / f"aiobpf-{source.stem}"
     if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
-        subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
+        # built beside it and renamed over it: a generator running the old one keeps running
+        fresh = binary.with_name(f"{binary.name}.{os.getpid()}")
+        subprocess.run([compiler, "-O2", "-o", str(fresh), str(source)], check=True)
+        fresh.rename(binary)
     return [str(binary)]
 
 
@@ -40,7 +45,8 @@ def build() -> list[str]:
 
 
 _EXEC_FALLBACK = """
-import os, subprocess, sys, time
+import ctypes, os, subprocess, sys, time
+ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: die with the process that started us
 n, rate = int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 sys.stdin.buffer.read(1)
 start = time.monotonic()

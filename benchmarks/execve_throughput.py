@@ -28,8 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _loadgen
-from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, ROOT, machine
-from benchmarks.ring_throughput import _finish, _go, _latency
+from benchmarks._common import (
+    CONSUMER_CPU,
+    GENERATOR_CPU,
+    ROOT,
+    finish,
+    go,
+    latency_percentiles,
+    machine,
+    run_trial,
+)
 
 CONSUMERS = {
     "bcc-callback": ["-"],
@@ -77,7 +85,7 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
         return produced, dropped
 
     events.open_ring_buffer(callback)
-    start = _go(generator)
+    start = go(generator)
     while generator.poll() is None:
         bpf.ring_buffer_poll(100)
     # other processes' execs may still be on their way: drain until the counters balance
@@ -86,11 +94,11 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
         produced, dropped = totals()
         if produced == received + dropped:
             break
-    result = _finish(
+    result = finish(
         generator, start, {"produced": produced, "dropped": dropped, "received": received}
     )
     program.close()
-    return {**result, **_latency(latencies)}
+    return {**result, **latency_percentiles(latencies)}
 
 
 async def _aiobpf_trial(generator: subprocess.Popen[bytes], batches: bool) -> dict[str, Any]:
@@ -117,7 +125,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], batches: bool) -> di
             if complete():  # else the consumer ends it when the last records arrive
                 scope.cancel()
 
-        start = _go(generator)
+        start = go(generator)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(wait_generator, tasks.cancel_scope)
             if batches:
@@ -143,20 +151,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], batches: bool) -> di
             "wakeups": stats.wakeups,
             "batches": stats.batches,
         }
-    return {**_finish(generator, start, counts), **_latency(latencies)}
-
-
-def _run_trial(consumer: str, loop: str, execs: int, rate: float) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.execve_throughput", "--trial"]
-    done = subprocess.run(
-        [*command, json.dumps([consumer, loop, execs, rate])],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"trial {consumer} {loop} failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout))
+    return {**finish(generator, start, counts), **latency_percentiles(latencies)}
 
 
 def main() -> None:
@@ -187,7 +182,9 @@ def main() -> None:
                             "rate": rate,
                             "repetition": repetition,
                         }
-                        row.update(_run_trial(consumer, loop, args.execs, rate))
+                        row.update(
+                            run_trial("execve_throughput", [consumer, loop, args.execs, rate])
+                        )
                         rows.append(row)
                         out.write(json.dumps(row) + "\n")
                         print(

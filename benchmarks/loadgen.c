@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 static double now(void)
@@ -26,6 +28,10 @@ int main(int argc, char **argv)
     }
     long n = atol(argv[1]);
     double rate = atof(argv[2]);
+    /* die with the process that started us, however it ends (SIGKILL included) */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 1;
     char go;
     if (read(0, &go, 1) != 1)
         return 1;

@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _loadgen
-from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, ROOT, machine
+from benchmarks._common import (
+    CONSUMER_CPU,
+    GENERATOR_CPU,
+    ROOT,
+    finish,
+    go,
+    latency_percentiles,
+    machine,
+    run_trial,
+)
 
 CONSUMERS = {
     "bcc-callback": "BCC's open_ring_buffer callback, decoding with table.event()",
@@ -41,20 +50,6 @@ CONSUMERS = {
 }
 BCC_CONSUMERS = ("bcc-callback", "bcc-perf")
 LATENCY_EVERY = 64  # one latency sample (kernel timestamp to delivery) per this many records
-
-
-def _latency(samples: list[int]) -> dict[str, float]:
-    """p50/p99/max of end-to-end latency samples (ns), in microseconds."""
-    if not samples:
-        return {}
-    import numpy as np
-
-    p50, p99 = np.percentile(np.array(samples, dtype=np.float64), [50, 99]).tolist()
-    return {
-        "latency_p50_us": p50 / 1e3,
-        "latency_p99_us": p99 / 1e3,
-        "latency_max_us": max(samples) / 1e3,
-    }
 
 
 # -- one trial, in its own process ---------------------------------------------------------------
@@ -72,35 +67,6 @@ def _trial(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         generator.kill()
         generator.wait()
-
-
-def _go(generator: subprocess.Popen[bytes]) -> tuple[float, float]:
-    """Starts the generator; returns the wall and CPU clocks at that moment."""
-    assert generator.stdin is not None
-    start = time.monotonic(), time.process_time()
-    generator.stdin.write(b"g")
-    generator.stdin.close()
-    return start
-
-
-def _finish(
-    generator: subprocess.Popen[bytes], start: tuple[float, float], counts: dict[str, int]
-) -> dict[str, Any]:
-    wall = time.monotonic() - start[0]
-    cpu = time.process_time() - start[1]
-    assert generator.stdout is not None
-    offered_calls, offered_seconds = generator.stdout.read().split()
-    produced, dropped, received = counts["produced"], counts["dropped"], counts["received"]
-    return {
-        **counts,
-        "balanced": produced == received + dropped,
-        "offered_per_s": int(offered_calls) / float(offered_seconds),
-        "received_per_s": received / wall,
-        "drop_pct": 100.0 * dropped / produced if produced else 0.0,
-        "cpu_pct": 100.0 * cpu / wall,
-        "wakeups_per_s": counts.get("wakeups", 0) / wall,
-        "wall_s": wall,
-    }
 
 
 def _bcc_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> dict[str, Any]:
@@ -141,17 +107,17 @@ def _bcc_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> dict
     else:
         events.open_ring_buffer(callback)
         poll, consume = bpf.ring_buffer_poll, bpf.ring_buffer_consume
-    start = _go(generator)
+    start = go(generator)
     while generator.poll() is None:
         poll(100)
     consume()
     produced, dropped = (int(counts.sum(ctypes.c_int(slot)).value) for slot in (0, 1))
-    result = _finish(
+    result = finish(
         generator, start, {"produced": produced, "dropped": dropped, "received": received}
     )
     if perf:
         result["lost_cb"] = lost  # the perf buffer's own count of lost samples
-    result.update(_latency(latencies))
+    result.update(latency_percentiles(latencies))
     bpf.cleanup()
     return result
 
@@ -209,7 +175,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
                 if complete():
                     scope.cancel()
 
-        start = _go(generator)
+        start = go(generator)
         async with anyio.create_task_group() as tasks:
             scope = tasks.cancel_scope
             tasks.start_soon(wait_generator, scope)
@@ -234,22 +200,10 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
             "wakeups": stats.wakeups,
             "batches": stats.batches,
         }
-    return {**_finish(generator, start, counts), **_latency(latencies)}
+    return {**finish(generator, start, counts), **latency_percentiles(latencies)}
 
 
 # -- the sweep -----------------------------------------------------------------------------------
-
-
-def _run_trial(spec: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.ring_throughput", "--trial", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"trial {spec} failed:\n{done.stderr}")
-    return dict(json.loads(done.stdout))
 
 
 def _numbers(text: str, kind: type) -> list[Any]:
@@ -316,7 +270,7 @@ def main() -> None:
         for repetition in range(args.repeat):
             for spec in _configurations(args):
                 row = {**spec, "repetition": repetition, "machine": machine()}
-                row.update(_run_trial(spec))
+                row.update(run_trial("ring_throughput", spec))
                 rows.append(row)
                 out.write(json.dumps(row) + "\n")
                 out.flush()

@@ -34,30 +34,7 @@ def loaded_program_ids() -> set[int]:
     """Ids of the BPF programs loaded in the kernel (its own listing) that no other process
     holds open: this process's, and any nobody holds any more. Programs other processes load
     meanwhile (a benchmark, another test run) do not count as this one's."""
-    return loaded_bpf_ids("prog") - _held_elsewhere()
-
-
-def _held_elsewhere() -> set[int]:
-    """Program ids in the fdinfo of other processes' BPF fds."""
-    ids: set[int] = set()
-    me = str(os.getpid())
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or pid == me:
-            continue
-        try:
-            fds = os.listdir(f"/proc/{pid}/fdinfo")
-        except OSError:
-            continue  # gone, or a kernel thread
-        for fd in fds:
-            try:
-                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                    text = info.read()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                if line.startswith("prog_id:"):
-                    ids.add(int(line.split()[1]))
-    return ids
+    return loaded_bpf_ids("prog", held_elsewhere=False)
 
 
 def open_fd_count() -> int:
@@ -115,3 +92,71 @@ def tracefs() -> Path:
     from aiobpf._tracefs import ensure_tracefs
 
     return ensure_tracefs()
+
+
+def processes_named(comm: str) -> set[int]:
+    """Pids of the processes whose name (``/proc/<pid>/comm``) is ``comm``."""
+    pids = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/comm") as name:
+                    if name.read().strip() == comm[:15]:
+                        pids.add(int(pid))
+            except OSError:
+                continue
+    return pids
+
+
+def wait_for_new_processes(comm: str, known: set[int], timeout: float = 60.0) -> set[int]:
+    """The processes named ``comm`` not in ``known``, once there is one (or at the timeout).
+    Another program's start sends no event this process could wait on; this looks at /proc."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (found := processes_named(comm) - known) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return found
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_until_busy(pids: set[int], timeout: float = 60.0) -> bool:
+    """Whether one of ``pids`` has used CPU time (a generator that was told to go) in time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(_cpu_ticks(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def wait_until_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    """Those of ``pids`` still running at the timeout (zombies count as gone)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+
+    def alive() -> set[int]:
+        running = set()
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        running.add(pid)
+            except OSError:
+                continue
+        return running
+
+    while (left := alive()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left

@@ -188,9 +188,11 @@ class RingBuffer(AsyncResource, Generic[R]):
 
         ``max_latency`` (seconds) is a latency budget: after a wake-up the source waits that long
         before reading, and while records keep coming it reads at most once per budget, so that
-        one read takes many records (far fewer wake-ups and loop iterations per record). It does
-        not wait when the last batch filled a quarter of the ring or more: then the consumer is
-        behind. 0 (default) reads at once, for the lowest latency.
+        one read takes many records (far fewer wake-ups and loop iterations per record). It is a
+        most, not a least: the source does not wait when the last batch filled a quarter of the
+        ring, or when, at the rate records last came in, waiting would fill half of it (event
+        loops wait in whole milliseconds, so a wait counts as one at least). 0 (default) reads at
+        once, for the lowest latency.
 
         ``reader``: ``"mmap"`` reads the mapped ring in numpy batches (the fast path, x86-64);
         ``"bcc"`` uses BCC's per-record callback consumer; ``"auto"`` picks mmap where its memory
@@ -263,12 +265,18 @@ class RingBuffer(AsyncResource, Generic[R]):
             self._batches += 1
         return batch
 
-    def _is_behind(self, records: int) -> bool:
-        """Whether a batch this large means the consumer lags (then it must not wait)."""
+    def _is_behind(self, records: int, elapsed: float) -> bool:
+        """Whether waiting out the budget now could overflow the ring: ``records`` came in over
+        ``elapsed`` seconds and took a quarter of it, or at that rate a wait (one millisecond at
+        least: event loops wait in whole milliseconds) would fill half of it."""
         reader = self._reader
-        if isinstance(reader, RingReader):
-            return records * reader.stride * 4 >= reader.data_size
-        return False
+        if not isinstance(reader, RingReader):
+            return False
+        taken = records * reader.stride
+        if taken * 4 >= reader.data_size:
+            return True
+        wait = max(self._max_latency, 0.001)
+        return elapsed > 0 and taken / elapsed * wait * 2 >= reader.data_size
 
     def _ring_has_bytes(self) -> bool:
         return isinstance(self._reader, RingReader) and self._reader.pending_bytes() > 0
@@ -297,9 +305,10 @@ class RingBuffer(AsyncResource, Generic[R]):
                 batch = self._take()
                 if len(batch):
                     self._checkpoint_due = True
-                    self._behind = self._is_behind(len(batch))
                     if self._max_latency:
-                        self._last_read = anyio.current_time()
+                        now = anyio.current_time()
+                        self._behind = self._is_behind(len(batch), now - self._last_read)
+                        self._last_read = now
                     return batch
                 if self._ring_has_bytes():
                     # A reserved record not yet committed heads the ring; poll() would report the
@@ -318,7 +327,9 @@ class RingBuffer(AsyncResource, Generic[R]):
                 self._wakeups += 1
                 self._checkpoint_due = False
                 if self._max_latency:
-                    await anyio.sleep(self._max_latency)
+                    self._last_read = anyio.current_time()  # records come in from about now
+                    if not self._behind:
+                        await anyio.sleep(self._max_latency)
         finally:
             self._reading = False
             if self._reader_left is not None:

@@ -114,11 +114,38 @@ def held_bpf_objects() -> dict[str, int]:
     return dict(kinds)
 
 
-def loaded_bpf_ids(kind: Literal["prog", "map", "link"] = "prog") -> set[int]:
-    """Ids of every BPF program (map, link) loaded in the kernel: the whole machine's listing."""
+def loaded_bpf_ids(
+    kind: Literal["prog", "map", "link"] = "prog", *, held_elsewhere: bool = True
+) -> set[int]:
+    """Ids of the BPF programs (maps, links) loaded in the kernel: the whole machine's listing.
+
+    ``held_elsewhere=False`` leaves out those another live process holds open (found in its
+    ``/proc/<pid>/fdinfo``): what remains is this process's and whatever nobody holds, so a leak
+    check is not fooled by other BPF users starting and stopping meanwhile.
+    """
     next_id = getattr(libbpf(), f"bpf_{kind}_get_next_id")
     ids: set[int] = set()
     current = ctypes.c_uint32(0)
     while next_id(current.value, ctypes.byref(current)) == 0:
         ids.add(current.value)
+    return ids if held_elsewhere else ids - _held_by_other_processes(f"{kind}_id:")
+
+
+def _held_by_other_processes(field: str) -> set[int]:
+    ids: set[int] = set()
+    me = str(os.getpid())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue  # gone, or not ours to read
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    lines = info.read().splitlines()
+            except OSError:
+                continue
+            ids.update(int(line.split()[1]) for line in lines if line.startswith(field))
     return ids

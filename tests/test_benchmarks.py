@@ -1,0 +1,118 @@
+"""The benchmark scripts run as documented, measure what they say, and clean up after
+themselves, Ctrl-C included. (Their figures are in benchmarks/RESULTS.md, not checked here.)"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("bpf")
+
+
+def _benchmark(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) -> None:
+    """One small trial of each consumer: every run balances exactly (produced == received +
+    dropped), the paced generator offers what it was asked, and the table has every row."""
+    out = tmp_path / "rows.ndjson"
+    done = _benchmark(
+        "benchmarks.ring_throughput",
+        *("--calls", "20000", "--seconds", "1", "--repeat", "1", "--rates", "20000"),
+        *("--budgets", "0,1", "--loops", "trio", "--out", str(out)),
+    )
+    assert done.returncode == 0, done.stderr
+    rows = _rows(out)
+    assert {row["consumer"] for row in rows} == {
+        "bcc-callback",
+        "bcc-perf",
+        "aiobpf-batches",
+        "aiobpf-records",
+        "aiobpf-operators",
+        "aiobpf-route",
+    }
+    assert len(rows) == 2 + 4 * 2  # BCC's two, and aiobpf's four with and without a budget
+    for row in rows:
+        assert row["balanced"], row
+        assert row["produced"] == 20000
+        assert row["received"] + row["dropped"] == 20000
+    assert all(row["lost_cb"] == row["dropped"] for row in rows if row["consumer"] == "bcc-perf")
+    table = [line for line in done.stdout.splitlines() if line.startswith("| 256 KiB")]
+    assert len(table) == len(rows)
+
+
+def test_execve_storm_counts_every_exec(tmp_path: Path) -> None:
+    """The exec storm: each consumer receives at least the storm's execs, and balances."""
+    out = tmp_path / "rows.ndjson"
+    done = _benchmark(
+        "benchmarks.execve_throughput",
+        *("--execs", "300", "--repeat", "1", "--rates", "0", "--out", str(out)),
+    )
+    assert done.returncode == 0, done.stderr
+    rows = _rows(out)
+    assert len(rows) == 5
+    for row in rows:
+        assert row["balanced"], row
+        assert row["received"] + row["dropped"] >= 300  # other processes exec too
+
+
+def test_lifecycle_of_program_owning_sources_returns_to_baseline(tmp_path: Path) -> None:
+    """Three cycles of each program-owning source: fds, BPF objects and the kernel's programs
+    and maps back to the baseline (the long run is documented in RELIABILITY.md)."""
+    out = tmp_path / "rows.ndjson"
+    done = _benchmark("benchmarks.lifecycle", *("--cycles", "3", "--every", "3", "--out", str(out)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(out)
+    assert len(rows) == 6
+    for row in rows:
+        assert (row["fds"], row["programs_left"], row["maps_left"]) == (0, 0, 0), row
+        assert not any(row["objects"].values()), row
+
+
+def test_an_interrupted_benchmark_leaves_no_generator_and_nothing_attached(
+    tmp_path: Path,
+) -> None:
+    """SIGINT to the benchmark's own process (not its group, as a supervisor sends it) while a
+    trial's generator runs: the trial process is killed, its generator dies with it (it asked
+    the kernel for that), and no program stays loaded."""
+    programs = kernel.loaded_program_ids()
+    running = kernel.processes_named("aiobpf-loadgen")  # another benchmark's, perhaps
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "benchmarks.ring_throughput", "--repeat", "1"),
+            *("--calls", "100000000", "--rates", "100000", "--seconds", "600"),
+            *("--consumers", "aiobpf-batches", "--loops", "asyncio", "--budgets", "0"),
+            *("--out", str(tmp_path / "rows.ndjson")),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        generators = kernel.wait_for_new_processes("aiobpf-loadgen", running)
+        assert generators, "the load generator did not start"
+        assert kernel.wait_until_busy(generators), "the generator was never started"
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert kernel.wait_until_gone(generators) == set()
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()

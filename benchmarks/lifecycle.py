@@ -161,6 +161,7 @@ def main() -> None:
                 row["backend"] = args.backend
                 rows.append(row)
                 out.write(json.dumps(row) + "\n")
+                out.flush()
     print(f"Machine: {machine()}")
     print(f"Command: sudo .venv/bin/python -m benchmarks.lifecycle {' '.join(sys.argv[1:])}\n")
     print("| source | loop | cycles | seconds | fds | BPF objects held | programs, maps left |")

@@ -25,7 +25,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from importlib import resources
 from typing import Any, cast
 
@@ -223,6 +223,18 @@ class _HubCollector(Collector):
         )
 
 
+class _ClosingStream(StreamingResponse):
+    """A streaming response that closes its generator however the response ends. Starlette
+    leaves the generator of a response whose send failed (a client gone) to the garbage
+    collector, and with it the subscription the generator holds."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await cast(AsyncGenerator[str, None], self.body_iterator).aclose()
+
+
 def _optional_uid(text: str | None) -> int | None:
     if not text:
         return None
@@ -257,7 +269,7 @@ def create_app(hub: EventHub) -> Starlette:
                         yield f"event: lost\ndata: {json.dumps({'count': lost})}\n\n"
                     yield f"event: exec\ndata: {_event_json(event)}\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return _ClosingStream(stream(), media_type="text/event-stream")
 
     async def top(request: Request) -> Response:
         counts = {str(uid): count for uid, count in hub.top().items()}
@@ -289,6 +301,8 @@ async def serve(
     *,
     uids: Iterable[int] | None = None,
     client_buffer: int = 1024,
+    send_buffer: int | None = None,
+    stalled_client_timeout: float = 60.0,
     app: Callable[[EventHub], Any] = create_app,
     shutdown: anyio.Event | None = None,
     task_status: anyio.abc.TaskStatus[EventHub] = anyio.TASK_STATUS_IGNORED,
@@ -298,6 +312,13 @@ async def serve(
 
     Started with ``task_group.start(serve, ...)``, it reports the running hub once the programs
     are attached and the socket listens (connections made from then on wait in its backlog).
+
+    What a slow client may hold: ``client_buffer`` events in its queue, then what the kernel
+    keeps for its connection: ``send_buffer`` bytes (``SO_SNDBUF``; None lets the kernel grow it,
+    up to ``net.ipv4.tcp_wmem``'s maximum), after which its events are dropped and counted. A
+    client that takes nothing at all for ``stalled_client_timeout`` seconds is disconnected
+    (``TCP_USER_TIMEOUT``), which also bounds how long a shutdown waits for it: hypercorn's trio
+    server cannot interrupt a send to a client that does not read.
     """
     from hypercorn.config import Config
 
@@ -310,7 +331,10 @@ async def serve(
             from hypercorn.trio import serve as hypercorn_serve
         else:
             from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
-        with _listening_socket(host, port, config.backlog) as listener:
+        listener = _listening_socket(
+            host, port, config.backlog, send_buffer, max(1, round(stalled_client_timeout * 1000))
+        )
+        with listener:
             # hypercorn takes ownership of the descriptor it is given: a duplicate of ours
             config.bind = [f"fd://{os.dup(listener.fileno())}"]
             async with anyio.create_task_group() as tasks:
@@ -323,13 +347,19 @@ async def serve(
                 await stop.wait()
 
 
-def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A socket listening before the server starts, so that being started means listening."""
+def _listening_socket(
+    host: str, port: int, backlog: int, send_buffer: int | None, user_timeout_ms: int
+) -> socket.socket:
+    """A socket listening before the server starts, so that being started means listening.
+    Accepted connections inherit its options: no Nagle delay, the send buffer, the timeout."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted ones inherit it
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
+        if send_buffer is not None:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         listener.bind((host.strip("[]"), port))
         listener.listen(backlog)
     except BaseException:

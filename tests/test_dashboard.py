@@ -44,7 +44,10 @@ def server() -> Iterator[str]:
     port = _free_port()
     programs = kernel.loaded_program_ids()
     process = subprocess.Popen(
-        [sys.executable, "-m", "aiobpf", "serve", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "aiobpf", "serve", "--port", str(port)),
+            *("--send-buffer", "65536", "--stalled-timeout", "30"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -224,6 +224,8 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> None:
                 args.port,
                 uids=args.uid,
                 client_buffer=args.client_buffer,
+                send_buffer=args.send_buffer,
+                stalled_client_timeout=args.stalled_timeout,
                 shutdown=stop,
             )
             await server.start(run)
@@ -293,6 +295,18 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         default=1024,
         help="events queued per client before it loses some (1024)",
+    )
+    web.add_argument(
+        "--send-buffer",
+        type=_count,
+        default=None,
+        help="kernel socket buffer per client, bytes (default: the kernel sizes it)",
+    )
+    web.add_argument(
+        "--stalled-timeout",
+        type=_positive,
+        default=60.0,
+        help="disconnect a client that reads nothing for this long, seconds (60)",
     )
     web.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
     web.set_defaults(run=_serve)

@@ -52,18 +52,24 @@ def go(generator: subprocess.Popen[bytes]) -> tuple[float, float]:
 def finish(
     generator: subprocess.Popen[bytes], start: tuple[float, float], counts: dict[str, int]
 ) -> dict[str, Any]:
-    """A trial's figures: what the generator offered, and the consumer's rates, loss and CPU."""
+    """A trial's figures: what the generator offered, and the consumer's rates, loss and CPU.
+
+    ``counts`` has produced, dropped (the kernel's count: the ring was full), received and, for a
+    consumer that can drop in user space, user_dropped; balanced means those add up exactly."""
     wall = time.monotonic() - start[0]
     cpu = time.process_time() - start[1]
     assert generator.stdout is not None
     offered_calls, offered_seconds = generator.stdout.read().split()
     produced, dropped, received = counts["produced"], counts["dropped"], counts["received"]
+    user_dropped = counts.get("user_dropped", 0)
     return {
         **counts,
-        "balanced": produced == received + dropped,
+        "user_dropped": user_dropped,
+        "balanced": produced == received + dropped + user_dropped,
         "offered_per_s": int(offered_calls) / float(offered_seconds),
         "received_per_s": received / wall,
         "drop_pct": 100.0 * dropped / produced if produced else 0.0,
+        "user_drop_pct": 100.0 * user_dropped / produced if produced else 0.0,
         "cpu_pct": 100.0 * cpu / wall,
         "wakeups_per_s": counts.get("wakeups", 0) / wall,
         "wall_s": wall,

@@ -53,6 +53,7 @@ COLOURS = {
     "aiobpf-records": "tab:orange",
     "aiobpf-operators": "tab:green",
     "aiobpf-route": "tab:purple",
+    "aiobpf-route-lossy": "tab:red",
 }
 
 

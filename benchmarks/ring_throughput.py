@@ -40,6 +40,7 @@ from benchmarks._common import (
     run_trial,
 )
 
+SLOW_SINK_EVERY, SLOW_SINK_PAUSE = 1000, 0.001  # the lossy view's consumer pauses this long
 CONSUMERS = {
     "bcc-callback": "BCC's open_ring_buffer callback, decoding with table.event()",
     "bcc-perf": "BCC's open_perf_buffer callback with lost_cb (a perf buffer of the ring's size)",
@@ -47,6 +48,11 @@ CONSUMERS = {
     "aiobpf-records": "async for record in ring, reading a field of each",
     "aiobpf-operators": "records through filter() | map()",
     "aiobpf-route": "batches through route(..., 'cpu'): two views, each drained by a task",
+    "aiobpf-route-lossy": (
+        "records through route(..., 'cpu', policy='drop_oldest'), the generator's view drained "
+        f"by a slow sink ({SLOW_SINK_PAUSE * 1e3:g} ms pause every {SLOW_SINK_EVERY} records): "
+        "it drops in user space, and counts it"
+    ),
 }
 BCC_CONSUMERS = ("bcc-callback", "bcc-perf")
 LATENCY_EVERY = 64  # one latency sample (kernel timestamp to delivery) per this many records
@@ -132,6 +138,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
 
     consumer = spec["consumer"]
     received = 0
+    lossy: list[Any] = []  # a lossy router, then its views: what they dropped in user space
     latencies: list[int] = []
     ring = await getppid_ring(
         generator.pid,
@@ -142,12 +149,19 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
     async with ring:
         done = False
 
+        def user_dropped() -> int:
+            if not lossy:
+                return 0
+            router, *views = lossy
+            return int(router.unrouted) + sum(int(view.stats.dropped) for view in views)
+
         def complete() -> bool:
-            """The generator has exited and every record it produced is received or dropped."""
+            """The generator has exited and every record it produced is received or dropped,
+            in the kernel or in user space."""
             if not done:
                 return False
             stats = ring.stats
-            return stats.produced == received + (stats.dropped or 0)
+            return stats.produced == received + (stats.dropped or 0) + user_dropped()
 
         def took_batch(batch: np.ndarray[Any, Any]) -> None:
             nonlocal received
@@ -161,6 +175,9 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
             if received % LATENCY_EVERY == 0:
                 latencies.append(time.monotonic_ns() - timestamp_ns)
 
+        def took_typed(record: Any) -> None:
+            took_record(record.timestamp_ns)
+
         async def wait_generator(scope: anyio.CancelScope) -> None:
             nonlocal done
             # Another process's exit has no fd to wait on here; a worker thread waits for it.
@@ -169,11 +186,21 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
             if complete():
                 scope.cancel()
 
-        async def drain(items: Any, take: Callable[[Any], None], scope: anyio.CancelScope) -> None:
+        async def drain(
+            items: Any,
+            take: Callable[[Any], None],
+            scope: anyio.CancelScope,
+            *,
+            slow_sink: bool = False,
+        ) -> None:
+            taken = 0
             async for item in items:
                 take(item)
                 if complete():
                     scope.cancel()
+                taken += 1
+                if slow_sink and taken % SLOW_SINK_EVERY == 0:
+                    await anyio.sleep(SLOW_SINK_PAUSE)  # a sink that takes its time: a flush
 
         start = go(generator)
         async with anyio.create_task_group() as tasks:
@@ -182,7 +209,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
             if consumer == "aiobpf-batches":
                 await drain(ring.batches(), took_batch, scope)
             elif consumer == "aiobpf-records":
-                await drain(ring, lambda record: took_record(record.timestamp_ns), scope)
+                await drain(ring, took_typed, scope)
             elif consumer == "aiobpf-operators":
                 timestamps = ring | filter(lambda r: r.seq >= 0) | map(lambda r: r.timestamp_ns)
                 await drain(timestamps, took_record, scope)
@@ -190,12 +217,19 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
                 async with route(ring.batches(), "cpu") as router:
                     tasks.start_soon(drain, router.default(), took_batch, scope)
                     await drain(router.view(GENERATOR_CPU), took_batch, scope)
+            elif consumer == "aiobpf-route-lossy":
+                async with route(ring, "cpu", policy="drop_oldest") as router:
+                    others, generators = router.default(), router.view(GENERATOR_CPU)
+                    lossy.extend([router, others, generators])
+                    tasks.start_soon(drain, others, took_typed, scope)
+                    await drain(generators, took_typed, scope, slow_sink=True)
             else:
                 raise ValueError(f"unknown consumer {consumer!r}")
         stats = ring.stats
         counts = {
             "produced": stats.produced or 0,
             "dropped": stats.dropped or 0,
+            "user_dropped": user_dropped(),
             "received": received,
             "wakeups": stats.wakeups,
             "batches": stats.batches,
@@ -277,7 +311,8 @@ def main() -> None:
                 print(
                     f"  {_label(row):28} ring={row['ring_kib']}K rec={row['record_bytes']}B "
                     f"rate={row['rate']:>9.0f} received/s={row['received_per_s']:>10.0f} "
-                    f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% "
+                    f"drop={row['drop_pct']:5.1f}%+{row['user_drop_pct']:.1f}% "
+                    f"cpu={row['cpu_pct']:5.1f}% "
                     f"balanced={row['balanced']}",
                     file=sys.stderr,
                 )
@@ -305,6 +340,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "offered/s",
         "received/s",
         "drop %",
+        "user drop %",
         "CPU %",
         "wake-ups/s",
         "received vs BCC",
@@ -318,6 +354,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "offered_per_s",
         "received_per_s",
         "drop_pct",
+        "user_drop_pct",
         "cpu_pct",
         "wakeups_per_s",
         "latency_p50_us",
@@ -344,6 +381,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 f"{med['offered_per_s'] / 1e6:.2f} M",
                 f"{med['received_per_s'] / 1e6:.3f} M",
                 f"{med['drop_pct']:.2f}",
+                f"{med['user_drop_pct']:.2f}",
                 f"{med['cpu_pct']:.0f}",
                 "-" if runs[0]["consumer"] in BCC_CONSUMERS else f"{med['wakeups_per_s']:.0f}",
                 f"{med['received_per_s'] / base_received:.1f}x" if base_received else "-",

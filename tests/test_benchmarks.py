@@ -30,7 +30,8 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) -> None:
     """One small trial of each consumer: every run balances exactly (produced == received +
-    dropped), the paced generator offers what it was asked, and the table has every row."""
+    kernel drops + user-side drops), the paced generator offers what it was asked, and the
+    table has every row."""
     out = tmp_path / "rows.ndjson"
     done = _benchmark(
         "benchmarks.ring_throughput",
@@ -46,12 +47,15 @@ def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) ->
         "aiobpf-records",
         "aiobpf-operators",
         "aiobpf-route",
+        "aiobpf-route-lossy",
     }
-    assert len(rows) == 2 + 4 * 2  # BCC's two, and aiobpf's four with and without a budget
+    assert len(rows) == 2 + 5 * 2  # BCC's two, and aiobpf's five with and without a budget
     for row in rows:
         assert row["balanced"], row
         assert row["produced"] == 20000
-        assert row["received"] + row["dropped"] == 20000
+        assert row["received"] + row["dropped"] + row["user_dropped"] == 20000
+        if row["consumer"] != "aiobpf-route-lossy":
+            assert row["user_dropped"] == 0, row  # nothing else can drop in user space
     assert all(row["lost_cb"] == row["dropped"] for row in rows if row["consumer"] == "bcc-perf")
     table = [line for line in done.stdout.splitlines() if line.startswith("| 256 KiB")]
     assert len(table) == len(rows)

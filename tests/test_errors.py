@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -16,7 +17,8 @@ import pytest
 
 import aiobpf
 from aiobpf import RingBuffer
-from aiobpf.testing import getppid_program
+from aiobpf._ringbuf import RingReader
+from aiobpf.testing import getppid_program, getppid_record, held_bpf_objects
 
 from . import kernel
 
@@ -188,6 +190,36 @@ def test_a_map_that_is_not_a_ring_is_a_map_type_error() -> None:
             RingBuffer.from_bcc(program.bpf, "nope", record=np.dtype("<u8"))
     finally:
         program.close()
+
+
+class _InjectedFault(Exception):
+    pass
+
+
+@pytest.mark.usefixtures("bpf")
+def test_a_failure_after_the_ring_is_mapped_releases_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A source that fails after its ring is mapped (here a reader that is built, then fails,
+    leaving arrays over the mapping in the error's frames) raises that error, not an unmap
+    error, and still detaches the program it owns."""
+    programs = kernel.loaded_program_ids()
+    held = held_bpf_objects()
+    text, flags = getppid_program()
+    program = aiobpf.Program.compile(text, cflags=flags)
+
+    def reader_then_fault(**kwargs: Any) -> RingReader:
+        reader = RingReader(**kwargs)  # noqa: F841 -- kept alive by this frame, as in a real fault
+        raise _InjectedFault("after mapping")
+
+    monkeypatch.setattr(aiobpf.sources, "RingReader", reader_then_fault)
+    with pytest.raises(_InjectedFault, match="after mapping") as raised:
+        RingBuffer.from_bcc(
+            program.bpf, "events", record=getppid_record(32), reader="mmap", owned=[program.close]
+        )
+    assert not getattr(raised.value, "__notes__", None)  # releasing went through
+    assert held_bpf_objects() == held
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 
 def test_import_needs_neither_bcc_nor_root() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ import pytest
 
 from aiobpf import operators
 from aiobpf.operators import (
+    ViewStats,
     WindowCount,
     WindowCounter,
     batch,
@@ -231,6 +233,39 @@ async def test_route_views_with_a_slow_view_under_each_policy(policy: Any) -> No
         assert len(slow) == 3
         expected_last = ("slow", 5) if policy == "drop_oldest" else ("slow", 2)
         assert slow[-1] == expected_last
+
+
+async def _burst(items: list[Any]) -> AsyncIterator[Any]:
+    """Items without a yield between them, as a ring hands out what one read returned."""
+    for item in items:
+        yield item
+
+
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
+async def test_a_burst_larger_than_a_view_costs_nothing_to_a_consumer_that_keeps_up(
+    policy: Any,
+) -> None:
+    """1,000 items at once into views of 8: each consumer gets a turn when its view fills, so
+    nothing is dropped; a stuck view next to them still drops without holding them back."""
+    items = [(key, i) for i in range(500) for key in ("a", "b")] + [("stuck", i) for i in range(20)]
+    got: dict[str, list[Any]] = {"a": [], "b": [], "stuck": []}
+    release = anyio.Event()
+    router = route(_burst(items), key=lambda item: item[0], buffer_size=8, policy=policy)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks, router:
+            views = {key: router.view(key) for key in got}
+            for key in ("a", "b"):
+                tasks.start_soon(_consume, views[key], got[key])
+            tasks.start_soon(_consume, views["stuck"], got["stuck"], release)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+    for key in ("a", "b"):
+        assert got[key] == [(key, i) for i in range(500)]
+        assert views[key].stats == ViewStats(delivered=500, dropped=0)
+    # one item in the stuck consumer's hands, eight in its buffer, the other eleven dropped
+    assert views["stuck"].stats.dropped == 11
+    assert len(got["stuck"]) == 9
 
 
 async def test_route_counts_items_with_no_view() -> None:

@@ -7,6 +7,7 @@ page followed by the data area mapped twice (read-only). The map's size and type
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from pathlib import Path
 
@@ -79,5 +80,8 @@ class RingMemory:
         self.consumer_pos = empty64
         self.producer_pos = empty64
         self.data = np.zeros(0, dtype=np.uint8)
-        self._consumer_map.close()
-        self._producer_map.close()
+        for mapping in (self._consumer_map, self._producer_map):
+            # An array over the ring may outlive this close (the frame of an error raised while
+            # the source was being built can hold one): the mapping then goes with it.
+            with contextlib.suppress(BufferError):
+                mapping.close()

@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from . import _bcc
 from ._mapio import MapReader
-from ._resource import AsyncResource
+from ._resource import AsyncResource, release_all
 
 __all__ = ["MapPoller", "MapReading", "Mode"]
 
@@ -180,9 +180,8 @@ class MapPoller(AsyncResource, Generic[K, V]):
                 batch=batch,
             )
             return cls(reader, interval=interval, mode=mode, on_close=on_close)
-        except BaseException:
-            for callback in reversed(on_close):
-                callback()
+        except BaseException as exc:
+            release_all(reversed(on_close), after=exc)
             raise
 
     def read(self) -> MapReading[K, V]:
@@ -239,8 +238,7 @@ class MapPoller(AsyncResource, Generic[K, V]):
             return
         self._closed = True
         callbacks, self._on_close = self._on_close, []
-        for callback in reversed(callbacks):
-            callback()
+        release_all(reversed(callbacks))
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -21,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _bcc
-from ._resource import AsyncResource
+from ._reader_gate import ReaderGate
+from ._resource import AsyncResource, release_all
 from ._ringbuf import RingReader
 from ._ringmap import RingMemory
 from .errors import RecordLayoutError
@@ -47,6 +49,11 @@ _RECORDS_PER_CHECKPOINT = 256
 
 class _Closed(Exception):
     """Raised inside a source when it was closed while a reader waited."""
+
+
+def _check_max_latency(max_latency: float) -> None:
+    if not max_latency >= 0:
+        raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
 
 
 class RingBuffer(AsyncResource, Generic[R]):
@@ -95,8 +102,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         ``on_close`` callbacks run in reverse order when the source is released, after the reader
         is dropped; they release what the source owns (mapping, fd, program).
         """
-        if max_latency < 0:
-            raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
+        _check_max_latency(max_latency)
         self.name = name
         self._fd = fd
         self._record = record
@@ -110,14 +116,12 @@ class RingBuffer(AsyncResource, Generic[R]):
         self._taken = 0
         self._wakeups = 0
         self._batches = 0
-        self._reading = False
         self._checkpoint_due = False
         self._checkpointed = False
         self._behind = False
         self._last_read = 0.0
         self._final_stats: RingStats | None = None
-        self._wait_scope: anyio.CancelScope | None = None
-        self._reader_left: anyio.Event | None = None
+        self._gate = ReaderGate()
         self._closed = False
 
     # -- construction ---------------------------------------------------------------------------
@@ -207,7 +211,9 @@ class RingBuffer(AsyncResource, Generic[R]):
         ``record``, :class:`ValueError` for a negative ``max_latency``.
         """
         on_close: list[Callable[[], None]] = list(owned)
+        ring_reader: RingReader | _bcc.BccRingConsumer | None = None
         try:
+            _check_max_latency(max_latency)  # before the ring is mapped
             layout = record_type(record)
             counter_reader = None
             if counters == "auto":
@@ -220,7 +226,6 @@ class RingBuffer(AsyncResource, Generic[R]):
                 raise ValueError(f"reader must be 'auto', 'mmap' or 'bcc', got {reader!r}")
             fd = _bcc.map_fd(bpf, name)
             on_close.append(lambda: os.close(fd))
-            ring_reader: RingReader | _bcc.BccRingConsumer
             if reader == "bcc":
                 ring_reader = _bcc.BccRingConsumer(bpf, name, layout.dtype.itemsize)
             else:
@@ -242,9 +247,12 @@ class RingBuffer(AsyncResource, Generic[R]):
                 max_latency=max_latency,
                 on_close=on_close,
             )
-        except BaseException:
-            for callback in reversed(on_close):
-                callback()
+        except BaseException as exc:
+            # The ring cannot be unmapped under arrays over it: drop the reader's, and those
+            # the error's frames hold (their locals; the traceback itself stays).
+            ring_reader = None
+            traceback.clear_frames(exc.__traceback__)
+            release_all(reversed(on_close), after=exc)
             raise
 
     # -- reading --------------------------------------------------------------------------------
@@ -285,10 +293,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         """Waits until records are available and takes them all. Raises _Closed if closed."""
         if self._closed:
             raise anyio.ClosedResourceError
-        if self._reading:
-            raise anyio.BusyResourceError("reading from")
-        self._reading = True
-        try:
+        with self._gate.reading():
             if self._checkpoint_due:  # the last call returned without awaiting
                 # Records keep coming, so the fd may never be seen idle: without a pause here, a
                 # consumer faster than the producer would take a handful of records per loop
@@ -316,13 +321,7 @@ class RingBuffer(AsyncResource, Generic[R]):
                     # without sleeping, so the commit is microseconds away.
                     await anyio.lowlevel.checkpoint()
                     continue
-                with anyio.CancelScope() as scope:
-                    self._wait_scope = scope
-                    try:
-                        await anyio.wait_readable(self._fd)
-                    finally:
-                        self._wait_scope = None
-                if scope.cancelled_caught or self._closed:
+                if not await self._gate.wait_readable(self._fd) or self._closed:
                     raise _Closed
                 self._wakeups += 1
                 self._checkpoint_due = False
@@ -330,10 +329,6 @@ class RingBuffer(AsyncResource, Generic[R]):
                     self._last_read = anyio.current_time()  # records come in from about now
                     if not self._behind:
                         await anyio.sleep(self._max_latency)
-        finally:
-            self._reading = False
-            if self._reader_left is not None:
-                self._reader_left.set()
 
     def _hand_out(self, batch: npt.NDArray[np.void]) -> None:
         self._pending_batch = batch  # keeps the memory ctypes records share alive
@@ -441,12 +436,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         if self._closed:
             return
         self._closed = True
-        if self._reading:
-            self._reader_left = anyio.Event()
-            if self._wait_scope is not None:
-                self._wait_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await self._reader_left.wait()
+        await self._gate.wake_and_wait()
         self._release()
 
     def _release(self) -> None:
@@ -459,14 +449,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         self._pending, self._pending_batch, self._pending_index = (), None, 0
         self._reader = None  # drop its arrays over the mapping before unmapping
         callbacks, self._on_close = self._on_close, []
-        errors: list[BaseException] = []
-        for callback in reversed(callbacks):
-            try:
-                callback()
-            except BaseException as exc:  # release the rest, then report
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        release_all(reversed(callbacks))
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True):
@@ -510,6 +493,7 @@ async def open_program_ring(
 
     The returned source detaches and closes the program when it is released.
     """
+    _check_max_latency(max_latency)  # before compiling: bad input is refused at once
     program = await anyio.to_thread.run_sync(compile_program)
     ring = RingBuffer.from_bcc(
         program.bpf,

@@ -19,6 +19,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from ._reader_gate import ReaderGate
 from ._resource import AsyncResource
 from ._tracefs import ensure_tracefs
 
@@ -79,9 +80,7 @@ class TracePipe(AsyncResource):
         self._partial = b""
         self._lines: deque[TraceLine] = deque()
         self._closed = False
-        self._reading = False
-        self._wait_scope: anyio.CancelScope | None = None
-        self._reader_left: anyio.Event | None = None
+        self._gate = ReaderGate()
 
     def _read_available(self) -> None:
         try:
@@ -103,34 +102,19 @@ class TracePipe(AsyncResource):
         if self._lines:
             await anyio.lowlevel.checkpoint()
             return self._lines.popleft()
-        if self._reading:
-            raise anyio.BusyResourceError("reading from")
-        self._reading = True
-        try:
+        with self._gate.reading():
             while not self._lines:
-                with anyio.CancelScope() as self._wait_scope:
-                    await anyio.wait_readable(self._fd)
-                if self._closed:
+                if not await self._gate.wait_readable(self._fd) or self._closed:
                     raise StopAsyncIteration
                 self._read_available()
             return self._lines.popleft()
-        finally:
-            self._reading = False
-            self._wait_scope = None
-            if self._reader_left is not None:
-                self._reader_left.set()
 
     async def aclose(self) -> None:
         """Closes the pipe; a task waiting on it ends its loop. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._reading:
-            self._reader_left = anyio.Event()
-            if self._wait_scope is not None:
-                self._wait_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await self._reader_left.wait()
+        await self._gate.wake_and_wait()
         os.close(self._fd)
 
     def __del__(self) -> None:

@@ -60,7 +60,8 @@ class View(Generic[T]):
         self._oldest = self._receive.clone()  # drop_oldest takes from here
         self.delivered = 0
         self.dropped = 0
-        self._handed = 0
+        self._handed = 0  # items the consumer asked for
+        self._handed_when_full = -1  # _handed when the view last filled and gave a turn
 
     @property
     def stats(self) -> ViewStats:
@@ -89,14 +90,36 @@ class View(Generic[T]):
             try:
                 self._send.send_nowait(item)
             except anyio.WouldBlock:
-                self.dropped += 1
-                self._unreported += self._inband
-                if policy == "drop_newest":
-                    return
-                with contextlib.suppress(anyio.WouldBlock):  # a consumer may have taken one
-                    self._oldest.receive_nowait()
-                self._send.send_nowait(item)
+                if not await self._room_after_a_turn(item):
+                    self.dropped += 1
+                    self._unreported += self._inband
+                    if policy == "drop_newest":
+                        return
+                    with contextlib.suppress(anyio.WouldBlock):  # a consumer may have taken one
+                        self._oldest.receive_nowait()
+                    self._send.send_nowait(item)
         self.delivered += 1
+
+    async def _room_after_a_turn(self, item: T) -> bool:
+        """A full view's consumer gets one turn before an item is dropped: whether ``item`` then
+        found room.
+
+        The router delivers many items between two yields, so a burst can fill a view whose
+        consumer keeps up easily. It drops only when a consumer that had a turn since the view
+        last filled did not make room; a consumer that took nothing since (stuck, or slower than
+        the stream) gets no more turns, so the router never waits on it.
+        """
+        if self._handed == self._handed_when_full:
+            return False
+        self._handed_when_full = self._handed
+        for _ in range(2):  # trio runs the tasks of a batch in random order: the consumer's
+            await anyio.lowlevel.checkpoint()  # turn has come by the router's second one
+            try:
+                self._send.send_nowait(item)
+            except anyio.WouldBlock:
+                continue
+            return True
+        return False
 
     def _finish(self) -> None:
         """No more items: the consumer drains what is buffered, then its loop ends."""
@@ -125,8 +148,11 @@ class Router(Generic[T]):
     (default) waits for a full view, which stops reading the stream (a kernel ring then fills and
     its program counts the drops); ``"drop_newest"`` / ``"drop_oldest"`` keep reading and count
     the items a full view lost in that view's :attr:`View.stats`, and with ``lost="inband"``
-    also tell its consumer with a :class:`Lost` item. ``key`` may name a field: numpy batches
-    are then split by that column into one sub-batch per view.
+    also tell its consumer with a :class:`Lost` item. A full view's consumer gets a turn before
+    anything is dropped, so a burst larger than the buffer costs nothing to a consumer that
+    keeps up; one that took nothing since its last turn loses items without holding the others.
+    ``key`` may name a field: numpy batches are then split by that column into one sub-batch per
+    view.
     """
 
     def __init__(

@@ -85,7 +85,17 @@ PLANS: dict[str, list[list[str]]] = {
         plot("budget", "budget"),
         # latency at a low rate, where nothing queues
         ring("latency", "--repeat", "3", "--rates", "10000", calls="50000", seconds="5"),
-        ["execve_throughput", "--execs", "20000", "--repeat", "3", "--rates", "0,2000"],
+        [
+            "execve_throughput",
+            "--execs",
+            "20000",
+            "--repeat",
+            "3",
+            "--rates",
+            "0,2000",
+            "--budgets",
+            "0,10",
+        ],
         ["dispatch_overhead", "--calls", "2000000", "--repeat", "5"],
         ["window_pushdown", "--execs", "10000", "--repeat", "3"],
         ["soak", "--duration", "600"],

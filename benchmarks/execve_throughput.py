@@ -11,7 +11,10 @@ consumer runs in its own process on the other core:
 - ``aiobpf-events``: ``async for event in execve_events()``, the typed frozen ``ExecveEvent``;
 - ``aiobpf-batches``: ``execve_events().ring.batches()``, numpy arrays.
 
-    sudo .venv/bin/python -m benchmarks.execve_throughput [--execs 20000] [--repeat 3]
+``--budgets`` adds aiobpf runs with a latency budget (``max_latency``): at this rate the reader
+catches up after every exec, so each one costs a wake-up unless a budget gathers them.
+
+    sudo .venv/bin/python -m benchmarks.execve_throughput [--execs 20000] [--budgets 0,10]
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ RING_SIZE = 256 * 1024
 LATENCY_EVERY = 8
 
 
-def _trial(consumer: str, loop: str, execs: int, rate: float) -> dict[str, Any]:
+def _trial(consumer: str, loop: str, execs: int, rate: float, budget_ms: float) -> dict[str, Any]:
     os.sched_setaffinity(0, {CONSUMER_CPU})
     generator = _loadgen.start(_loadgen.build_exec_storm(), execs, rate, GENERATOR_CPU)
     try:
@@ -56,7 +59,8 @@ def _trial(consumer: str, loop: str, execs: int, rate: float) -> dict[str, Any]:
             return _bcc_trial(generator)
         import anyio
 
-        return anyio.run(_aiobpf_trial, generator, consumer == "aiobpf-batches", backend=loop)
+        batches = consumer == "aiobpf-batches"
+        return anyio.run(_aiobpf_trial, generator, batches, budget_ms / 1e3, backend=loop)
     finally:
         generator.kill()
         generator.wait()
@@ -101,7 +105,9 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
     return {**result, **latency_percentiles(latencies)}
 
 
-async def _aiobpf_trial(generator: subprocess.Popen[bytes], batches: bool) -> dict[str, Any]:
+async def _aiobpf_trial(
+    generator: subprocess.Popen[bytes], batches: bool, max_latency: float
+) -> dict[str, Any]:
     import anyio
     import anyio.to_thread
 
@@ -109,7 +115,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], batches: bool) -> di
 
     received = 0
     latencies: list[int] = []
-    async with execve_events(ring_size=RING_SIZE) as events:
+    async with execve_events(ring_size=RING_SIZE, max_latency=max_latency) as events:
         done = False
 
         def complete() -> bool:
@@ -160,41 +166,57 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rates", default="0,2000", help="offered rates, execs/s (0 = unpaced)")
     parser.add_argument(
+        "--budgets", default="0", help="aiobpf latency budgets (max_latency), milliseconds"
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "out" / "execve_throughput.ndjson"
     )
     parser.add_argument("--trial", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trial:
-        consumer, loop, execs, rate = json.loads(args.trial)
-        print(json.dumps(_trial(consumer, loop, execs, rate)))
+        print(json.dumps(_trial(*json.loads(args.trial))))
         return
     rates = [float(rate) for rate in args.rates.split(",")]
+    budgets = [float(budget) for budget in args.budgets.split(",")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with args.out.open("w") as out:
         for repetition in range(args.repeat):
             for rate in rates:
-                for consumer, loops in CONSUMERS.items():
-                    for loop in loops:
-                        row: dict[str, Any] = {
-                            "consumer": consumer,
-                            "loop": loop,
-                            "rate": rate,
-                            "repetition": repetition,
-                        }
-                        row.update(
-                            run_trial("execve_throughput", [consumer, loop, args.execs, rate])
-                        )
-                        rows.append(row)
-                        out.write(json.dumps(row) + "\n")
-                        print(
-                            f"  {consumer:15} {loop:8} rate={rate:>6.0f} "
-                            f"received/s={row['received_per_s']:>8.0f} "
-                            f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% "
-                            f"balanced={row['balanced']}",
-                            file=sys.stderr,
-                        )
+                for consumer, loop, budget_ms in _series(budgets):
+                    row: dict[str, Any] = {
+                        "consumer": consumer,
+                        "loop": loop,
+                        "budget_ms": budget_ms,
+                        "rate": rate,
+                        "repetition": repetition,
+                    }
+                    spec = [consumer, loop, args.execs, rate, budget_ms]
+                    row.update(run_trial("execve_throughput", spec))
+                    rows.append(row)
+                    out.write(json.dumps(row) + "\n")
+                    print(
+                        f"  {_label(consumer, budget_ms):22} {loop:8} rate={rate:>6.0f} "
+                        f"received/s={row['received_per_s']:>8.0f} "
+                        f"drop={row['drop_pct']:5.1f}% cpu={row['cpu_pct']:5.1f}% "
+                        f"balanced={row['balanced']}",
+                        file=sys.stderr,
+                    )
     _summary(rows, args)
+
+
+def _series(budgets: list[float]) -> list[tuple[str, str, float]]:
+    """consumer, loop and latency budget of each trial of a repetition (BCC has no budget)."""
+    return [
+        (consumer, loop, budget_ms)
+        for consumer, loops in CONSUMERS.items()
+        for loop in loops
+        for budget_ms in ([0.0] if consumer == "bcc-callback" else budgets)
+    ]
+
+
+def _label(consumer: str, budget_ms: float) -> str:
+    return f"{consumer}+{budget_ms:g}ms" if budget_ms else consumer
 
 
 def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -216,30 +238,30 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
         bcc = [per_event(row) for row in group if row["consumer"] == "bcc-callback"]
         base = statistics.median(bcc) if bcc else None
-        for consumer, loops in CONSUMERS.items():
-            for loop in loops:
-                runs = [r for r in group if (r["consumer"], r["loop"]) == (consumer, loop)]
-                if not runs:
-                    continue
-                cost = statistics.median(per_event(r) for r in runs)
+        for consumer, loop, budget_ms in _series([float(b) for b in args.budgets.split(",")]):
+            series = (consumer, loop, budget_ms)
+            runs = [r for r in group if (r["consumer"], r["loop"], r["budget_ms"]) == series]
+            if not runs:
+                continue
+            cost = statistics.median(per_event(r) for r in runs)
 
-                def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
-                    return statistics.median(float(r.get(key, 0)) for r in runs)
+            def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
+                return statistics.median(float(r.get(key, 0)) for r in runs)
 
-                cells = [
-                    "unpaced" if rate == 0 else f"{rate:g}/s",
-                    consumer,
-                    loop,
-                    f"{med('offered_per_s'):.0f}",
-                    f"{med('received_per_s'):.0f}",
-                    f"{med('drop_pct'):.2f}",
-                    f"{med('cpu_pct'):.1f}",
-                    f"{cost:.1f}",
-                    f"{cost / base:.2f}x" if base else "-",
-                    f"{med('latency_p50_us'):.0f} / {med('latency_p99_us'):.0f}",
-                    f"{sum(r['balanced'] for r in runs)}/{len(runs)}",
-                ]
-                print("| " + " | ".join(cells) + " |")
+            cells = [
+                "unpaced" if rate == 0 else f"{rate:g}/s",
+                _label(consumer, budget_ms),
+                loop,
+                f"{med('offered_per_s'):.0f}",
+                f"{med('received_per_s'):.0f}",
+                f"{med('drop_pct'):.2f}",
+                f"{med('cpu_pct'):.1f}",
+                f"{cost:.1f}",
+                f"{cost / base:.2f}x" if base else "-",
+                f"{med('latency_p50_us'):.0f} / {med('latency_p99_us'):.0f}",
+                f"{sum(r['balanced'] for r in runs)}/{len(runs)}",
+            ]
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -62,15 +62,18 @@ def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) ->
 
 
 def test_execve_storm_counts_every_exec(tmp_path: Path) -> None:
-    """The exec storm: each consumer receives at least the storm's execs, and balances."""
+    """The exec storm: each consumer, with and without a latency budget, receives at least the
+    storm's execs, and balances."""
     out = tmp_path / "rows.ndjson"
     done = _benchmark(
         "benchmarks.execve_throughput",
-        *("--execs", "300", "--repeat", "1", "--rates", "0", "--out", str(out)),
+        *("--execs", "300", "--repeat", "1", "--rates", "0", "--budgets", "0,10"),
+        *("--out", str(out)),
     )
     assert done.returncode == 0, done.stderr
     rows = _rows(out)
-    assert len(rows) == 5
+    assert len(rows) == 1 + 4 * 2  # BCC, and aiobpf's four with and without a budget
+    assert sorted(row["budget_ms"] for row in rows) == [0] * 5 + [10] * 4
     for row in rows:
         assert row["balanced"], row
         assert row["received"] + row["dropped"] >= 300  # other processes exec too

@@ -345,10 +345,6 @@ async def test_bad_filters_are_refused_and_long_names_match_what_the_kernel_keep
     assert (event.comm, event.filename) == ("a-rather-long-p", str(program))
 
 
-# trio only: on asyncio hypercorn reports the connection the kernel aborted to the event loop's
-# exception handler (from its own callback, after the fact), which the test runner counts as a
-# failure; the disconnection itself works the same there.
-@pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_a_client_that_takes_nothing_is_disconnected_after_the_timeout(
     tmp_path: Any,
 ) -> None:

@@ -19,9 +19,11 @@ values, and with no client at all it passes nothing. :func:`create_app` serves i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import socket
 import time
@@ -48,6 +50,8 @@ from .execve import ExecveEvents, execve_events
 from .maps import MapPoller
 
 __all__ = ["EventHub", "Subscriber", "create_app", "serve"]
+
+_log = logging.getLogger(__name__)
 
 
 def _event_json(event: ExecveEvent) -> str:
@@ -329,12 +333,16 @@ async def serve(
         application = app(hub)
         if sniffio.current_async_library() == "trio":
             from hypercorn.trio import serve as hypercorn_serve
+
+            timed_out_clients: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         else:
             from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
+
+            timed_out_clients = _timed_out_clients_are_not_loop_errors()
         listener = _listening_socket(
             host, port, config.backlog, send_buffer, max(1, round(stalled_client_timeout * 1000))
         )
-        with listener:
+        with listener, timed_out_clients:
             # hypercorn takes ownership of the descriptor it is given: a duplicate of ours
             config.bind = [f"fd://{os.dup(listener.fileno())}"]
             async with anyio.create_task_group() as tasks:
@@ -345,6 +353,39 @@ async def serve(
                 tasks.start_soon(run)
                 task_status.started(hub)
                 await stop.wait()
+
+
+@contextlib.contextmanager
+def _timed_out_clients_are_not_loop_errors() -> Iterator[None]:
+    """While serving on asyncio, a client connection that ends in an OSError is logged at debug
+    level instead of reaching the loop's exception handler; everything else still does.
+
+    hypercorn 0.18's asyncio server lets such an error out of its connection task when it
+    closes the connection (pgjones/hypercorn#361, open): a client the kernel disconnected for
+    taking nothing (``TCP_USER_TIMEOUT``: ``ETIMEDOUT``) would otherwise be reported as if the
+    server had failed.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and context.get("message") == _CLIENT_TASK_FAILED:
+            _log.debug("client connection ended: %r", error)
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        yield
+    finally:
+        loop.set_exception_handler(previous)
+
+
+#: How asyncio's streams report a connection task that raised (asyncio/streams.py).
+_CLIENT_TASK_FAILED = "Unhandled exception in client_connected_cb"
 
 
 def _listening_socket(

@@ -165,6 +165,22 @@ def test_negative_latency_budget_is_refused(ring: SyntheticRing) -> None:
         ring.source(max_latency=-1)
 
 
+async def test_the_fill_rate_a_latency_budget_is_weighed_against_is_averaged() -> None:
+    """A ring of 64 KiB fed 58 MB/s (600 24-byte records every 0.25 ms) cannot hold a 1 ms
+    budget twice, so the source reads without waiting. One small read just after a wake-up
+    does not make that producer look slow (waiting then would overflow the ring); a quiet
+    second does."""
+    ring = SyntheticRing(65536, RECORD)
+    async with ring.source(max_latency=0.001) as source:
+        start = 100.0
+        reads = [source._is_behind(600, start + i * 0.00025) for i in range(200)]
+        assert reads[-1]
+        assert not reads[0]  # no rate is known at the first read
+        assert source._is_behind(1, start + 0.05 + 5e-6)
+        assert not source._is_behind(1, start + 1.05)
+    ring.close()
+
+
 async def test_per_record_iteration_of_a_large_batch_lets_other_tasks_run() -> None:
     """Handing out a large batch checkpoints every 256 records: other tasks run, none is lost."""
     ring = SyntheticRing(1 << 16, RECORD)

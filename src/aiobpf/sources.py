@@ -8,6 +8,7 @@ and no busy loops on the waiting path.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import platform
 import traceback
@@ -45,6 +46,9 @@ _TSO_MACHINES = frozenset({"x86_64", "amd64", "i686", "i386"})
 #: more than the record (a loop iteration on asyncio); one per batch would let a cancelled or
 #: unfair consumer run on for a whole ring's worth of records.
 _RECORDS_PER_CHECKPOINT = 256
+
+#: How long the fill rate a latency budget is weighed against is averaged over (seconds).
+_RATE_WINDOW = 0.01
 
 
 class _Closed(Exception):
@@ -120,6 +124,8 @@ class RingBuffer(AsyncResource, Generic[R]):
         self._checkpointed = False
         self._behind = False
         self._last_read = 0.0
+        self._fill_rate = 0.0  # bytes a second into the ring, averaged over about _RATE_WINDOW
+        self._fill_rate_at: float | None = None
         self._final_stats: RingStats | None = None
         self._gate = ReaderGate()
         self._closed = False
@@ -273,18 +279,28 @@ class RingBuffer(AsyncResource, Generic[R]):
             self._batches += 1
         return batch
 
-    def _is_behind(self, records: int, elapsed: float) -> bool:
-        """Whether waiting out the budget now could overflow the ring: ``records`` came in over
-        ``elapsed`` seconds and took a quarter of it, or at that rate a wait (one millisecond at
-        least: event loops wait in whole milliseconds) would fill half of it."""
+    def _is_behind(self, records: int, now: float) -> bool:
+        """Whether waiting out the budget now could overflow the ring: ``records`` (just read)
+        took a quarter of it, or at the rate the ring fills a wait (one millisecond at least:
+        event loops wait in whole milliseconds) would fill half of it.
+
+        The rate is averaged over about _RATE_WINDOW, idle time included: one small read right
+        after a wake-up must not make a fast producer look slow (a budget waited out then
+        overflows the ring), and a producer that went quiet must not look fast for long.
+        """
         reader = self._reader
         if not isinstance(reader, RingReader):
             return False
         taken = records * reader.stride
+        if self._fill_rate_at is not None and now > self._fill_rate_at:
+            elapsed = now - self._fill_rate_at
+            weight = -math.expm1(-elapsed / _RATE_WINDOW)
+            self._fill_rate += weight * (taken / elapsed - self._fill_rate)
+        self._fill_rate_at = now
         if taken * 4 >= reader.data_size:
             return True
         wait = max(self._max_latency, 0.001)
-        return elapsed > 0 and taken / elapsed * wait * 2 >= reader.data_size
+        return self._fill_rate * wait * 2 >= reader.data_size
 
     def _ring_has_bytes(self) -> bool:
         return isinstance(self._reader, RingReader) and self._reader.pending_bytes() > 0
@@ -312,7 +328,7 @@ class RingBuffer(AsyncResource, Generic[R]):
                     self._checkpoint_due = True
                     if self._max_latency:
                         now = anyio.current_time()
-                        self._behind = self._is_behind(len(batch), now - self._last_read)
+                        self._behind = self._is_behind(len(batch), now)
                         self._last_read = now
                     return batch
                 if self._ring_has_bytes():

@@ -6,7 +6,7 @@ setup:
 	@scripts/setup.sh
 
 demo: setup
-	$(VENV)/aiobpf execsnoop --duration 10
+	@scripts/demo.sh
 
 test:
 	@scripts/setup.sh test

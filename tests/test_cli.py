@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,26 @@ def test_help_lists_the_tools() -> None:
     script = Path(sys.executable).with_name("aiobpf")
     assert script.exists()
     assert subprocess.run([str(script), "--help"], capture_output=True).returncode == 0
+
+
+@pytest.mark.usefixtures("bpf")
+def test_the_demo_shows_its_own_execs() -> None:
+    """`make demo`'s script: the header once tracing, then the commands it runs itself (their
+    comm and filename), then the tally; it ends on time with status 0."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "demo.sh")],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AIOBPF_DEMO_SECONDS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["TIME", "UID", "PID", "PPID", "RET", "COMM", "FILENAME"]
+    seen = {tuple(line.split()[5:7]) for line in lines[1:-1]}
+    for command in ("uname", "id", "hostname"):
+        assert (command, f"/usr/bin/{command}") in seen, lines
+    assert re.fullmatch(r"-- \d+ execs seen, 0 lost \(ring full\)", lines[-1]), lines
 
 
 async def _lines(process: Process) -> BufferedByteReceiveStream:

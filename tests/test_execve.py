@@ -6,8 +6,10 @@ import errno
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import anyio
+import numpy as np
 import pytest
 
 import aiobpf
@@ -51,6 +53,30 @@ async def test_exact_event_for_a_known_program_run_as_another_user(tmp_path: Pat
     assert event.retval == 0
     assert event.message == "hello world"
     assert event.timestamp_ns > 0
+
+
+async def test_a_short_filename_after_a_long_one_carries_nothing_of_it(tmp_path: Path) -> None:
+    """Records are built in a buffer reused per CPU: /bin/true exec'd right after a program with
+    a 230-byte path, on the same CPU, comes out exactly, in batches (raw bytes) as in events."""
+    deep = tmp_path / ("d" * 200)
+    deep.mkdir()
+    program = kernel.uniquely_named_program(deep, "long-path")
+    for directory in (tmp_path, deep):
+        directory.chmod(0o755)
+    # taskset becomes sh on CPU 0; sh runs the program, then becomes /bin/true, all on CPU 0
+    command = ["taskset", "-c", "0", "sh", "-c", f"{program}; exec /bin/true"]
+    rows: list[np.ndarray[Any, Any]] = []
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events() as events:
+            async with await anyio.open_process(command) as process:
+                await process.wait()
+            async for batch in events.ring.batches():
+                rows.append(batch[batch["pid"] == process.pid])
+                if any(row["filename"].startswith(b"/bin/true") for row in rows[-1]):
+                    break
+    mine = np.concatenate(rows)
+    assert mine["filename"].tolist()[-1] == b"/bin/true"
+    assert ExecveEvent.decode(mine)[-1].filename == "/bin/true"
 
 
 async def test_failed_exec_is_reported_with_its_errno(tmp_path: Path) -> None:

@@ -91,15 +91,16 @@ def _execsnoop_line(event: ExecveEvent, as_json: bool) -> str:
 
 
 async def _execsnoop(args: argparse.Namespace, out: TextIO) -> None:
-    if not args.json:
-        print(
-            f"{'TIME':<8} {'UID':>6} {'PID':>7} {'PPID':>7} {'RET':>4} {'COMM':<16} FILENAME",
-            file=out,
-        )
     source = execve_events()
     if args.uid:
         source.push_down("uid", frozenset(args.uid))  # filtered in the kernel
     async with source as events:
+        if not args.json:  # printed once attached: from here on, every exec is seen
+            print(
+                f"{'TIME':<8} {'UID':>6} {'PID':>7} {'PPID':>7} {'RET':>4} {'COMM':<16} FILENAME",
+                file=out,
+                flush=True,
+            )
         with anyio.move_on_after(args.duration):
             async for event in events:
                 print(_execsnoop_line(event, args.json), file=out, flush=True)

@@ -33,7 +33,8 @@ EXECVE_RECORD: np.dtype[np.void] = np.dtype(
 
 
 def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")
+    """A C string field: up to its first NUL (what follows is not part of it)."""
+    return raw.partition(b"\0")[0].decode("utf-8", errors="replace")
 
 
 @attrs.frozen

@@ -83,6 +83,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 
     __builtin_memset(ev->comm, 0, sizeof(ev->comm));
     __builtin_memcpy(ev->message, "hello world", 12);
+    /* The scratch record is reused per CPU and bpf_probe_read_user_str() stops at the string's
+     * end: without clearing, a short filename would carry the tail of a longer earlier one. */
+    __builtin_memset(ev->filename, 0, sizeof(ev->filename));
     if (bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), args->filename) < 0)
         ev->filename[0] = 0;
     execve_pending.update(&tgid, ev);

@@ -42,8 +42,10 @@ def series_label(row: dict[str, Any], x: str) -> str:
     """Consumer, loop and (unless it is on the x axis) budget."""
     if row["consumer"] in BCC_CONSUMERS:
         return str(row["consumer"])
-    budget = f" +{row['budget_ms']:g}ms" if row["budget_ms"] and x != "budget" else ""
-    return f"{row['consumer'].removeprefix('aiobpf-')}{budget} ({row['loop']})"
+    mode = f" +{row['budget_ms']:g}ms" if row["budget_ms"] and x != "budget" else ""
+    if row.get("busy_poll_us"):
+        mode = f" +poll{row['busy_poll_us']:g}us"
+    return f"{row['consumer'].removeprefix('aiobpf-')}{mode} ({row['loop']})"
 
 
 COLOURS = {
@@ -69,7 +71,13 @@ def plot(rows: list[dict[str, Any]], x: str, title: str, out: Path) -> None:
     # a point is (series, configuration); the configuration is everything but the repetition
     points: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        configuration = (row["rate"], row["ring_kib"], row["record_bytes"], row["budget_ms"])
+        configuration = (
+            row["rate"],
+            row["ring_kib"],
+            row["record_bytes"],
+            row["budget_ms"],
+            row.get("busy_poll_us", 0.0),
+        )
         points[series_label(row, x)][configuration].append(row)
     figure, grid = plt.subplots(2, 2, figsize=(13, 8.5))
     axes = grid.flatten()

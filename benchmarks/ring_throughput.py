@@ -7,9 +7,9 @@ its CPU use and end-to-end latency (the record's kernel timestamp against the mo
 delivery). Every configuration runs --repeat times, interleaved; the summary gives medians and
 ratios against BCC's ring buffer callback measured in the same run.
 
-Sweeps: offered load (--rates), ring size (--ring-kib), record size (--record-bytes) and the
-latency budget of aiobpf's consumers (--budgets). Raw rows go to NDJSON (--out); plot them with
-``python -m benchmarks.plot``.
+Sweeps: offered load (--rates), ring size (--ring-kib), record size (--record-bytes), the
+latency budget of aiobpf's consumers (--budgets) and their low-latency mode (--busy-polls).
+Raw rows go to NDJSON (--out); plot them with ``python -m benchmarks.plot``.
 
     sudo .venv/bin/python -m benchmarks.ring_throughput [--calls 2000000] [--repeat 3]
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import itertools
 import json
 import os
 import statistics
@@ -145,6 +146,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
         ring_size=spec["ring_kib"] * 1024,
         record_size=spec["record_bytes"],
         max_latency=spec["budget_ms"] / 1e3,
+        busy_poll=spec.get("busy_poll_us", 0.0) / 1e6,
     )
     async with ring:
         done = False
@@ -245,27 +247,30 @@ def _numbers(text: str, kind: type) -> list[Any]:
 
 
 def _configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every trial of one repetition: consumers x loops x budgets x rates x sizes."""
+    """Every trial of one repetition: sizes x rates x consumers x loops x reading modes (aiobpf's
+    latency budgets, then its busy-polling times; BCC's consumers have neither)."""
+    modes = [(budget_ms, 0.0) for budget_ms in _numbers(args.budgets, float)]
+    modes += [(0.0, poll_us) for poll_us in _numbers(args.busy_polls, float) if poll_us]
     specs = []
-    for ring_kib in _numbers(args.ring_kib, int):
-        for record_bytes in _numbers(args.record_bytes, int):
-            for rate in _numbers(args.rates, float):
-                calls = args.calls if rate == 0 else min(args.calls, int(rate * args.seconds))
-                for consumer in args.consumers.split(","):
-                    bcc = consumer in BCC_CONSUMERS
-                    for loop in ["-"] if bcc else args.loops.split(","):
-                        for budget_ms in [0.0] if bcc else _numbers(args.budgets, float):
-                            specs.append(
-                                {
-                                    "consumer": consumer,
-                                    "loop": loop,
-                                    "budget_ms": budget_ms,
-                                    "rate": rate,
-                                    "calls": calls,
-                                    "ring_kib": ring_kib,
-                                    "record_bytes": record_bytes,
-                                }
-                            )
+    sizes = itertools.product(_numbers(args.ring_kib, int), _numbers(args.record_bytes, int))
+    for (ring_kib, record_bytes), rate in itertools.product(sizes, _numbers(args.rates, float)):
+        calls = args.calls if rate == 0 else min(args.calls, int(rate * args.seconds))
+        for consumer in args.consumers.split(","):
+            bcc = consumer in BCC_CONSUMERS
+            for loop in ["-"] if bcc else args.loops.split(","):
+                for budget_ms, busy_poll_us in [(0.0, 0.0)] if bcc else modes:
+                    specs.append(
+                        {
+                            "consumer": consumer,
+                            "loop": loop,
+                            "budget_ms": budget_ms,
+                            "busy_poll_us": busy_poll_us,
+                            "rate": rate,
+                            "calls": calls,
+                            "ring_kib": ring_kib,
+                            "record_bytes": record_bytes,
+                        }
+                    )
     return specs
 
 
@@ -283,6 +288,11 @@ def main() -> None:
     parser.add_argument("--record-bytes", default="32", help="record sizes (multiples of 8, >= 32)")
     parser.add_argument(
         "--budgets", default="0,1", help="aiobpf latency budgets (max_latency), milliseconds"
+    )
+    parser.add_argument(
+        "--busy-polls",
+        default="0",
+        help="aiobpf busy-polling times (busy_poll, low-latency mode), microseconds",
     )
     parser.add_argument("--consumers", default=",".join(CONSUMERS), help="which consumers")
     parser.add_argument("--loops", default="asyncio,trio", help="event loops for aiobpf")
@@ -320,11 +330,13 @@ def main() -> None:
 
 
 def _label(row: dict[str, Any]) -> str:
-    """consumer, loop and budget: one series in the tables and plots."""
+    """consumer, loop and reading mode: one series in the tables and plots."""
     if row["consumer"] in BCC_CONSUMERS:
         return str(row["consumer"])
-    budget = f"+{row['budget_ms']:g}ms" if row["budget_ms"] else ""
-    return f"{row['consumer']}{budget} ({row['loop']})"
+    mode = f"+{row['budget_ms']:g}ms" if row["budget_ms"] else ""
+    if row.get("busy_poll_us"):
+        mode = f"+poll{row['busy_poll_us']:g}us"
+    return f"{row['consumer']}{mode} ({row['loop']})"
 
 
 def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:

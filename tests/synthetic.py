@@ -61,14 +61,16 @@ class SyntheticRing:
         self.producer_pos[0] = pos + stride
         return pos
 
-    def commit(self, pos: int, length: int, *, discard: bool = False) -> None:
+    def commit(self, pos: int, length: int, *, discard: bool = False, wake: bool = True) -> None:
+        """Commits a reserved record; ``wake=False`` leaves the fd alone (BPF_RB_NO_WAKEUP)."""
         self._header(pos, length | (DISCARD_BIT if discard else 0))
-        os.write(self.write_fd, b"x")  # the kernel's wake-up: the fd becomes readable
+        if wake:
+            os.write(self.write_fd, b"x")  # the kernel's wake-up: the fd becomes readable
 
-    def submit(self, payload: bytes) -> int | None:
+    def submit(self, payload: bytes, *, wake: bool = True) -> int | None:
         pos = self.reserve(payload)
         if pos is not None:
-            self.commit(pos, len(payload))
+            self.commit(pos, len(payload), wake=wake)
         return pos
 
     def drain_wakeups(self) -> None:

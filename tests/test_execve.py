@@ -79,6 +79,21 @@ async def test_a_short_filename_after_a_long_one_carries_nothing_of_it(tmp_path:
     assert ExecveEvent.decode(mine)[-1].filename == "/bin/true"
 
 
+async def test_busy_polling_reads_real_execs_without_sleeping_on_the_fd(tmp_path: Path) -> None:
+    """In the low-latency mode (busy_poll) the source looks at the ring instead of sleeping on
+    its fd: three execs of a known program arrive exactly, and no wake-up was needed."""
+    program = kernel.uniquely_named_program(tmp_path, "poll-me")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events(busy_poll=60.0) as events:
+            for _ in range(3):
+                async with await anyio.open_process([str(program)]) as process:
+                    await process.wait()
+                event = await _first(events, str(program))
+                assert (event.pid, event.comm, event.retval) == (process.pid, "poll-me", 0)
+            assert events.stats.wakeups == 0
+
+
 async def test_failed_exec_is_reported_with_its_errno(tmp_path: Path) -> None:
     """An exec of a missing file is reported, with retval -ENOENT and the caller's comm."""
     missing = tmp_path / "does-not-exist"

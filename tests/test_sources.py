@@ -181,6 +181,54 @@ async def test_the_fill_rate_a_latency_budget_is_weighed_against_is_averaged() -
     ring.close()
 
 
+async def test_busy_polling_sees_records_without_a_wake_up(ring: SyntheticRing) -> None:
+    """With busy_poll, a consumer that ran the ring dry keeps looking at it: a record committed
+    without waking the fd (as with BPF_RB_NO_WAKEUP, which nothing else would notice) arrives,
+    with no wake-up at all."""
+    async with ring.source(busy_poll=60.0) as source:
+        ring.submit(record_bytes(1))
+        assert (await source.receive()).value == 1
+
+        async def submit_unannounced() -> None:
+            for _ in range(10):  # let the consumer run the ring dry and start looking
+                await anyio.lowlevel.checkpoint()
+            ring.submit(record_bytes(2), wake=False)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(submit_unannounced)
+                assert (await source.receive()).value == 2
+        assert source.stats.wakeups == 0
+
+
+async def test_closing_ends_a_busy_polling_consumer(ring: SyntheticRing) -> None:
+    """A consumer looking at an empty ring (busy_poll) ends its loop when another task closes
+    the source."""
+    source = ring.source(busy_poll=60.0)
+    received: list[int] = []
+
+    async def consume() -> None:
+        async for record in source:
+            received.append(record.value)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            for _ in range(10):
+                await anyio.lowlevel.checkpoint()
+            await source.aclose()
+    assert received == []
+    assert source.closed
+
+
+def test_busy_polling_is_checked(ring: SyntheticRing) -> None:
+    """busy_poll must be >= 0, and cannot be combined with a latency budget."""
+    with pytest.raises(ValueError, match="busy_poll must be >= 0 seconds, got -1"):
+        ring.source(busy_poll=-1)
+    with pytest.raises(ValueError, match="pull opposite ways"):
+        ring.source(busy_poll=0.001, max_latency=0.001)
+
+
 async def test_per_record_iteration_of_a_large_batch_lets_other_tasks_run() -> None:
     """Handing out a large batch checkpoints every 256 records: other tasks run, none is lost."""
     ring = SyntheticRing(1 << 16, RECORD)

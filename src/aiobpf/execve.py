@@ -17,7 +17,7 @@ from ._btf import member_offset
 from ._filters import CAPACITY, KernelFilters
 from ._programs import include_flags, program_text
 from ._resource import AsyncResource
-from ._validate import ring_pages
+from ._validate import check_reading_mode, ring_pages
 from .events import EXECVE_EVENTS, ExecveEvent
 from .sources import RingBuffer
 from .stats import RingStats
@@ -44,11 +44,13 @@ class ExecveEvents(AsyncResource):
     counts what the ring could not hold.
     """
 
-    def __init__(self, *, ring_size: int = 256 * 1024, max_latency: float = 0.0) -> None:
+    def __init__(
+        self, *, ring_size: int = 256 * 1024, max_latency: float = 0.0, busy_poll: float = 0.0
+    ) -> None:
         self._pages = ring_pages(ring_size)
-        if max_latency < 0:
-            raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
+        check_reading_mode(max_latency, busy_poll)
         self._max_latency = max_latency
+        self._busy_poll = busy_poll
         self._ring: RingBuffer[ExecveEvent] | None = None
         self._filters: KernelFilters | None = None
         self._wanted: list[tuple[str, frozenset[Any]]] = []
@@ -84,6 +86,7 @@ class ExecveEvents(AsyncResource):
                 "events",
                 record=EXECVE_EVENTS,
                 max_latency=self._max_latency,
+                busy_poll=self._busy_poll,
                 owned=[program.close, filters.close],
             )
             self._ring, self._filters = ring, filters
@@ -191,12 +194,15 @@ class _Batches:
             raise StopAsyncIteration from None
 
 
-def execve_events(*, ring_size: int = 256 * 1024, max_latency: float = 0.0) -> ExecveEvents:
+def execve_events(
+    *, ring_size: int = 256 * 1024, max_latency: float = 0.0, busy_poll: float = 0.0
+) -> ExecveEvents:
     """Every ``execve`` on the machine, as :class:`ExecveEvent`.
 
     Use ``async with aiobpf.execve_events() as events: async for ev in events: ...`` for
     deterministic release; a bare ``async for`` also works and releases when the source is
     collected. ``ring_size`` is the ring's size in bytes (a power-of-two number of pages);
-    ``max_latency`` is the latency budget in seconds (see :meth:`RingBuffer.from_bcc`).
+    ``max_latency`` is the latency budget and ``busy_poll`` the low-latency mode, in seconds
+    (see :meth:`RingBuffer.from_bcc`).
     """
-    return ExecveEvents(ring_size=ring_size, max_latency=max_latency)
+    return ExecveEvents(ring_size=ring_size, max_latency=max_latency, busy_poll=busy_poll)

@@ -27,6 +27,7 @@ from ._reader_gate import ReaderGate
 from ._resource import AsyncResource, release_all
 from ._ringbuf import RingReader
 from ._ringmap import RingMemory
+from ._validate import check_reading_mode
 from .errors import RecordLayoutError
 from .records import RecordType, record_type
 from .stats import RingStats
@@ -53,11 +54,6 @@ _RATE_WINDOW = 0.01
 
 class _Closed(Exception):
     """Raised inside a source when it was closed while a reader waited."""
-
-
-def _check_max_latency(max_latency: float) -> None:
-    if not max_latency >= 0:
-        raise ValueError(f"max_latency must be >= 0 seconds, got {max_latency!r}")
 
 
 class RingBuffer(AsyncResource, Generic[R]):
@@ -98,6 +94,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         reader: RingReader | _bcc.BccRingConsumer,
         counters: Callable[[], list[int]] | None = None,
         max_latency: float = 0.0,
+        busy_poll: float = 0.0,
         on_close: Sequence[Callable[[], None]] = (),
     ) -> None:
         """Low level: a source reading with ``reader`` and waiting on ``fd``; prefer from_bcc.
@@ -106,13 +103,16 @@ class RingBuffer(AsyncResource, Generic[R]):
         ``on_close`` callbacks run in reverse order when the source is released, after the reader
         is dropped; they release what the source owns (mapping, fd, program).
         """
-        _check_max_latency(max_latency)
+        check_reading_mode(max_latency, busy_poll)
+        if busy_poll and not isinstance(reader, RingReader):
+            raise ValueError("busy_poll needs the mmap reader (reader='mmap'), which sees the ring")
         self.name = name
         self._fd = fd
         self._record = record
         self._reader: RingReader | _bcc.BccRingConsumer | None = reader
         self._counters = counters
         self._max_latency = max_latency
+        self._busy_poll = busy_poll
         self._on_close = list(on_close)
         self._pending: Sequence[R] = ()
         self._pending_batch: npt.NDArray[np.void] | None = None
@@ -142,6 +142,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         record: type[S],
         counters: str | None = ...,
         max_latency: float = ...,
+        busy_poll: float = ...,
         reader: Reader = ...,
         owned: Sequence[Callable[[], None]] = ...,
     ) -> RingBuffer[S]: ...
@@ -156,6 +157,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         record: RecordType[T],
         counters: str | None = ...,
         max_latency: float = ...,
+        busy_poll: float = ...,
         reader: Reader = ...,
         owned: Sequence[Callable[[], None]] = ...,
     ) -> RingBuffer[T]: ...
@@ -170,6 +172,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         record: np.dtype[Any],
         counters: str | None = ...,
         max_latency: float = ...,
+        busy_poll: float = ...,
         reader: Reader = ...,
         owned: Sequence[Callable[[], None]] = ...,
     ) -> RingBuffer[Any]: ...
@@ -183,6 +186,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any],
         counters: str | None = "auto",
         max_latency: float = 0.0,
+        busy_poll: float = 0.0,
         reader: Reader = "auto",
         owned: Sequence[Callable[[], None]] = (),
     ) -> RingBuffer[Any]:
@@ -202,7 +206,13 @@ class RingBuffer(AsyncResource, Generic[R]):
         most, not a least: the source does not wait when the last batch filled a quarter of the
         ring, or when, at the rate records last came in, waiting would fill half of it (event
         loops wait in whole milliseconds, so a wait counts as one at least). 0 (default) reads at
-        once, for the lowest latency.
+        once.
+
+        ``busy_poll`` (seconds) is the low-latency mode: when the ring runs empty, the source
+        keeps looking at it, yielding to the event loop between looks, for up to that long
+        before it sleeps on the fd. A record that comes meanwhile is read within a loop
+        iteration instead of after a wake-up (tens of microseconds on a VM), at the price of a
+        busy core while records keep coming. It needs the mmap reader and no latency budget.
 
         ``reader``: ``"mmap"`` reads the mapped ring in numpy batches (the fast path, x86-64);
         ``"bcc"`` uses BCC's per-record callback consumer; ``"auto"`` picks mmap where its memory
@@ -219,7 +229,7 @@ class RingBuffer(AsyncResource, Generic[R]):
         on_close: list[Callable[[], None]] = list(owned)
         ring_reader: RingReader | _bcc.BccRingConsumer | None = None
         try:
-            _check_max_latency(max_latency)  # before the ring is mapped
+            check_reading_mode(max_latency, busy_poll)  # before the ring is mapped
             layout = record_type(record)
             counter_reader = None
             if counters == "auto":
@@ -251,6 +261,7 @@ class RingBuffer(AsyncResource, Generic[R]):
                 reader=ring_reader,
                 counters=counter_reader,
                 max_latency=max_latency,
+                busy_poll=busy_poll,
                 on_close=on_close,
             )
         except BaseException as exc:
@@ -302,6 +313,17 @@ class RingBuffer(AsyncResource, Generic[R]):
         wait = max(self._max_latency, 0.001)
         return self._fill_rate * wait * 2 >= reader.data_size
 
+    async def _busy_polled(self) -> bool:
+        """Looks at the ring for up to busy_poll seconds, yielding between looks: whether
+        anything came (or the source was closed)."""
+        deadline = anyio.current_time() + self._busy_poll
+        while True:
+            await anyio.lowlevel.checkpoint()
+            if self._closed or self._ring_has_bytes():
+                return True
+            if anyio.current_time() >= deadline:
+                return False
+
     def _ring_has_bytes(self) -> bool:
         return isinstance(self._reader, RingReader) and self._reader.pending_bytes() > 0
 
@@ -336,6 +358,8 @@ class RingBuffer(AsyncResource, Generic[R]):
                     # fd readable at once, so yield to the loop and look again. BPF programs run
                     # without sleeping, so the commit is microseconds away.
                     await anyio.lowlevel.checkpoint()
+                    continue
+                if self._busy_poll and await self._busy_polled():
                     continue
                 if not await self._gate.wait_readable(self._fd) or self._closed:
                     raise _Closed
@@ -503,19 +527,21 @@ async def open_program_ring(
     *,
     record: RecordType[T],
     max_latency: float = 0.0,
+    busy_poll: float = 0.0,
     reader: Reader = "auto",
 ) -> RingBuffer[T]:
     """Compiles a program in a worker thread (clang takes a while) and owns it through its ring.
 
     The returned source detaches and closes the program when it is released.
     """
-    _check_max_latency(max_latency)  # before compiling: bad input is refused at once
+    check_reading_mode(max_latency, busy_poll)  # before compiling: refused at once
     program = await anyio.to_thread.run_sync(compile_program)
     ring = RingBuffer.from_bcc(
         program.bpf,
         name,
         record=record,
         max_latency=max_latency,
+        busy_poll=busy_poll,
         reader=reader,
         owned=[program.close],
     )

@@ -85,6 +85,7 @@ async def getppid_ring(
     record_size: int = 32,
     wakeup: Literal["default", "never", "always"] = "default",
     max_latency: float = 0.0,
+    busy_poll: float = 0.0,
     reader: Reader = "auto",
 ) -> RingBuffer[Any]:
     """A ring source of one record per ``getppid()`` call of process ``tgid``.
@@ -96,7 +97,12 @@ async def getppid_ring(
     text, flags = getppid_program(tgid, ring_size=ring_size, record_size=record_size, wakeup=wakeup)
     compile_program = functools.partial(Program.compile, text, cflags=flags)
     return await open_program_ring(
-        compile_program, "events", record=record, max_latency=max_latency, reader=reader
+        compile_program,
+        "events",
+        record=record,
+        max_latency=max_latency,
+        busy_poll=busy_poll,
+        reader=reader,
     )
 
 

@@ -85,6 +85,22 @@ PLANS: dict[str, list[list[str]]] = {
         plot("budget", "budget"),
         # latency at a low rate, where nothing queues
         ring("latency", "--repeat", "3", "--rates", "10000", calls="50000", seconds="5"),
+        # the low-latency mode against sleeping readers
+        ring(
+            "busy_poll",
+            "--repeat",
+            "3",
+            "--rates",
+            "10000,100000",
+            "--budgets",
+            "0",
+            "--busy-polls",
+            "0,10000",
+            "--consumers",
+            "bcc-callback,bcc-perf,aiobpf-batches,aiobpf-records",
+            calls="50000",
+            seconds="5",
+        ),
         [
             "execve_throughput",
             "--execs",

@@ -36,7 +36,7 @@ def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) ->
     done = _benchmark(
         "benchmarks.ring_throughput",
         *("--calls", "20000", "--seconds", "1", "--repeat", "1", "--rates", "20000"),
-        *("--budgets", "0,1", "--loops", "trio", "--out", str(out)),
+        *("--budgets", "0,1", "--busy-polls", "0,2000", "--loops", "trio", "--out", str(out)),
     )
     assert done.returncode == 0, done.stderr
     rows = _rows(out)
@@ -49,7 +49,8 @@ def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) ->
         "aiobpf-route",
         "aiobpf-route-lossy",
     }
-    assert len(rows) == 2 + 5 * 2  # BCC's two, and aiobpf's five with and without a budget
+    # BCC's two, and aiobpf's five: without a budget, with one, and busy polling
+    assert len(rows) == 2 + 5 * 3
     for row in rows:
         assert row["balanced"], row
         assert row["produced"] == 20000

@@ -221,6 +221,32 @@ async def test_closing_ends_a_busy_polling_consumer(ring: SyntheticRing) -> None
     assert source.closed
 
 
+async def test_closing_does_not_wait_a_latency_budget_out(ring: SyntheticRing) -> None:
+    """A consumer woken by a record waits out its budget (here 60 s) before reading; closing
+    the source from another task cuts that wait short: close returns and the loop ends, at
+    once."""
+    source = ring.source(max_latency=60.0)
+    received: list[int] = []
+
+    async def consume() -> None:
+        async for record in source:
+            received.append(record.value)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            ring.submit(record_bytes(1))  # wakes the consumer, which then waits its budget
+            while source.stats.wakeups == 0:  # the loop has yet to see the fd readable
+                await anyio.lowlevel.checkpoint()
+            await anyio.wait_all_tasks_blocked()
+            closing = anyio.current_time()
+            await source.aclose()
+            assert anyio.current_time() - closing < 1  # not the 60 s budget
+    assert received == []
+    assert source.stats.wakeups == 1
+
+
 def test_busy_polling_is_checked(ring: SyntheticRing) -> None:
     """busy_poll must be >= 0, and cannot be combined with a latency budget."""
     with pytest.raises(ValueError, match="busy_poll must be >= 0 seconds, got -1"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import anyio
 
@@ -39,10 +39,18 @@ class ReaderGate:
 
     async def wait_readable(self, fd: int) -> bool:
         """Waits until ``fd`` is readable: True, or False when :meth:`wake_and_wait` woke it."""
+        return await self._until_woken(anyio.wait_readable(fd))
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleeps (a latency budget, say): True, or False when :meth:`wake_and_wait` cut it
+        short, so that closing never waits a budget out."""
+        return await self._until_woken(anyio.sleep(seconds))
+
+    async def _until_woken(self, waiting: Awaitable[None]) -> bool:
         with anyio.CancelScope() as scope:
             self._wait_scope = scope
             try:
-                await anyio.wait_readable(fd)
+                await waiting
             finally:
                 self._wait_scope = None
         return not scope.cancelled_caught

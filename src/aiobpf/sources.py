@@ -339,7 +339,7 @@ class RingBuffer(AsyncResource, Generic[R]):
                 # the last read, so time spent handling that batch counts towards it.
                 delay = self._last_read + self._max_latency - anyio.current_time()
                 if self._max_latency and delay > 0 and not self._behind:
-                    await anyio.sleep(delay)
+                    await self._gate.sleep(delay)  # cut short by closing: the loop ends
                 else:
                     await anyio.lowlevel.checkpoint()  # let other tasks run
             while True:
@@ -368,7 +368,7 @@ class RingBuffer(AsyncResource, Generic[R]):
                 if self._max_latency:
                     self._last_read = anyio.current_time()  # records come in from about now
                     if not self._behind:
-                        await anyio.sleep(self._max_latency)
+                        await self._gate.sleep(self._max_latency)
 
     def _hand_out(self, batch: npt.NDArray[np.void]) -> None:
         self._pending_batch = batch  # keeps the memory ctypes records share alive

@@ -204,9 +204,9 @@ class RingBuffer(AsyncResource, Generic[R]):
         before reading, and while records keep coming it reads at most once per budget, so that
         one read takes many records (far fewer wake-ups and loop iterations per record). It is a
         most, not a least: the source does not wait when the last batch filled a quarter of the
-        ring, or when, at the rate records last came in, waiting would fill half of it (event
-        loops wait in whole milliseconds, so a wait counts as one at least). 0 (default) reads at
-        once.
+        ring, or when, at the rate the ring fills (averaged over about 10 ms), waiting would fill
+        half of it (event loops wait in whole milliseconds, so a wait counts as one at least).
+        0 (default) reads at once.
 
         ``busy_poll`` (seconds) is the low-latency mode: when the ring runs empty, the source
         keeps looking at it, yielding to the event loop between looks, for up to that long
@@ -224,7 +224,8 @@ class RingBuffer(AsyncResource, Generic[R]):
 
         Raises :class:`LookupError` for an unknown map, :class:`aiobpf.MapTypeError` when it is not
         a ring buffer or the counters map is not a per-CPU array, :class:`TypeError` for a bad
-        ``record``, :class:`ValueError` for a negative ``max_latency``.
+        ``record``, :class:`ValueError` for a negative ``max_latency`` or ``busy_poll``, for both
+        at once, or for ``busy_poll`` with BCC's reader.
         """
         on_close: list[Callable[[], None]] = list(owned)
         ring_reader: RingReader | _bcc.BccRingConsumer | None = None

@@ -216,7 +216,9 @@ async def test_closing_ends_a_busy_polling_consumer(ring: SyntheticRing) -> None
             tasks.start_soon(consume)
             for _ in range(10):
                 await anyio.lowlevel.checkpoint()
+            closing = anyio.current_time()
             await source.aclose()
+            assert anyio.current_time() - closing < 1  # not the 60 s of busy polling
     assert received == []
     assert source.closed
 

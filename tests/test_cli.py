@@ -33,6 +33,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         ["top-uids", "--top", "0"],
         ["top-uids", "--interval", "-1"],
         ["execsnoop", "--uid", "nobody"],
+        ["execsnoop", "--max-latency", "0.01", "--busy-poll", "0.01"],
+        ["execsnoop", "--busy-poll", "-1"],
         ["syscalls", "--pid", "x"],
         ["no-such-tool"],
         [],
@@ -136,6 +138,7 @@ async def test_execsnoop_json_reports_a_known_program(tmp_path: Path) -> None:
     program = kernel.uniquely_named_program(tmp_path, "snoop-me")
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
     args = [sys.executable, "-m", "aiobpf", "execsnoop", "--json", "--uid", str(UID)]
+    args += ["--max-latency", "0.01"]  # the budget only delays the lines
     with anyio.fail_after(60):
         async with await anyio.open_process(args) as process:
             stream = await _lines(process)

@@ -91,7 +91,7 @@ def _execsnoop_line(event: ExecveEvent, as_json: bool) -> str:
 
 
 async def _execsnoop(args: argparse.Namespace, out: TextIO) -> None:
-    source = execve_events()
+    source = execve_events(max_latency=args.max_latency, busy_poll=args.busy_poll)
     if args.uid:
         source.push_down("uid", frozenset(args.uid))  # filtered in the kernel
     async with source as events:
@@ -257,6 +257,19 @@ def _parser() -> argparse.ArgumentParser:
     snoop.add_argument("--uid", type=_uid, action="append", help="only this user (repeatable)")
     snoop.add_argument("--json", action="store_true", help="NDJSON, one object per exec")
     snoop.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
+    reading = snoop.add_mutually_exclusive_group()
+    reading.add_argument(
+        "--max-latency",
+        type=_positive,
+        default=0.0,
+        help="latency budget, seconds: read at most this often (less CPU)",
+    )
+    reading.add_argument(
+        "--busy-poll",
+        type=_positive,
+        default=0.0,
+        help="low-latency mode: look at the empty ring this long before sleeping (a busy core)",
+    )
     snoop.set_defaults(run=_execsnoop)
 
     hello = tools.add_parser("hello", help='"Hello World!" from a BPF program on every execve')

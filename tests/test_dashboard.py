@@ -46,6 +46,7 @@ def server() -> Iterator[str]:
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "aiobpf", "serve", "--port", str(port)),
+            *("--max-latency", "0.01"),  # a budget, as a node would run it
             *("--send-buffer", "65536", "--stalled-timeout", "30"),
         ],
         stdout=subprocess.PIPE,

@@ -225,6 +225,7 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> None:
                 args.port,
                 uids=args.uid,
                 client_buffer=args.client_buffer,
+                max_latency=args.max_latency,
                 send_buffer=args.send_buffer,
                 stalled_client_timeout=args.stalled_timeout,
                 shutdown=stop,
@@ -309,6 +310,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         default=1024,
         help="events queued per client before it loses some (1024)",
+    )
+    web.add_argument(
+        "--max-latency",
+        type=_positive,
+        default=0.0,
+        help="latency budget of the kernel source, seconds (less CPU under exec storms)",
     )
     web.add_argument(
         "--send-buffer",

@@ -97,9 +97,16 @@ class Subscriber:
 class EventHub:
     """The kernel sources of the service, attached once, and the subscribers they feed."""
 
-    def __init__(self, *, uids: Iterable[int] | None = None, client_buffer: int = 1024) -> None:
+    def __init__(
+        self,
+        *,
+        uids: Iterable[int] | None = None,
+        client_buffer: int = 1024,
+        max_latency: float = 0.0,
+    ) -> None:
         self._uids = None if uids is None else frozenset(uids)
         self._client_buffer = client_buffer
+        self._max_latency = max_latency
         self._subscribers: set[Subscriber] = set()
         self._events: ExecveEvents | None = None
         self._counts: MapPoller[int, int] | None = None
@@ -110,7 +117,7 @@ class EventHub:
         self.started = time.time()
 
     async def __aenter__(self) -> EventHub:
-        events = execve_events()
+        events = execve_events(max_latency=self._max_latency)
         if self._uids is not None:
             events.push_down("uid", self._uids)  # the whole service wants only these users
         self._select(events)
@@ -305,6 +312,7 @@ async def serve(
     *,
     uids: Iterable[int] | None = None,
     client_buffer: int = 1024,
+    max_latency: float = 0.0,
     send_buffer: int | None = None,
     stalled_client_timeout: float = 60.0,
     app: Callable[[EventHub], Any] = create_app,
@@ -316,6 +324,10 @@ async def serve(
 
     Started with ``task_group.start(serve, ...)``, it reports the running hub once the programs
     are attached and the socket listens (connections made from then on wait in its backlog).
+
+    ``max_latency`` is the kernel source's latency budget (see :meth:`aiobpf.RingBuffer.from_bcc`):
+    a service on every node can trade a few milliseconds of latency for far less CPU under exec
+    storms.
 
     What a slow client may hold: ``client_buffer`` events in its queue, then what the kernel
     keeps for its connection: ``send_buffer`` bytes (``SO_SNDBUF``; None lets the kernel grow it,
@@ -329,7 +341,7 @@ async def serve(
     config = Config()
     config.accesslog = None
     stop = shutdown if shutdown is not None else anyio.Event()
-    async with EventHub(uids=uids, client_buffer=client_buffer) as hub:
+    async with EventHub(uids=uids, client_buffer=client_buffer, max_latency=max_latency) as hub:
         application = app(hub)
         if sniffio.current_async_library() == "trio":
             from hypercorn.trio import serve as hypercorn_serve

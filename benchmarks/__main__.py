@@ -101,6 +101,7 @@ PLANS: dict[str, list[list[str]]] = {
             calls="50000",
             seconds="5",
         ),
+        plot("busy_poll", "offered"),
         [
             "execve_throughput",
             "--execs",

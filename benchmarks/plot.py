@@ -60,9 +60,12 @@ COLOURS = {
 
 
 def _style(row: dict[str, Any], x: str) -> dict[str, Any]:
-    """Colour by consumer, line by loop (BCC dashed, trio dotted), marker by budget."""
+    """Colour by consumer, line by loop (BCC dashed, trio dotted), marker by reading mode
+    (square: a latency budget, triangle: busy polling)."""
     line = "--" if row["consumer"] in BCC_CONSUMERS else (":" if row["loop"] == "trio" else "-")
     marker = "s" if row["budget_ms"] and x != "budget" else "o"
+    if row.get("busy_poll_us"):
+        marker = "^"
     return {"color": COLOURS[row["consumer"]], "linestyle": line, "marker": marker}
 
 

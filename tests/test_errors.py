@@ -18,7 +18,7 @@ import pytest
 import aiobpf
 from aiobpf import RingBuffer
 from aiobpf._ringbuf import RingReader
-from aiobpf.testing import getppid_program, getppid_record, held_bpf_objects
+from aiobpf.testing import getppid_program, getppid_record
 
 from . import kernel
 
@@ -204,7 +204,7 @@ def test_a_failure_after_the_ring_is_mapped_releases_everything(
     leaving arrays over the mapping in the error's frames) raises that error, not an unmap
     error, and still detaches the program it owns."""
     programs = kernel.loaded_program_ids()
-    held = held_bpf_objects()
+    held = kernel.bpf_objects()
     text, flags = getppid_program()
     program = aiobpf.Program.compile(text, cflags=flags)
 
@@ -218,7 +218,7 @@ def test_a_failure_after_the_ring_is_mapped_releases_everything(
             program.bpf, "events", record=getppid_record(32), reader="mmap", owned=[program.close]
         )
     assert not getattr(raised.value, "__notes__", None)  # releasing went through
-    assert held_bpf_objects() == held
+    assert kernel.bpf_objects() == held
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 

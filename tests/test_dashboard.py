@@ -74,6 +74,9 @@ def test_the_dashboard_shows_an_exec_done_while_it_is_open(
 
     program = kernel.uniquely_named_program(tmp_path, "seen-in-page")
     tmp_path.chmod(0o755)
+    # Playwright's expectations give up after 5 s by default: too short a promise for a loaded
+    # machine. What they wait for either comes or is a bug, so a long bound costs nothing.
+    expect.set_options(timeout=60_000)
     with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]

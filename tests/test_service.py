@@ -33,6 +33,8 @@ pytestmark = [
 ]
 
 UID = 61061
+#: Execs per round of the slow-client test: fewer than a client's queue holds.
+ROUND = 32
 
 
 def _free_port() -> int:
@@ -190,13 +192,21 @@ class _StalledClient:
 
 async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) -> None:
     """Over real HTTP: a client that stops reading fills its socket (the server's send buffer is
-    32 KiB) and its 256-event queue; from then on its events are dropped and counted, and when it
-    reads again it gets `lost` events that add up exactly to what it missed. A fast client gets
-    every event, and the kernel ring loses nothing."""
+    32 KiB) and its 64-event queue; from then on its events are dropped and counted, and when it
+    reads again it gets `lost` events that add up exactly to what it missed. A client that keeps
+    up gets every event, and the kernel ring loses nothing.
+
+    "Keeps up" has a meaning that does not depend on the scheduler: the execs come in rounds of
+    ``ROUND`` (fewer than a queue holds), and a round starts only once the fast client has
+    received every event before it. Its queue is then empty at the start of a round and holds at
+    most ``ROUND`` events during one, so it can never be full: a single event lost by the fast
+    client is a bug, however slowly the machine runs its reader."""
     program = kernel.uniquely_named_program(tmp_path, "flood-me")
     tmp_path.chmod(0o755)
     port = _free_port()
-    storm = f"for i in $(seq 500); do {program}; done"
+    queue, rounds = 64, 200
+    assert queue > ROUND
+    storm = f"for i in $(seq {ROUND}); do {program}; done"
     stop = anyio.Event()
     execs = 0
     fast: list[Any] = []
@@ -208,7 +218,7 @@ async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) ->
             await tasks.start(
                 lambda task_status: serve(
                     port=port,
-                    client_buffer=64,
+                    client_buffer=queue,
                     send_buffer=32768,
                     shutdown=stop,
                     task_status=task_status,
@@ -226,11 +236,8 @@ async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) ->
                     client.stream("GET", "/events", params={"comm": "flood-me"}) as response,
                     anyio.create_task_group() as readers,
                 ):
-                    fast_connected, storm_over, fast_has_all = (
-                        anyio.Event(),
-                        anyio.Event(),
-                        anyio.Event(),
-                    )
+                    fast_connected = anyio.Event()
+                    fast_caught_up = anyio.Event()
 
                     async def read_fast() -> None:
                         async with contextlib.aclosing(_sse(response)) as messages:
@@ -238,27 +245,27 @@ async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) ->
                                 if event == "connected":
                                     fast_connected.set()
                                     continue
-                                assert event == "exec"
+                                assert event == "exec", (event, data)
                                 fast.append(data)
-                                if storm_over.is_set() and len(fast) == execs:
-                                    fast_has_all.set()
+                                if len(fast) == execs:
+                                    fast_caught_up.set()
 
                     readers.start_soon(read_fast)
                     await fast_connected.wait()
-                    # Exec in rounds until the slow client's queue overflows, then one round more.
-                    # The server's 32 KiB socket send buffer (and the client's window) fill first.
+                    # Rounds until the slow client's queue overflows, then one round more. The
+                    # server's socket send buffer (and the client's window) fill first.
                     overflowed = False
-                    for _ in range(60):
+                    for _ in range(rounds):
+                        fast_caught_up = anyio.Event()
                         await anyio.run_process(["sh", "-c", storm])
-                        execs += 500
+                        execs += ROUND
+                        if len(fast) == execs:
+                            fast_caught_up.set()
+                        await fast_caught_up.wait()
                         if overflowed:
                             break
                         overflowed = (await client.get("/stats")).json()["user_dropped"] > 0
                     assert overflowed, f"{execs} events did not overflow the slow client"
-                    storm_over.set()
-                    if len(fast) == execs:
-                        fast_has_all.set()
-                    await fast_has_all.wait()
                     stats = (await client.get("/stats")).json()
                     readers.cancel_scope.cancel()
 

@@ -213,13 +213,15 @@ async def _closed_from_another_task(
         async for record in source:
             received.append(record.value)
 
-    with anyio.fail_after(5):
+    # The bounds tell "cut short" from "waited out" (60 s) with room for a slow, loaded machine.
+    with anyio.fail_after(50):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(consume)
             await consumer_waiting()
             closing = anyio.current_time()
             await source.aclose()
-            assert anyio.current_time() - closing < 1  # a fail_after alone misses this on asyncio
+            # a fail_after alone misses this on asyncio
+            assert anyio.current_time() - closing < 30
     assert source.closed
     return received
 

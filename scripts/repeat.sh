@@ -4,6 +4,8 @@
 # given modules, each on asyncio and trio as the tests are parametrised). With --stress,
 # `stress-ng --cpu 2` runs beside them for the whole time. Prints one line per run and the
 # counts at the end; exits 1 if any run failed. Logs of failed runs are kept in $LOGS (/tmp).
+# PYTHON names the interpreter (.venv/bin/python); run from a separate clone with
+# PYTHONPATH=<clone>/src to test a commit while the working tree changes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stress=0
@@ -18,7 +20,7 @@ fi
 passed=0 failed=0
 for run in $(seq "$runs"); do
     log="$logs/run-$run.log"
-    if AIOBPF_REQUIRE_KERNEL=1 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" >"$log" 2>&1; then
+    if AIOBPF_REQUIRE_KERNEL=1 "${PYTHON:-.venv/bin/python}" -m pytest -q -p no:cacheprovider "$@" >"$log" 2>&1; then
         passed=$((passed + 1)); summary="$(tail -n 1 "$log")"; rm -f "$log"
     else
         failed=$((failed + 1)); summary="$(tail -n 1 "$log") (log: $log)"

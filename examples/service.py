@@ -15,6 +15,7 @@ import functools
 import signal
 
 import anyio
+import anyio.abc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -33,8 +34,11 @@ def application(hub: EventHub) -> Starlette:
     )
 
 
-async def alert_on(hub: EventHub, comm: str) -> None:
+async def alert_on(
+    hub: EventHub, comm: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with hub.subscribe(comm=comm) as watched:  # the kernel passes this comm through for us
+        task_status.started()  # subscribed: from here on, every exec of it is seen
         async for event in watched.receive:
             print(f"alert: uid {event.uid} ran {event.filename} (pid {event.pid})", flush=True)
 
@@ -45,7 +49,7 @@ async def main(port: int, alert_comms: list[str]) -> None:
         hub = await tasks.start(functools.partial(serve, port=port, app=application, shutdown=stop))
         async with anyio.create_task_group() as watchers:
             for comm in alert_comms:
-                watchers.start_soon(alert_on, hub, comm)
+                await watchers.start(alert_on, hub, comm)
             print(f"serving on http://127.0.0.1:{port}/aiobpf/ (Ctrl-C stops)", flush=True)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:

@@ -1,4 +1,4 @@
-"""The seed's example 2: execve calls per user, counted in a kernel hash map, read every 2 s.
+"""Exec calls per user, counted in a kernel hash map, read every 2 s (Learning eBPF, ch. 2).
 
     sudo .venv/bin/python examples/top_uids.py [--interval 2] [--uid 1000] [--json]
 
@@ -21,7 +21,8 @@ async def main(interval: float, uids: list[int] | None, as_json: bool) -> None:
         async for reading in counts:
             if as_json:
                 by_uid = {str(uid): count for uid, count in reading.values.items()}
-                print(json.dumps({"time": reading.time, "counts": by_uid}), flush=True)
+                line = {"type": "counts", "time": reading.time, "counts": by_uid}
+                print(json.dumps(line), flush=True)
             else:
                 for uid, count in sorted(reading.values.items(), key=lambda item: -item[1]):
                     print(f"UID {uid} => {count}")

@@ -12,6 +12,7 @@ stress=0
 if [ "${1:-}" = --stress ]; then stress=1; shift; fi
 runs="${1:?usage: scripts/repeat.sh [--stress] RUNS MODULE...}"; shift
 logs="${LOGS:-$(mktemp -d /tmp/aiobpf-repeat.XXXXXX)}"
+mkdir -p "$logs"
 if [ "$stress" -eq 1 ]; then
     stress-ng --cpu 2 --timeout 0 >/dev/null 2>&1 &
     stressor=$!

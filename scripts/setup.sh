@@ -2,7 +2,8 @@
 # Prepares this machine for aiobpf, idempotently: Debian packages (BCC, kernel headers, libbpf),
 # tracefs/debugfs mounts, and a virtual environment in .venv that can import the system `bcc`.
 # Run as root (BPF needs it). Safe to run again: each step checks before it acts.
-# `setup.sh test` also installs what only the tests need: Debian's chromium, for the dashboard.
+# `setup.sh test` also installs what only the tests need: Debian's chromium (the dashboard),
+# bpftrace and stress-ng (independent references for exec tracing).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +33,9 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 missing=()
 for pkg in python3-bpfcc libbpf1 util-linux; do installed "$pkg" || missing+=("$pkg"); done
 if [ "${1:-}" = test ]; then
-    installed chromium || missing+=(chromium)
+    # chromium checks the dashboard; bpftrace and stress-ng are references exec tracing is
+    # checked against; stress-ng also loads the machine in scripts/repeat.sh --stress
+    for pkg in chromium bpftrace stress-ng; do installed "$pkg" || missing+=("$pkg"); done
 fi
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 

@@ -37,6 +37,20 @@ def loaded_program_ids() -> set[int]:
     return loaded_bpf_ids("prog", held_elsewhere=False)
 
 
+def held_program_ids() -> set[int]:
+    """Ids of the BPF programs this process holds open (its own ``/proc/self/fdinfo``): what it
+    loaded and has not released, whatever other processes do meanwhile."""
+    ids: set[int] = set()
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                lines = info.read().splitlines()
+        except OSError:
+            continue  # the listing's own fd, closed by now
+        ids.update(int(line.split()[1]) for line in lines if line.startswith("prog_id:"))
+    return ids
+
+
 def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -71,13 +85,15 @@ def current_tid() -> int:
     return threading.get_native_id()
 
 
-def wait_until_unloaded(ids: set[int], timeout: float = 5.0) -> set[int]:
+def wait_until_unloaded(ids: set[int], timeout: float = 30.0) -> set[int]:
     """Waits until none of the program ``ids`` is loaded; returns those still loaded at timeout.
 
     Detaching a raw tracepoint is synchronous (the program stops running at once), but since
     Linux 6.9 the kernel frees its link, and so the program, only after an RCU tasks-trace grace
-    period, a few hundred milliseconds later. There is no fd or event to wait on for that, so
-    this looks at the kernel's program list until the ids are gone or the time is up.
+    period, a few hundred milliseconds later (longer on a loaded machine). Programs another
+    process released just before are in the same state, and in nobody's hands. There is no fd
+    or event to wait on for that, so this looks at the kernel's program list until the ids are
+    gone or the time is up: a program really left behind is still there at the end.
     """
     import time
 

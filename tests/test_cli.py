@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +74,11 @@ def test_the_demo_shows_its_own_execs() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["TIME", "UID", "PID", "PPID", "RET", "COMM", "FILENAME"]
-    seen = {tuple(line.split()[5:7]) for line in lines[1:-1]}
+    assert lines[0].split() == ["TIME", "UID", "PID", "PPID", "RET", "COMM", "FILENAME", "ARGS"]
+    seen = {tuple(line.split()[5:8]) for line in lines[1:-1]}
     for command in ("uname", "id", "hostname"):
-        assert (command, f"/usr/bin/{command}") in seen, lines
-    assert re.fullmatch(r"-- \d+ execs seen, 0 lost \(ring full\)", lines[-1]), lines
+        assert (command, f"/usr/bin/{command}", command) in seen, lines
+    assert re.fullmatch(r"-- \d+ execs seen, 0 lost", lines[-1]), lines
 
 
 async def _lines(process: Process) -> BufferedByteReceiveStream:
@@ -106,19 +108,24 @@ async def _stop(process: Process) -> str:
     ids=["aiobpf top-uids", "examples/top_uids.py"],
 )
 async def test_top_uids_json_counts_exactly_the_execs_of_a_fresh_uid(command: list[str]) -> None:
-    """--json prints one {"time", "counts"} object per interval; N execs under a fresh uid
-    show as exactly N; Ctrl-C exits 0 with no traceback."""
+    """--json prints one {"type": "counts", "time", "counts"} object per interval; N execs
+    under a fresh uid show as exactly N; Ctrl-C exits 0 with no traceback (the tool after a
+    summary)."""
     args = [sys.executable, *command, "--json", "--interval", "0.2", "--uid", str(UID)]
     with anyio.fail_after(60):
         async with await anyio.open_process(args) as process:
             stream = await _lines(process)
             first = await _json_until(stream, lambda line: True)  # attached from here on
-            assert set(first) == {"time", "counts"}
+            assert set(first) == {"type", "time", "counts"}
+            assert first["type"] == "counts"
             assert isinstance(first["time"], float)
             for _ in range(3):
                 await anyio.run_process(kernel.setpriv_command(UID, "/bin/true"))
             last = await _json_until(stream, lambda line: line["counts"].get(str(UID), 0) >= 3)
             error = await _stop(process)
+            if "aiobpf" in command:  # the tool, not the example, ends with a summary
+                summary = await _json_until(stream, lambda line: line["type"] == "summary")
+                assert summary == {"type": "summary", "counts": {str(UID): 3}, "lost": 0}
     assert last["counts"] == {str(UID): 3}
     assert process.returncode == 0, error
 
@@ -134,28 +141,39 @@ def test_duration_exits_zero_on_its_own() -> None:
 @pytest.mark.anyio
 @pytest.mark.usefixtures("bpf")
 async def test_execsnoop_json_reports_a_known_program(tmp_path: Path) -> None:
-    """execsnoop --json prints the documented keys with the exact pid, uid and filename."""
+    """execsnoop --json says on stderr when it is tracing, then prints the documented keys with
+    the exact pid, uid, filename and argv, the event's own time, and a summary at Ctrl-C."""
     program = kernel.uniquely_named_program(tmp_path, "snoop-me")
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
     args = [sys.executable, "-m", "aiobpf", "execsnoop", "--json", "--uid", str(UID)]
     args += ["--max-latency", "0.01"]  # the budget only delays the lines
     with anyio.fail_after(60):
         async with await anyio.open_process(args) as process:
+            await _tracing(process)
+            before = time.time()
+            await anyio.run_process([*kernel.setpriv_command(UID, program), "an argument"])
+            after = time.time()
             stream = await _lines(process)
-            async with anyio.create_task_group() as tasks:
-
-                async def run_until_seen() -> None:
-                    while True:  # the tool prints nothing until it is attached and sees an exec
-                        await anyio.run_process(kernel.setpriv_command(UID, program))
-                        await anyio.sleep(0.1)
-
-                tasks.start_soon(run_until_seen)
-                line = await _json_until(stream, lambda line: line["filename"] == str(program))
-                tasks.cancel_scope.cancel()
+            line = await _json_until(stream, lambda line: True)
             error = await _stop(process)
-    assert set(line) == {"time", "uid", "pid", "ppid", "comm", "filename", "retval"}
-    assert (line["uid"], line["comm"], line["retval"]) == (UID, "snoop-me", 0)
+            summary = await _json_until(stream, lambda line: True)
+    assert set(line) == {
+        "type", "time", "uid", "pid", "tid", "ppid", "comm", "syscall", "dirfd", "flags",
+        "filename", "argv", "filename_truncated", "argv_truncated", "retval",
+    }  # fmt: skip
+    assert (line["type"], line["uid"], line["comm"], line["retval"]) == ("exec", UID, "snoop-me", 0)
+    assert (line["filename"], line["argv"]) == (str(program), [str(program), "an argument"])
+    assert before <= line["time"] <= after
+    assert summary == {"type": "summary", "seen": 1, "lost": 0}
     assert process.returncode == 0, error
+
+
+async def _tracing(process: Process) -> None:
+    """Waits for a --json tool's word on stderr that it is tracing."""
+    assert process.stderr is not None
+    said = BufferedByteReceiveStream(process.stderr)
+    line = await said.receive_until(b"\n", 4096)
+    assert line.startswith(b"aiobpf execsnoop: tracing"), line
 
 
 GETPPID_CHILD = """
@@ -196,3 +214,112 @@ async def test_syscalls_json_counts_a_process_exactly() -> None:
             await child.stdin.send(b"bye\n")
     assert seen == 25
     assert tool.returncode == 0, error
+
+
+# -- execsnoop: loss told in-band and at exit, safe text ---------------------------------------
+
+
+def _start_execsnoop(*args: str, as_json: bool, backend: str) -> subprocess.Popen[str]:
+    """`aiobpf execsnoop` started, returned once it is tracing (its header line, or with --json
+    its word on stderr). SIGINT at its default: a background process would ignore it."""
+    command = [sys.executable, "-m", "aiobpf", "--backend", backend, "execsnoop", *args]
+    tool = subprocess.Popen(
+        [*command, *(["--json"] if as_json else [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert tool.stdout is not None
+    assert tool.stderr is not None
+    ready = tool.stderr.readline() if as_json else tool.stdout.readline()
+    assert ready.startswith("aiobpf execsnoop: tracing" if as_json else "TIME"), ready
+    return tool
+
+
+def _stopped_output(tool: subprocess.Popen[str], sig: int = signal.SIGINT) -> list[str]:
+    """Stops the tool with ``sig``; the lines it printed after its header."""
+    tool.send_signal(sig)
+    out, err = tool.communicate(timeout=60)
+    assert tool.returncode == 0, err
+    assert "Traceback" not in err
+    return out.splitlines()
+
+
+@pytest.mark.usefixtures("bpf")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_execsnoop_tells_what_it_lost_in_band_and_at_exit(
+    tmp_path: Path, backend: str, as_json: bool
+) -> None:
+    """With a one-page ring (room for one event) and the tool stopped (SIGSTOP) while five
+    execs happen, one is shown and four are told lost, as a line of their own as soon as the
+    tool sees the drops and in the summary it prints at SIGINT."""
+    program = kernel.uniquely_named_program(tmp_path, "lose-me")
+    tmp_path.chmod(0o755)
+    tool = _start_execsnoop(
+        "--uid", str(UID), "--ring-size", "4096", as_json=as_json, backend=backend
+    )
+    try:
+        tool.send_signal(signal.SIGSTOP)
+        os.waitpid(tool.pid, os.WUNTRACED)  # returns once it is stopped
+        for _ in range(5):
+            subprocess.run(kernel.setpriv_command(UID, program), check=True)
+        tool.send_signal(signal.SIGCONT)
+        lines = _stopped_output(tool)
+    finally:
+        tool.kill()
+        tool.wait()
+    if as_json:
+        records = [json.loads(line) for line in lines]
+        assert [record["type"] for record in records] == ["exec", "lost", "summary"]
+        assert records[0]["comm"] == "lose-me"
+        assert records[1:] == [
+            {"type": "lost", "count": 4},
+            {"type": "summary", "seen": 1, "lost": 4},
+        ]
+    else:
+        assert len(lines) == 3, lines
+        assert lines[0].split()[5] == "lose-me"
+        assert lines[1:] == ["-- 4 lost", "-- 1 execs seen, 4 lost"]
+
+
+@pytest.mark.usefixtures("bpf")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_execsnoop_prints_its_summary_on_a_signal(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM end execsnoop the same way: what the kernel delivered before
+    the signal is shown, then the summary, and the status is 0."""
+    program = kernel.uniquely_named_program(tmp_path, "signal-me")
+    tmp_path.chmod(0o755)
+    tool = _start_execsnoop("--uid", str(UID), as_json=False, backend="asyncio")
+    try:
+        for _ in range(3):
+            subprocess.run(kernel.setpriv_command(UID, program), check=True)
+        lines = _stopped_output(tool, sig)
+    finally:
+        tool.kill()
+        tool.wait()
+    assert [line.split()[5] for line in lines[:-1]] == ["signal-me"] * 3
+    assert lines[-1] == "-- 3 execs seen, 0 lost"
+
+
+@pytest.mark.usefixtures("bpf")
+def test_execsnoop_escapes_control_characters(tmp_path: Path) -> None:
+    """A program named with a terminal escape sequence and a newline, run with such an
+    argument, is shown with both escaped: the line cannot repaint the watcher's terminal."""
+    name = "evil\x1b[2J\nname"
+    program = kernel.uniquely_named_program(tmp_path, name)
+    tmp_path.chmod(0o755)
+    tool = _start_execsnoop("--uid", str(UID), as_json=False, backend="trio")
+    try:
+        subprocess.run([*kernel.setpriv_command(UID, program), "arg\x1b]0;title\x07"], check=True)
+        lines = _stopped_output(tool)
+    finally:
+        tool.kill()
+        tool.wait()
+    assert len(lines) == 2, lines
+    shown = lines[0]
+    assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in shown), repr(shown)
+    assert "evil\\x1b[2J\\x0anam" in shown.split()[5]  # comm: the kernel keeps 15 bytes
+    assert f"{tmp_path}/evil\\x1b[2J\\x0aname" in shown
+    assert shown.endswith("arg\\x1b]0;title\\x07")

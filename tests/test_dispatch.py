@@ -95,9 +95,9 @@ async def test_views_and_counters_show_exactly_what_a_child_did() -> None:
 
 async def test_handlers_change_while_running_without_reloading() -> None:
     """Installing, removing and reinstalling a slot takes effect at once in the same program."""
-    programs_before = kernel.loaded_program_ids()
+    programs_before = kernel.held_program_ids()
     async with SyscallDispatch(tids=[kernel.current_tid()]) as dispatch:
-        programs = kernel.loaded_program_ids() - programs_before
+        programs = kernel.held_program_ids() - programs_before
         dispatch.install("getppid", "count")
         for _ in range(3):
             os.getppid()
@@ -110,7 +110,7 @@ async def test_handlers_change_while_running_without_reloading() -> None:
         dispatch.install("getppid", "count")
         os.getppid()
         assert dispatch.counts() == {"getppid": 4}
-        assert kernel.loaded_program_ids() - programs_before == programs  # nothing reloaded
+        assert kernel.held_program_ids() - programs_before == programs  # nothing reloaded
 
 
 async def test_user_handler_in_c() -> None:
@@ -141,11 +141,11 @@ async def test_user_handler_in_c() -> None:
 
 async def test_closing_detaches_and_frees_everything() -> None:
     """After the dispatcher closes, its programs, maps and links are gone from the kernel."""
-    programs, objects = kernel.loaded_program_ids(), kernel.bpf_objects()
+    programs, objects = kernel.held_program_ids(), kernel.bpf_objects()
     async with SyscallDispatch(tids=[kernel.current_tid()]) as dispatch:
         dispatch.install("getppid", "emit")
         os.getppid()
-        ours = kernel.loaded_program_ids() - programs
+        ours = kernel.held_program_ids() - programs
         assert len(ours) == 4  # dispatch and the three built-in handlers
     assert kernel.bpf_objects() == objects  # every fd closed at once
     assert kernel.wait_until_unloaded(ours) == set()

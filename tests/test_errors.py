@@ -134,7 +134,7 @@ def test_unknown_tracepoint_names_close_matches() -> None:
         pytest.raises(aiobpf.UnknownTracepointError, match="did you mean sys_enter_execve"),
     ):
         aiobpf.Program.compile(text)
-    assert kernel.loaded_program_ids() - programs == set()
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 
 @pytest.mark.usefixtures("bpf")
@@ -146,7 +146,7 @@ def test_malformed_program_reports_the_compilers_words() -> None:
         pytest.raises(aiobpf.CompileError, match="undeclared identifier 'no_such_thing'"),
     ):
         aiobpf.Program.compile("int f(void *ctx) { return no_such_thing; }")
-    assert kernel.loaded_program_ids() - programs == set()
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 
 @pytest.mark.usefixtures("bpf")

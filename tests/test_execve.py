@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,7 @@ async def test_open_close_cycles_return_to_baseline() -> None:
             assert events.stats.received == 0
     assert kernel.open_fd_count() == fds
     assert kernel.bpf_objects() == objects
-    assert kernel.loaded_program_ids() - programs == set()
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 
 async def test_cancelling_a_consumer_mid_stream_detaches_everything() -> None:
@@ -208,7 +209,7 @@ async def test_cancelling_a_consumer_mid_stream_detaches_everything() -> None:
     # most a full ring of records (each with its 8-byte header), has been handed out
     assert 20 <= received < 20 + ring_size // (EXECVE_RECORD.itemsize + 8)
     assert kernel.bpf_objects() == objects
-    assert kernel.loaded_program_ids() - programs == set()
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 
 async def test_cancelled_while_compiling_leaves_nothing_attached() -> None:
@@ -219,7 +220,7 @@ async def test_cancelled_while_compiling_leaves_nothing_attached() -> None:
             pytest.fail("the body must not run: the scope was cancelled during open")
     assert scope.cancelled_caught
     assert kernel.bpf_objects() == objects
-    assert kernel.loaded_program_ids() - programs == set()
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 
 async def test_bcc_reader_delivers_the_same_records() -> None:
@@ -257,3 +258,143 @@ async def test_filters_on_execve_events_run_in_the_kernel() -> None:
             await anyio.run_process(kernel.setpriv_command(wanted, "/bin/true"))
             assert events.stats.produced == 2
     assert [(e.uid, e.comm, e.filename) for e in seen] == [(wanted, "true", "/bin/true")] * 2
+
+
+# -- every way into exec: execveat, fexecve, a thread, argv --------------------------------------
+
+# Each child execs a known program one way, having printed what the test must expect.
+_EXECVEAT = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+directory, name = os.path.split(sys.argv[1])
+fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+print(fd, flush=True)
+argv = (ctypes.c_char_p * 3)(name.encode(), b"via-execveat", None)
+envp = (ctypes.c_char_p * 1)(None)
+libc.syscall(322, fd, name.encode(), argv, envp, 0)  # execveat, relative to the directory
+raise SystemExit(ctypes.get_errno())
+"""
+_FEXECVE = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print(fd, flush=True)
+os.execve(fd, ["fexec-me", "via-fexecve"], {})  # glibc: execveat(fd, "", ..., AT_EMPTY_PATH)
+"""
+_FROM_A_THREAD = """
+import os, sys, threading
+def run():
+    print(threading.get_native_id(), flush=True)
+    os.execv(sys.argv[1], [sys.argv[1], "from-a-thread"])
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+"""
+AT_EMPTY_PATH = 0x1000
+AT_FDCWD = -100
+
+
+async def _run_child(code: str, program: Path) -> tuple[int, str]:
+    """Runs ``code`` in a child Python with ``program`` as its argument: its pid and what it
+    printed before exec'ing."""
+    async with await anyio.open_process([sys.executable, "-c", code, str(program)]) as child:
+        assert child.stdout is not None
+        printed = (await child.stdout.receive()).decode()
+        assert await child.wait() == 0
+    return child.pid, printed.strip()
+
+
+async def _events_until(events: aiobpf.ExecveEvents, marker: Path) -> list[ExecveEvent]:
+    """The events before the marker program's exec, run now: every exec that returned before
+    this call is among them (the ring keeps the order records were reserved in)."""
+    await anyio.run_process([str(marker)])
+    seen: list[ExecveEvent] = []
+    async for event in events:
+        if event.filename == str(marker):
+            return seen
+        seen.append(event)
+    raise AssertionError("the source ended before the marker")
+
+
+async def test_execveat_relative_to_a_directory_fd(tmp_path: Path) -> None:
+    """execveat(dirfd, "name", ...) is reported once, as execveat, with its dirfd, the name as
+    given, the argv and the new program's comm."""
+    program = kernel.uniquely_named_program(tmp_path, "at-exec-me")
+    marker = kernel.uniquely_named_program(tmp_path, "marker")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events() as events:
+            pid, fd = await _run_child(_EXECVEAT, program)
+            mine = [e for e in await _events_until(events, marker) if e.pid == pid]
+    assert [(e.syscall, e.comm, e.filename, e.argv, e.retval) for e in mine[1:]] == [
+        ("execveat", "at-exec-me", "at-exec-me", ("at-exec-me", "via-execveat"), 0)
+    ]
+    assert (mine[1].dirfd, mine[1].flags) == (int(fd), 0)
+    assert mine[0].syscall == "execve"  # the child's own start, python
+    assert events.stats.dropped == 0
+
+
+async def test_fexecve_is_an_execveat_of_an_empty_path(tmp_path: Path) -> None:
+    """fexecve (execveat with AT_EMPTY_PATH on an open fd) is reported once, as execveat with
+    an empty filename, the fd and the flag, and the argv it was given."""
+    program = kernel.uniquely_named_program(tmp_path, "fexec-me")
+    marker = kernel.uniquely_named_program(tmp_path, "marker")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events() as events:
+            pid, fd = await _run_child(_FEXECVE, program)
+            mine = [e for e in await _events_until(events, marker) if e.pid == pid]
+    assert [(e.syscall, e.comm, e.filename, e.argv, e.retval) for e in mine[1:]] == [
+        ("execveat", "fexec-me", "", ("fexec-me", "via-fexecve"), 0)
+    ]
+    assert (mine[1].dirfd, mine[1].flags & AT_EMPTY_PATH) == (int(fd), AT_EMPTY_PATH)
+
+
+async def test_exec_from_a_thread_other_than_the_leader(tmp_path: Path) -> None:
+    """A thread that is not its process's leader execs: the kernel gives it the leader's id on
+    the way, and the exec is still reported once, with the process's pid, the thread's id, the
+    new comm and the argv."""
+    program = kernel.uniquely_named_program(tmp_path, "thread-exec-me")
+    marker = kernel.uniquely_named_program(tmp_path, "marker")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events() as events:
+            pid, tid = await _run_child(_FROM_A_THREAD, program)
+            mine = [e for e in await _events_until(events, marker) if e.pid == pid]
+    assert int(tid) != pid
+    assert [(e.tid, e.comm, e.filename, e.argv, e.retval) for e in mine[1:]] == [
+        (int(tid), "thread-exec-me", str(program), (str(program), "from-a-thread"), 0)
+    ]
+
+
+async def test_argv_is_kept_within_its_bounds(tmp_path: Path) -> None:
+    """Arguments arrive as given, empty ones included; more than max_args, or one longer than
+    255 bytes, set argv_truncated; a call within the bounds does not."""
+    program = kernel.uniquely_named_program(tmp_path, "argv-me")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    calls = [
+        [str(program), "", "two words", "x" * 255],  # all kept: 255 bytes is the longest
+        [str(program), *map(str, range(9))],  # one more than max_args
+        [str(program), "y" * 300],  # cut at 255 bytes
+    ]
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events(max_args=4) as events:
+            for argv in calls:
+                await anyio.run_process(argv)
+            seen = []
+            async for event in events:
+                if event.filename == str(program):
+                    seen.append((event.argv, event.argv_truncated, event.filename_truncated))
+                    if len(seen) == len(calls):
+                        break
+    assert seen == [
+        (tuple(calls[0]), False, False),
+        ((str(program), "0", "1", "2"), True, False),
+        ((str(program), "y" * 255), True, False),
+    ]
+
+
+def test_max_args_is_checked() -> None:
+    """max_args outside 0..64 is refused at the call, naming the argument."""
+    for bad in (-1, 65, 2.5):
+        with pytest.raises(ValueError, match="max_args must be a whole number from 0 to 64"):
+            aiobpf.execve_events(max_args=bad)  # type: ignore[arg-type]

@@ -47,7 +47,9 @@ async def test_windows_add_up_while_execs_keep_happening(
     made = 0
     seen = 0
     with anyio.fail_after(60):
-        program = aiobpf.Program.compile(aiobpf._programs.program_text("top_uids"))
+        program = aiobpf.Program.compile(
+            aiobpf._programs.program_text("top_uids"), cflags=aiobpf._programs.include_flags()
+        )
         poller = aiobpf.MapPoller.from_bcc(
             program.bpf, "counts", interval=0.05, mode=mode, batch=batch, owned=[program.close]
         )

@@ -1,14 +1,14 @@
 """The ``aiobpf`` command: ready-made tools built on the library.
 
-    aiobpf execsnoop [--uid UID] [--json] [--duration S]
+    aiobpf execsnoop [--uid UID] [--json] [--max-args N] [--ring-size BYTES] [--duration S]
     aiobpf hello [--trace-pipe] [--duration S]
     aiobpf syscalls [--pid PID] [--interval S] [--top N] [--json] [--duration S]
     aiobpf serve [--host 127.0.0.1] [--port 8000] [--uid UID] [--client-buffer N]
     aiobpf top-uids [--interval S] [--top N] [--uid UID] [--json] [--duration S]
 
-Every tool runs until Ctrl-C or ``--duration`` seconds, then detaches and exits 0; a problem with
-the machine (privileges, BCC, headers) is one line on stderr and exit status 1; bad arguments are a
-usage message and exit status 2.
+Every tool runs until Ctrl-C (SIGINT), SIGTERM or ``--duration`` seconds, then prints what it
+saw and lost, detaches and exits 0; a problem with the machine (privileges, BCC, headers) is one
+line on stderr and exit status 1; bad arguments are a usage message and exit status 2.
 """
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 import anyio
+import attrs
+import numpy as np
+import numpy.typing as npt
 
+from ._validate import ring_pages
 from .counts import execve_counts
 from .dispatch import SyscallDispatch
 from .errors import AiobpfError
 from .events import ExecveEvent
-from .execve import execve_events
+from .execve import MAX_ARGS, execve_events
 from .hello import hello_world
 from .tracepipe import trace_pipe
 
@@ -60,6 +64,24 @@ def _count(text: str) -> int:
     return value
 
 
+def _arg_count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_ARGS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 0 to {MAX_ARGS}, got {text!r}"
+        )
+    return value
+
+
+def _ring_size(text: str) -> int:
+    value = int(text)
+    try:
+        ring_pages(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _uid(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**32:
@@ -67,46 +89,177 @@ def _uid(text: str) -> int:
     return value
 
 
+# -- stopping -------------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Stop:
+    """When a tool's main loop ends: at SIGINT or SIGTERM (a signal task cancels the scope) or
+    after ``--duration`` seconds of running. What follows the loop, the tool's summary, runs
+    however it ended."""
+
+    duration: float
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+
+    def running(self) -> anyio.CancelScope:
+        """The main loop's scope, its ``--duration`` counted from now (once attached)."""
+        self.scope.deadline = anyio.current_time() + self.duration
+        return self.scope
+
+
+Tool = Callable[[argparse.Namespace, TextIO, _Stop], Coroutine[Any, Any, None]]
+
+
+async def _run_until_stopped(tool: Tool, args: argparse.Namespace, out: TextIO) -> None:
+    stop = _Stop(args.duration)
+    async with anyio.create_task_group() as tasks:
+
+        async def on_signals(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
+                async for _ in signals:
+                    stop.scope.cancel()
+
+        await tasks.start(on_signals)
+        await tool(args, out, stop)
+        tasks.cancel_scope.cancel()
+
+
 # -- execsnoop -----------------------------------------------------------------------------------
+
+#: C0 and C1 control characters and DEL, shown escaped: a file name or an argument must not
+#: move the cursor or repaint the terminal of whoever watches (root, usually).
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
+    ord("\\"): "\\\\"
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (and backslashes) escaped, safe on a terminal."""
+    return text.translate(_ESCAPES)
+
+
+def _shown_filename(event: ExecveEvent) -> str:
+    """The path as the caller named it; an execveat path relative to a directory fd, or the fd
+    itself (``AT_EMPTY_PATH``, as fexecve does), shows the fd."""
+    if event.syscall == "execveat" and not event.filename.startswith("/"):
+        if not event.filename:
+            return f"<fd {event.dirfd}>"
+        if event.dirfd != _AT_FDCWD:
+            return f"<fd {event.dirfd}>/{event.filename}"
+    return event.filename
+
+
+_AT_FDCWD = -100
 
 
 def _execsnoop_line(event: ExecveEvent, as_json: bool) -> str:
     if as_json:
         return json.dumps(
             {
-                "time": time.time(),
+                "type": "exec",
+                "time": event.time,
                 "uid": event.uid,
                 "pid": event.pid,
+                "tid": event.tid,
                 "ppid": event.ppid,
                 "comm": event.comm,
+                "syscall": event.syscall,
+                "dirfd": event.dirfd,
+                "flags": event.flags,
                 "filename": event.filename,
+                "argv": list(event.argv),
+                "filename_truncated": event.filename_truncated,
+                "argv_truncated": event.argv_truncated,
                 "retval": event.retval,
             }
         )
-    clock = time.strftime("%H:%M:%S")
+    clock = time.strftime("%H:%M:%S", time.localtime(event.time))
+    args = " ".join(printable(arg) for arg in event.argv)
+    if event.argv_truncated:
+        args += " ..."
+    filename = printable(_shown_filename(event)) + ("..." if event.filename_truncated else "")
     return (
         f"{clock:<8} {event.uid:>6} {event.pid:>7} {event.ppid:>7} {event.retval:>4} "
-        f"{event.comm:<16} {event.filename}"
+        f"{printable(event.comm):<16} {filename} {args}"
     )
 
 
-async def _execsnoop(args: argparse.Namespace, out: TextIO) -> None:
-    source = execve_events(max_latency=args.max_latency, busy_poll=args.busy_poll)
+@attrs.define
+class _Losses:
+    """Tells what a tool's source lost as soon as its count moves, in-band with its output."""
+
+    out: TextIO
+    as_json: bool
+    what: str = "lost"
+    reported: int = 0
+
+    def update(self, total: int | None) -> None:
+        """Reports what was lost since the last report (``total``: the source's own count)."""
+        if total is None or total <= self.reported:
+            return
+        count, self.reported = total - self.reported, total
+        if self.as_json:
+            print(json.dumps({"type": "lost", "count": count}), file=self.out, flush=True)
+        else:
+            print(f"-- {count} {self.what}", file=self.out, flush=True)
+
+
+@attrs.define
+class _Tally:
+    """What execsnoop printed and lost: the summary's two numbers."""
+
+    out: TextIO
+    as_json: bool
+    losses: _Losses
+    seen: int = 0
+
+    def events(self, batch: npt.NDArray[np.void]) -> None:
+        for event in ExecveEvent.decode(batch):
+            print(_execsnoop_line(event, self.as_json), file=self.out)
+        self.seen += len(batch)
+        self.out.flush()
+
+    def summary(self) -> None:
+        seen, lost = self.seen, self.losses.reported
+        if self.as_json:
+            line = json.dumps({"type": "summary", "seen": seen, "lost": lost})
+        else:
+            line = f"-- {seen} execs seen, {lost} lost"
+        print(line, file=self.out, flush=True)
+
+
+async def _execsnoop(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
+    source = execve_events(
+        ring_size=args.ring_size,
+        max_latency=args.max_latency,
+        busy_poll=args.busy_poll,
+        max_args=args.max_args,
+    )
     if args.uid:
         source.push_down("uid", frozenset(args.uid))  # filtered in the kernel
+    tally = _Tally(out, args.json, _Losses(out, args.json))
     async with source as events:
-        if not args.json:  # printed once attached: from here on, every exec is seen
+        # said once attached: from here on, every exec is seen
+        if args.json:
+            print("aiobpf execsnoop: tracing execve and execveat", file=sys.stderr, flush=True)
+        else:
             print(
-                f"{'TIME':<8} {'UID':>6} {'PID':>7} {'PPID':>7} {'RET':>4} {'COMM':<16} FILENAME",
+                f"{'TIME':<8} {'UID':>6} {'PID':>7} {'PPID':>7} {'RET':>4} {'COMM':<16} "
+                "FILENAME ARGS",
                 file=out,
                 flush=True,
             )
-        with anyio.move_on_after(args.duration):
-            async for event in events:
-                print(_execsnoop_line(event, args.json), file=out, flush=True)
-        stats = events.stats
-    if not args.json:
-        print(f"-- {stats.received} execs seen, {stats.dropped} lost (ring full)", file=out)
+        try:
+            with stop.running():
+                async for batch in events.batches():
+                    tally.events(batch)
+                    tally.losses.update(events.stats.dropped)
+            # what the kernel delivered before the stop is shown too
+            tally.events(events.ring.drain())
+            tally.losses.update(events.stats.dropped)
+        finally:
+            tally.summary()
 
 
 # -- top-uids ------------------------------------------------------------------------------------
@@ -120,87 +273,125 @@ def _top_table(counts: dict[int, int], top: int) -> str:
     return "\n".join(lines)
 
 
-async def _top_uids(args: argparse.Namespace, out: TextIO) -> None:
+async def _top_uids(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
     in_place = out.isatty() and not args.json
+    losses = _Losses(out, args.json, "exec calls not counted (map full)")
     async with await execve_counts(interval=args.interval, uids=args.uid) as counts:
-        with anyio.move_on_after(args.duration):
-            async for reading in counts:
-                if args.json:
-                    line = {
-                        "time": reading.time,
-                        "counts": {str(u): c for u, c in reading.values.items()},
-                    }
-                    print(json.dumps(line), file=out, flush=True)
-                else:
-                    table = _top_table(reading.values, args.top)
-                    print(
-                        (_CLEAR if in_place else "") + table + ("" if in_place else "\n"),
-                        file=out,
-                        flush=True,
-                    )
+        try:
+            with stop.running():
+                async for reading in counts:
+                    if args.json:
+                        line = {
+                            "type": "counts",
+                            "time": reading.time,
+                            "counts": {str(u): c for u, c in reading.values.items()},
+                        }
+                        print(json.dumps(line), file=out, flush=True)
+                    else:
+                        table = _top_table(reading.values, args.top)
+                        print(
+                            (_CLEAR if in_place else "") + table + ("" if in_place else "\n"),
+                            file=out,
+                            flush=True,
+                        )
+                    losses.update(reading.dropped)
+        finally:
+            final = counts.read()
+            losses.update(final.dropped)
+            if args.json:
+                totals = {str(uid): count for uid, count in final.values.items()}
+                summary = {"type": "summary", "counts": totals, "lost": losses.reported}
+                print(json.dumps(summary), file=out, flush=True)
+            else:
+                print(
+                    f"-- {sum(final.values.values())} exec calls counted for "
+                    f"{len(final.values)} users, {losses.reported} not counted",
+                    file=out,
+                    flush=True,
+                )
 
 
 # -- hello ---------------------------------------------------------------------------------------
 
 
-async def _hello(args: argparse.Namespace, out: TextIO) -> None:
-    async with await hello_world() as logs, anyio.create_task_group() as tasks:
-        tasks.cancel_scope.deadline = anyio.current_time() + args.duration
-        if args.trace_pipe:
-            async with trace_pipe(keep=lambda line: line.message == "Hello World!") as pipe:
-                async for line in pipe:
-                    print(
-                        f"{line.task}-{line.pid} [{line.cpu}] {line.timestamp:.6f}: {line.message}",
-                        file=out,
-                        flush=True,
-                    )
-        else:
-            async for record in logs:
-                print(
-                    f"{record.level} {record.comm}-{record.pid} uid={record.uid}: {record.text}",
-                    file=out,
-                    flush=True,
-                )
+async def _hello(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
+    async with await hello_world() as logs:
+        seen = 0
+        try:
+            with stop.running():
+                if args.trace_pipe:
+                    keep = lambda line: line.message == "Hello World!"  # noqa: E731
+                    async with trace_pipe(keep=keep) as pipe:
+                        async for line in pipe:
+                            seen += 1
+                            print(
+                                f"{printable(line.task)}-{line.pid} [{line.cpu}] "
+                                f"{line.timestamp:.6f}: {printable(line.message)}",
+                                file=out,
+                                flush=True,
+                            )
+                else:
+                    async for record in logs:
+                        seen += 1
+                        print(
+                            f"{record.level} {printable(record.comm)}-{record.pid} "
+                            f"uid={record.uid}: {printable(record.text)}",
+                            file=out,
+                            flush=True,
+                        )
+        finally:
+            # the trace pipe keeps no count of what it lost; the program's ring does
+            lost = "" if args.trace_pipe else f", {logs.stats.dropped or 0} lost"
+            print(f"-- {seen} hello lines seen{lost}", file=out, flush=True)
 
 
 # -- syscalls ------------------------------------------------------------------------------------
 
 
-async def _syscalls(args: argparse.Namespace, out: TextIO) -> None:
+async def _syscalls(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
     in_place = out.isatty() and not args.json
     async with SyscallDispatch(tgids=args.pid or (), default="count") as dispatch:
         previous: dict[str, int] = {}
-        with anyio.move_on_after(args.duration):
-            deadline = anyio.current_time()
-            while True:
-                deadline += args.interval
-                await anyio.sleep_until(deadline)
-                totals = dispatch.fallthrough_counts()
-                window = {name: n - previous.get(name, 0) for name, n in totals.items()}
-                window = {name: n for name, n in window.items() if n}
-                previous = totals
-                if args.json:
-                    print(json.dumps({"time": time.time(), "counts": window}), file=out, flush=True)
-                    continue
-                rows = sorted(window.items(), key=lambda item: (-item[1], item[0]))[: args.top]
-                lines = [
-                    f"{time.strftime('%H:%M:%S')}  syscalls in the last {args.interval:g} s",
-                    "",
-                ]
-                lines += [f"{'SYSCALL':<24} {'CALLS':>10}"]
-                lines += [f"{name:<24} {count:>10}" for name, count in rows]
-                text = "\n".join(lines)
-                print(
-                    (_CLEAR if in_place else "") + text + ("" if in_place else "\n"),
-                    file=out,
-                    flush=True,
-                )
+        try:
+            with stop.running():
+                deadline = anyio.current_time()
+                while True:
+                    deadline += args.interval
+                    await anyio.sleep_until(deadline)
+                    totals = dispatch.fallthrough_counts()
+                    window = {name: n - previous.get(name, 0) for name, n in totals.items()}
+                    window = {name: n for name, n in window.items() if n}
+                    previous = totals
+                    if args.json:
+                        line = {"type": "counts", "time": time.time(), "counts": window}
+                        print(json.dumps(line), file=out, flush=True)
+                        continue
+                    rows = sorted(window.items(), key=lambda item: (-item[1], item[0]))
+                    lines = [
+                        f"{time.strftime('%H:%M:%S')}  syscalls in the last {args.interval:g} s",
+                        "",
+                    ]
+                    lines += [f"{'SYSCALL':<24} {'CALLS':>10}"]
+                    lines += [f"{name:<24} {count:>10}" for name, count in rows[: args.top]]
+                    text = "\n".join(lines)
+                    print(
+                        (_CLEAR if in_place else "") + text + ("" if in_place else "\n"),
+                        file=out,
+                        flush=True,
+                    )
+        finally:
+            # counted in an array per syscall: nothing can be lost, so the totals are the tally
+            totals = dispatch.fallthrough_counts()
+            if args.json:
+                print(json.dumps({"type": "summary", "counts": totals}), file=out, flush=True)
+            else:
+                print(f"-- {sum(totals.values())} syscalls counted", file=out, flush=True)
 
 
 # -- serve ---------------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace, out: TextIO) -> None:
+async def _serve(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
     try:
         from .service import serve
     except ImportError as exc:
@@ -208,36 +399,33 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> None:
             f"aiobpf serve needs the service extra ({exc.name} is missing): "
             "pip install 'aiobpf[service]'"
         ) from exc
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tasks:
-
-        async def on_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    stop.set()
-                    return
-
-        tasks.start_soon(on_signals)
-        async with anyio.create_task_group() as server:
-            run = functools.partial(
-                serve,
-                args.host,
-                args.port,
-                uids=args.uid,
-                client_buffer=args.client_buffer,
-                max_latency=args.max_latency,
-                send_buffer=args.send_buffer,
-                stalled_client_timeout=args.stalled_timeout,
-                shutdown=stop,
-            )
-            await server.start(run)
-            print(
-                f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=out, flush=True
-            )
-            with anyio.move_on_after(args.duration):
-                await stop.wait()
-            stop.set()  # the server shuts down gracefully, then detaches
-        tasks.cancel_scope.cancel()
+    shutdown = anyio.Event()
+    async with anyio.create_task_group() as server:
+        run = functools.partial(
+            serve,
+            args.host,
+            args.port,
+            uids=args.uid,
+            client_buffer=args.client_buffer,
+            max_latency=args.max_latency,
+            send_buffer=args.send_buffer,
+            stalled_client_timeout=args.stalled_timeout,
+            shutdown=shutdown,
+        )
+        hub = await server.start(run)
+        print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=out, flush=True)
+        try:
+            with stop.running():
+                await anyio.sleep_forever()
+        finally:
+            stats = hub.stats()
+            shutdown.set()  # the server shuts down gracefully, then detaches
+    print(
+        f"-- {stats['received']} execs received, {stats['kernel_dropped']} lost in the kernel, "
+        f"{stats['user_dropped']} lost by slow clients",
+        file=out,
+        flush=True,
+    )
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -253,10 +441,27 @@ def _parser() -> argparse.ArgumentParser:
     tools = parser.add_subparsers(dest="tool", required=True, metavar="TOOL")
 
     snoop = tools.add_parser(
-        "execsnoop", help="one line per execve: time, uid, pid, ppid, ret, comm, filename"
+        "execsnoop",
+        help="one line per execve/execveat: time, uid, pid, ppid, ret, comm, filename, args",
     )
     snoop.add_argument("--uid", type=_uid, action="append", help="only this user (repeatable)")
-    snoop.add_argument("--json", action="store_true", help="NDJSON, one object per exec")
+    snoop.add_argument(
+        "--json",
+        action="store_true",
+        help='NDJSON: {"type": "exec", ...} per exec, "lost" as drops are seen, "summary" at exit',
+    )
+    snoop.add_argument(
+        "--ring-size",
+        type=_ring_size,
+        default=1024 * 1024,
+        help="bytes of the kernel ring (1 MiB, about 440 events; a power-of-two number of pages)",
+    )
+    snoop.add_argument(
+        "--max-args",
+        type=_arg_count,
+        default=20,
+        help=f"arguments of argv to show (20; at most {MAX_ARGS})",
+    )
     snoop.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
     reading = snoop.add_mutually_exclusive_group()
     reading.add_argument(
@@ -354,11 +559,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status."""
     args = _parser().parse_args(argv)
-    run: Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, None]] = args.run
+    tool: Tool = args.run
     try:
-        anyio.run(run, args, sys.stdout, backend=args.backend)
+        anyio.run(_run_until_stopped, tool, args, sys.stdout, backend=args.backend)
     except KeyboardInterrupt:
-        return 0  # Ctrl-C: every source was closed on the way out
+        return 0  # Ctrl-C before the tool could catch it: every source was closed on the way out
     except AiobpfError as exc:
         print(f"aiobpf {args.tool}: {exc}", file=sys.stderr)
         return 1

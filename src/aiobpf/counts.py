@@ -1,4 +1,4 @@
-"""``execve_counts()``: the seed's map example, execve calls per uid counted in the kernel."""
+"""``execve_counts()``: exec calls (execve and execveat) per uid, counted in the kernel."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import anyio.to_thread
 
 from ._bcc import Program
 from ._libbpf import check, libbpf
-from ._programs import program_text
+from ._programs import include_flags, program_text
 from .maps import MapPoller, Mode
 
 __all__ = ["execve_counts"]
 
 
 def _compile(uids: tuple[int, ...] | None) -> Program:
-    flags = [] if uids is None else ["-DAIOBPF_UID_FILTER"]
+    flags = [*include_flags(), *([] if uids is None else ["-DAIOBPF_UID_FILTER"])]
     program = Program.compile(program_text("top_uids"), cflags=flags)
     try:
         if uids is not None:
@@ -39,7 +39,9 @@ def _compile(uids: tuple[int, ...] | None) -> Program:
 async def execve_counts(
     *, interval: float = 2.0, mode: Mode = "snapshot", uids: Iterable[int] | None = None
 ) -> MapPoller[int, int]:
-    """A :class:`MapPoller` of ``{uid: execve calls}``, counted in a kernel hash map.
+    """A :class:`MapPoller` of ``{uid: exec calls}`` (``execve`` and ``execveat``, counted at
+    their entry), kept in a kernel hash map; each reading's ``dropped`` counts the calls of uids
+    the full map had no room for.
 
     ``uids`` counts only those users, filtering in the kernel (others cost one map lookup).
     ``mode`` as in :class:`aiobpf.MapPoller`; the default snapshot is cumulative since start.

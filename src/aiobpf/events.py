@@ -6,15 +6,21 @@ per-record paths (millions a second) use the numpy records themselves instead.
 
 from __future__ import annotations
 
+import time
+
 import attrs
 import numpy as np
 import numpy.typing as npt
 
 from .records import RecordType
 
-__all__ = ["EXECVE_EVENTS", "EXECVE_RECORD", "ExecveEvent"]
+__all__ = ["EXECVE_EVENTS", "EXECVE_RECORD", "MONOTONIC_TO_WALL_NS", "ExecveEvent"]
 
-#: Layout of ``struct execve_event`` in ``bpf/execve.bpf.c`` (C alignment: 320 bytes).
+#: Bytes of argv a record keeps (``ARGS_SIZE`` in ``bpf/execve.bpf.c``), and of one argument.
+ARGS_SIZE = 2048
+ARG_SIZE = 256
+
+#: Layout of ``struct execve_event`` in ``bpf/execve.bpf.c`` (C alignment).
 EXECVE_RECORD: np.dtype[np.void] = np.dtype(
     [
         ("timestamp_ns", "<u8"),
@@ -24,12 +30,29 @@ EXECVE_RECORD: np.dtype[np.void] = np.dtype(
         ("uid", "<u4"),
         ("gid", "<u4"),
         ("retval", "<i4"),
+        ("dirfd", "<i4"),
+        ("flags", "<u4"),
+        ("syscall", "u1"),
+        ("truncated", "u1"),
+        ("argc", "<u2"),
+        ("args_size", "<u4"),
         ("comm", "S16"),
         ("message", "S12"),
         ("filename", "S256"),
+        ("args", f"S{ARGS_SIZE}"),
     ],
     align=True,
 )
+
+#: ``syscall`` values of a record.
+SYSCALLS = ("execve", "execveat")
+_TRUNCATED_FILENAME = 1
+_TRUNCATED_ARGS = 2
+
+#: CLOCK_MONOTONIC to wall-clock time, in nanoseconds: measured once, when aiobpf is imported.
+#: Event times stay consistent with one another (a later event never gets an earlier time) and
+#: do not follow a wall clock set afterwards.
+MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
 
 
 def _text(raw: bytes) -> str:
@@ -37,13 +60,27 @@ def _text(raw: bytes) -> str:
     return raw.partition(b"\0")[0].decode("utf-8", errors="replace")
 
 
+def _argv(raw: bytes, argc: int) -> tuple[str, ...]:
+    """The ``argc`` NUL-terminated arguments at the start of ``raw`` (numpy drops the trailing
+    NULs of a bytes field, so empty last arguments come back as padding)."""
+    parts = raw.split(b"\0")[:argc]
+    parts += [b""] * (argc - len(parts))
+    return tuple(part.decode("utf-8", errors="replace") for part in parts)
+
+
 @attrs.frozen
 class ExecveEvent:
-    """One ``execve`` call, reported when it returns.
+    """One ``execve`` or ``execveat`` call, reported when it returns.
 
+    ``syscall`` says which (``"execve"`` or ``"execveat"``; glibc's ``fexecve`` is an
+    ``execveat`` with ``AT_EMPTY_PATH`` and an empty ``filename``); ``dirfd`` and ``flags`` are
+    execveat's (``AT_FDCWD``, -100, and 0 for execve). ``filename`` is the path as the caller
+    gave it; ``argv`` the arguments, up to the source's ``max_args`` and 2 KiB in all (256
+    bytes each); ``filename_truncated`` and ``argv_truncated`` say when something did not fit.
     ``comm`` is the process name after the call (the new program's, for a successful exec);
     ``retval`` is 0 or the negative errno of a failed exec; ``timestamp_ns`` is CLOCK_MONOTONIC
-    at the return (``time.monotonic_ns()`` scale).
+    at the return (``time.monotonic_ns()`` scale) and ``time`` the same instant as wall-clock
+    seconds (see :data:`MONOTONIC_TO_WALL_NS`).
     """
 
     pid: int
@@ -53,24 +90,49 @@ class ExecveEvent:
     gid: int
     comm: str
     filename: str
+    argv: tuple[str, ...]
     retval: int
     timestamp_ns: int
+    time: float
+    syscall: str
+    dirfd: int
+    flags: int
+    filename_truncated: bool
+    argv_truncated: bool
     message: str
 
     @classmethod
     def decode(cls, batch: npt.NDArray[np.void]) -> list[ExecveEvent]:
         """The events of a batch of :data:`EXECVE_RECORD` records."""
-        columns = {name: batch[name].tolist() for name in _FIELDS}
+        columns = {name: batch[name].tolist() for name in _COPIED}
         for name in _TEXT_FIELDS:
             columns[name] = [_text(raw) for raw in columns[name]]
-        return [
-            cls(**dict(zip(_FIELDS, row, strict=True)))
-            for row in zip(*columns.values(), strict=True)
+        truncated = batch["truncated"].tolist()
+        columns["argv"] = [
+            _argv(raw, argc)
+            for raw, argc in zip(batch["args"].tolist(), batch["argc"].tolist(), strict=True)
         ]
+        columns["time"] = [(ns + MONOTONIC_TO_WALL_NS) / 1e9 for ns in columns["timestamp_ns"]]
+        columns["syscall"] = [SYSCALLS[value] for value in batch["syscall"].tolist()]
+        columns["filename_truncated"] = [bool(t & _TRUNCATED_FILENAME) for t in truncated]
+        columns["argv_truncated"] = [bool(t & _TRUNCATED_ARGS) for t in truncated]
+        return [cls(*row) for row in zip(*(columns[name] for name in _FIELDS), strict=True)]
 
 
 _FIELDS = [field.name for field in attrs.fields(ExecveEvent)]
 _TEXT_FIELDS = ("comm", "filename", "message")
+_COPIED = (
+    "pid",
+    "tid",
+    "ppid",
+    "uid",
+    "gid",
+    "retval",
+    "timestamp_ns",
+    "dirfd",
+    "flags",
+    *_TEXT_FIELDS,
+)
 
 #: Execve records decoded to :class:`ExecveEvent` per record, or kept as numpy in batches.
 EXECVE_EVENTS: RecordType[ExecveEvent] = RecordType(dtype=EXECVE_RECORD, decode=ExecveEvent.decode)

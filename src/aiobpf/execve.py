@@ -1,4 +1,4 @@
-"""``execve_events()``: every exec on the machine as a typed event (the seed's ring example)."""
+"""``execve_events()``: every exec on the machine (execve and execveat) as a typed event."""
 
 from __future__ import annotations
 
@@ -25,10 +25,15 @@ from .stats import RingStats
 __all__ = ["ExecveEvents", "execve_events"]
 
 
-def _compile_execve(pages: int) -> Program:
+#: The most arguments of argv an event can keep (the program's loop is bounded by it).
+MAX_ARGS = 64
+
+
+def _compile_execve(pages: int, max_args: int) -> Program:
     flags = [
         *include_flags(),
         f"-DAIOBPF_RING_PAGES={pages}",
+        f"-DAIOBPF_MAX_ARGS={max_args}",
         f"-DAIOBPF_TASK_REAL_PARENT={member_offset('task_struct', 'real_parent')}",
         f"-DAIOBPF_TASK_TGID={member_offset('task_struct', 'tgid')}",
     ]
@@ -36,18 +41,33 @@ def _compile_execve(pages: int) -> Program:
 
 
 class ExecveEvents(AsyncResource):
-    """An async source of :class:`ExecveEvent`, one per ``execve`` call on the machine.
+    """An async source of :class:`ExecveEvent`, one per ``execve`` or ``execveat`` call on the
+    machine.
 
-    Attaches to the ``syscalls:sys_enter_execve`` and ``sys_exit_execve`` tracepoints when entered
-    (or at the first iteration, for a bare ``async for``) and detaches when closed. Cancellation,
+    Attaches to the ``syscalls`` tracepoints of both calls' entry and return (and to
+    ``sched:sched_process_exec``, to follow a thread that execs under a new id) when entered, or
+    at the first iteration for a bare ``async for``, and detaches when closed. Cancellation,
     memory and loss behave as for :class:`aiobpf.RingBuffer`, which it wraps; :attr:`stats`
-    counts what the ring could not hold.
+    counts what the ring (or the program's table of execs in flight) could not hold.
+
+    32-bit (ia32) processes on x86-64 are not seen: the kernel's syscall tracepoints do not
+    fire for compat syscalls.
     """
 
     def __init__(
-        self, *, ring_size: int = 256 * 1024, max_latency: float = 0.0, busy_poll: float = 0.0
+        self,
+        *,
+        ring_size: int = 1024 * 1024,
+        max_latency: float = 0.0,
+        busy_poll: float = 0.0,
+        max_args: int = 20,
     ) -> None:
         self._pages = ring_pages(ring_size)
+        if not isinstance(max_args, int) or not 0 <= max_args <= MAX_ARGS:
+            raise ValueError(
+                f"max_args must be a whole number from 0 to {MAX_ARGS}, got {max_args!r}"
+            )
+        self._max_args = max_args
         check_reading_mode(max_latency, busy_poll)
         self._max_latency = max_latency
         self._busy_poll = busy_poll
@@ -74,7 +94,7 @@ class ExecveEvents(AsyncResource):
         self._opening = True
         try:
             program = await anyio.to_thread.run_sync(
-                functools.partial(_compile_execve, self._pages)
+                functools.partial(_compile_execve, self._pages, self._max_args)
             )
             try:
                 filters = KernelFilters(program)
@@ -195,14 +215,24 @@ class _Batches:
 
 
 def execve_events(
-    *, ring_size: int = 256 * 1024, max_latency: float = 0.0, busy_poll: float = 0.0
+    *,
+    ring_size: int = 1024 * 1024,
+    max_latency: float = 0.0,
+    busy_poll: float = 0.0,
+    max_args: int = 20,
 ) -> ExecveEvents:
-    """Every ``execve`` on the machine, as :class:`ExecveEvent`.
+    """Every exec on the machine (``execve`` and ``execveat``), as :class:`ExecveEvent`.
 
     Use ``async with aiobpf.execve_events() as events: async for ev in events: ...`` for
     deterministic release; a bare ``async for`` also works and releases when the source is
-    collected. ``ring_size`` is the ring's size in bytes (a power-of-two number of pages);
-    ``max_latency`` is the latency budget and ``busy_poll`` the low-latency mode, in seconds
-    (see :meth:`RingBuffer.from_bcc`).
+    collected. ``ring_size`` is the ring's size in bytes (a power-of-two number of pages; an
+    event takes about 2.4 KiB of it); ``max_latency`` is the latency budget and ``busy_poll``
+    the low-latency mode, in seconds (see :meth:`RingBuffer.from_bcc`); ``max_args`` how many
+    arguments of argv to keep (0 to 64; like BCC's execsnoop, 20 by default).
+
+    Raises :class:`ValueError` for a ring size that is not a power-of-two number of pages, a
+    negative budget, or ``max_args`` out of range.
     """
-    return ExecveEvents(ring_size=ring_size, max_latency=max_latency, busy_poll=busy_poll)
+    return ExecveEvents(
+        ring_size=ring_size, max_latency=max_latency, busy_poll=busy_poll, max_args=max_args
+    )

@@ -45,11 +45,17 @@ _MODES = ("snapshot", "delta", "drain")
 
 @attrs.frozen
 class MapReading(Generic[K, V]):
-    """One reading of a map: ``values`` by key, taken at ``time`` (Unix seconds)."""
+    """One reading of a map: ``values`` by key, taken at ``time`` (Unix seconds).
+
+    ``dropped`` counts the updates the program could not make because the map was full, since
+    it was attached, from the program's per-CPU counter ``<map>_dropped``; None for a program
+    that keeps none.
+    """
 
     time: float
     values: dict[K, V]
     mode: str
+    dropped: int | None = None
 
 
 def _hashable(value: Any) -> Any:
@@ -122,6 +128,7 @@ class MapPoller(AsyncResource, Generic[K, V]):
         interval: float,
         mode: Mode = "snapshot",
         on_close: Sequence[Callable[[], None]] = (),
+        dropped: Callable[[], list[int]] | None = None,
     ) -> None:
         self._closed = True
         if not interval > 0:
@@ -134,6 +141,7 @@ class MapPoller(AsyncResource, Generic[K, V]):
                 f"{reader.map_type}); use 'delta' for arrays"
             )
         self._reader = reader
+        self._dropped = dropped
         self._interval = interval
         self._mode = mode
         self._on_close = list(on_close)
@@ -161,7 +169,9 @@ class MapPoller(AsyncResource, Generic[K, V]):
 
         ``key``/``value`` (numpy dtypes or ctypes types) default to the types BCC knows for the
         map. ``batch=False`` walks the keys instead of using batch syscalls. ``owned``: release
-        callbacks run when the poller closes (and at once if building it fails).
+        callbacks run when the poller closes (and at once if building it fails). A per-CPU array
+        ``<name>_dropped`` in the program, where it counts updates that found the map full, is
+        read into each reading's ``dropped``.
 
         Raises :class:`LookupError` for an unknown map, :class:`aiobpf.MapTypeError` for a map
         type that cannot be polled or declared types of the wrong size, :class:`ValueError` for
@@ -179,7 +189,12 @@ class MapPoller(AsyncResource, Generic[K, V]):
                 value=_as_dtype(value, table_value),
                 batch=batch,
             )
-            return cls(reader, interval=interval, mode=mode, on_close=on_close)
+            dropped = (
+                _bcc.percpu_sums(bpf, f"{name}_dropped")
+                if _bcc.has_map(bpf, f"{name}_dropped")
+                else None
+            )
+            return cls(reader, interval=interval, mode=mode, on_close=on_close, dropped=dropped)
         except BaseException as exc:
             release_all(reversed(on_close), after=exc)
             raise
@@ -188,6 +203,7 @@ class MapPoller(AsyncResource, Generic[K, V]):
         """A reading now, in this poller's mode (a drain empties the map)."""
         if self._closed:
             raise anyio.ClosedResourceError
+        dropped = None if self._dropped is None else self._dropped()[0]
         keys, values = self._reader.read(delete=self._mode == "drain")
         current = dict(zip(self._keys(keys), self._values(values), strict=True))
         now = time.time()
@@ -198,8 +214,8 @@ class MapPoller(AsyncResource, Generic[K, V]):
                 if self._previous.get(key) != value
             }
             self._previous = current
-            return MapReading(time=now, values=changes, mode=self._mode)
-        return MapReading(time=now, values=current, mode=self._mode)
+            return MapReading(time=now, values=changes, mode=self._mode, dropped=dropped)
+        return MapReading(time=now, values=current, mode=self._mode, dropped=dropped)
 
     def __aiter__(self) -> MapPoller[K, V]:
         return self

@@ -436,6 +436,26 @@ class RingBuffer(AsyncResource, Generic[R]):
         except _Closed:
             raise anyio.EndOfStream from None
 
+    def drain(self) -> npt.NDArray[np.void]:
+        """Every record available now, without waiting (possibly none): records taken but not
+        handed out first, then what the ring holds. For a consumer that stops, so that what
+        the kernel delivered before the stop is not left behind unread.
+
+        Raises :class:`anyio.ClosedResourceError` once closed and
+        :class:`anyio.BusyResourceError` while another task is waiting on the source.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        with self._gate.reading():
+            rest = (
+                self._pending_batch[self._pending_index :]
+                if self._pending_batch is not None
+                else np.empty(0, dtype=self._record.dtype)
+            )
+            self._pending, self._pending_batch, self._pending_index = (), None, 0
+            taken = self._take()
+        return np.concatenate([rest, taken]) if len(rest) else taken
+
     # -- state ----------------------------------------------------------------------------------
 
     @property

@@ -17,7 +17,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ._bcc import Program
-from ._programs import program_text
+from ._programs import include_flags, program_text
 from ._resource import AsyncResource
 from .maps import MapPoller
 from .operators import WindowCount
@@ -26,7 +26,7 @@ __all__ = ["KernelWindowCounts", "execve_window_counts"]
 
 
 def _compile(key: str) -> Program:
-    flags = ["-DAIOBPF_KEY_COMM"] if key == "comm" else []
+    flags = [*include_flags(), *(["-DAIOBPF_KEY_COMM"] if key == "comm" else [])]
     return Program.compile(program_text("execve_window"), cflags=flags)
 
 
@@ -34,19 +34,23 @@ class KernelWindowCounts(AsyncResource):
     """An async source of :class:`aiobpf.WindowCount` whose counting ran in the kernel.
 
     Each window is what the map held when drained: ``start`` and ``end`` are the drain times
-    (Unix seconds), ``late`` is always 0. Close it (``async with``) to detach.
+    (Unix seconds), ``late`` is always 0; :attr:`dropped` counts the exec calls the full map
+    could not count. Close it (``async with``) to detach.
     """
 
     def __init__(self, poller: MapPoller[Any, int], key: str) -> None:
         self._poller = poller
         self._key = key
         self._start = time.time()
+        self.dropped = 0
+        """Exec calls of keys the full map had no room for, up to the last window."""
 
     def __aiter__(self) -> KernelWindowCounts:
         return self
 
     async def __anext__(self) -> WindowCount:
         reading = await self._poller.__anext__()
+        self.dropped = reading.dropped or 0
         counts: dict[Any, int] = dict(reading.values)
         if self._key == "comm":
             counts = {key.comm.decode(errors="replace"): n for key, n in counts.items()}

@@ -196,3 +196,43 @@ def test_views_before_entering_are_a_clear_error() -> None:
     """Asking a dispatcher for a view before `async with` says how to use it."""
     with pytest.raises(RuntimeError, match="use it with 'async with'"):
         SyscallDispatch().view("execve")
+
+
+# A 64-bit process that makes 32-bit (ia32) syscalls through int $0x80, as a 32-bit program's
+# would be: getpid is 20 there (writev here) and getppid 64 (getsockopt here).
+_IA32_CALLS = r"""
+#include <unistd.h>
+int main(void) {
+    char go;
+    if (read(0, &go, 1) != 1) return 1;
+    for (int i = 0; i < 7; i++) {
+        long nr = 64, ret;
+        __asm__ volatile ("int $0x80" : "=a"(ret) : "a"(nr) : "memory");
+        if (ret != getppid()) return 2;
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="ia32 syscalls are x86-64's")
+async def test_ia32_syscalls_are_counted_apart_not_mislabelled(tmp_path: Any) -> None:
+    """ia32 syscalls (here getppid, number 64 there and getsockopt's here) of a task in scope
+    are not dispatched under the 64-bit table's names: counted as ia32, and nothing else."""
+    source, binary = tmp_path / "ia32.c", tmp_path / "ia32-calls"
+    source.write_text(_IA32_CALLS)
+    await anyio.run_process(["cc", "-O1", "-o", str(binary), str(source)])
+    async with (
+        await anyio.open_process([str(binary)]) as child,
+        SyscallDispatch(tgids=[child.pid], default="count") as dispatch,
+    ):
+        dispatch.install("getsockopt", "count")
+        assert child.stdin is not None
+        await child.stdin.send(b"g")
+        assert await child.wait() == 0  # each ia32 getppid returned what the 64-bit one does
+        stats = dispatch.stats
+        counts, fallthrough = dispatch.counts(), dispatch.fallthrough_counts()
+    assert stats.ia32 == 7
+    assert counts == {}  # no getsockopt: the 64-bit table's number 64
+    assert "getsockopt" not in fallthrough
+    assert fallthrough["getppid"] == 7  # the 64-bit calls it compared with

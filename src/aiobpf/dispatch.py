@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import platform
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -106,11 +107,14 @@ SYSCALL_EVENTS: RecordType[SyscallEvent] = RecordType(
 @attrs.frozen
 class DispatchStats:
     """Counts of the dispatcher: ``in_scope`` syscalls that reached the table, ``fell_through``
-    an empty slot (the default action), were ``ignored``; the event ring's ``events``."""
+    an empty slot (the default action), were ``ignored``; ``ia32`` syscalls of tasks in scope,
+    which are not dispatched (on x86-64 they are numbered differently: 11 is execve there,
+    munmap here) but counted here; the event ring's ``events``."""
 
     in_scope: int
     fell_through: int
     ignored: int
+    ia32: int
     events: RingStats
 
 
@@ -135,6 +139,11 @@ def _compile(pages: int, user_handlers: str) -> Program:
         f"-DAIOBPF_PID_WORDS={(pid_max + 63) // 64}",
         *(f"-DAIOBPF_REGS_{name}={offset}" for name, offset in regs.items()),
     ]
+    if platform.machine() == "x86_64":  # ia32 syscalls, numbered otherwise, are set apart
+        status = member_offset("task_struct", "thread_info") + member_offset(
+            "thread_info", "status"
+        )
+        flags.append(f"-DAIOBPF_THREAD_STATUS={status}")
     text = program_text("dispatch").replace("/* AIOBPF_USER_HANDLERS */", user_handlers)
     return Program.compile(text, cflags=flags)
 
@@ -407,6 +416,7 @@ class SyscallDispatch:
             in_scope=counts.get(0, 0),
             fell_through=counts.get(1, 0),
             ignored=counts.get(2, 0),
+            ia32=counts.get(3, 0),
             events=self._ring.stats,
         )
 

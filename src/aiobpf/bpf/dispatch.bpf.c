@@ -10,8 +10,14 @@
  * Built-in handlers: handle_emit (an event into the ring), handle_count (a per-syscall counter),
  * handle_ignore (counted as ignored, nothing else). User handlers are compiled in with them.
  *
- * Compiled with -DAIOBPF_RING_PAGES, -DAIOBPF_PID_WORDS (pid_max / 64) and -DAIOBPF_REGS_{DI,SI,DX,R10,R8,R9}: offsets in struct
- * pt_regs of the syscall argument registers, read from the running kernel's BTF.
+ * 32-bit (ia32) syscalls on x86-64 number the calls differently (11 is execve there, munmap
+ * here): they are not dispatched, only counted (STAT_COMPAT), rather than mislabelled. A task
+ * is in such a call when its thread_info has TS_COMPAT, as the kernel's in_ia32_syscall() asks.
+ *
+ * Compiled with -DAIOBPF_RING_PAGES, -DAIOBPF_PID_WORDS (pid_max / 64),
+ * -DAIOBPF_REGS_{DI,SI,DX,R10,R8,R9} (offsets in struct pt_regs of the syscall argument
+ * registers) and on x86-64 -DAIOBPF_THREAD_STATUS (offset of thread_info.status in
+ * task_struct), read from the running kernel's BTF.
  */
 #include "aiobpf.h"
 
@@ -25,6 +31,9 @@
 #define STAT_IN_SCOPE 0
 #define STAT_FELL_THROUGH 1
 #define STAT_IGNORED 2
+#define STAT_COMPAT 3
+
+#define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
 
 #define DEFAULT_COUNT 0
 #define DEFAULT_EMIT 1
@@ -49,7 +58,7 @@ BPF_RINGBUF_OUTPUT(events, AIOBPF_RING_PAGES);
 BPF_PERCPU_ARRAY(events_counts, u64, 2);
 BPF_PERCPU_ARRAY(syscall_counts, u64, AIOBPF_MAX_SYSCALLS);
 BPF_PERCPU_ARRAY(fallthrough_counts, u64, AIOBPF_MAX_SYSCALLS);
-BPF_PERCPU_ARRAY(dispatch_counts, u64, 3);
+BPF_PERCPU_ARRAY(dispatch_counts, u64, 4);
 BPF_ARRAY(config, u32, 2); /* [0] scope flags, [1] default action */
 /* tid and tgid sets are bitmaps indexed by id (AIOBPF_PID_WORDS u64 words cover pid_max): an
  * array lookup the verifier inlines, where a hash lookup would add tens of nanoseconds to every
@@ -136,11 +145,28 @@ static __always_inline int emit(struct bpf_raw_tracepoint_args *ctx, u32 nr)
     return 0;
 }
 
+static __always_inline int in_compat_syscall(void)
+{
+#ifdef AIOBPF_THREAD_STATUS
+    char *task = (char *)bpf_get_current_task();
+    u32 status = 0;
+    bpf_probe_read_kernel(&status, sizeof(status), task + AIOBPF_THREAD_STATUS);
+    return status & TS_COMPAT;
+#else
+    return 0;
+#endif
+}
+
 int dispatch(struct bpf_raw_tracepoint_args *ctx)
 {
     if (!in_scope())
         return 0;
-    u32 slot = STAT_IN_SCOPE;
+    u32 slot = STAT_COMPAT;
+    if (in_compat_syscall()) {
+        bump(dispatch_counts.lookup(&slot));
+        return 0;
+    }
+    slot = STAT_IN_SCOPE;
     bump(dispatch_counts.lookup(&slot));
     u32 nr = (u32)ctx->args[1];
     handlers.call(ctx, nr);

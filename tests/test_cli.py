@@ -323,3 +323,24 @@ def test_execsnoop_escapes_control_characters(tmp_path: Path) -> None:
     assert "evil\\x1b[2J\\x0anam" in shown.split()[5]  # comm: the kernel keeps 15 bytes
     assert f"{tmp_path}/evil\\x1b[2J\\x0aname" in shown
     assert shown.endswith("arg\\x1b]0;title\\x07")
+
+
+@pytest.mark.usefixtures("bpf")
+@pytest.mark.parametrize("tool", ["execsnoop", "top-uids"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_machine_problem_is_one_line_and_status_1(tool: str, backend: str) -> None:
+    """Without the privileges BPF needs (root without capabilities), a tool says so in one line
+    on stderr and exits 1: no traceback, and no ExceptionGroup from its signal handling."""
+    no_capabilities = [
+        *("setpriv", "--securebits=+noroot,+noroot_locked"),
+        *("--bounding-set=-all", "--inh-caps=-all"),
+    ]
+    result = subprocess.run(
+        [*no_capabilities, sys.executable, "-m", "aiobpf", "--backend", backend, tool],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"aiobpf {tool}: loading BPF programs needs root")
+    assert result.stderr.count("\n") == 1, result.stderr

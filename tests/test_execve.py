@@ -290,17 +290,27 @@ thread.start()
 thread.join()
 """
 AT_EMPTY_PATH = 0x1000
-AT_FDCWD = -100
 
 
-async def _run_child(code: str, program: Path) -> tuple[int, str]:
-    """Runs ``code`` in a child Python with ``program`` as its argument: its pid and what it
-    printed before exec'ing."""
-    async with await anyio.open_process([sys.executable, "-c", code, str(program)]) as child:
-        assert child.stdout is not None
-        printed = (await child.stdout.receive()).decode()
-        assert await child.wait() == 0
-    return child.pid, printed.strip()
+async def _child_execs(tmp_path: Path, name: str, code: str) -> tuple[int, str, list[ExecveEvent]]:
+    """Runs ``code`` in a child Python with a copy of true named ``name`` as its argument: the
+    child's pid, what it printed before exec'ing, and every exec event of its pid (its own
+    start first), each reported exactly once."""
+    program = kernel.uniquely_named_program(tmp_path, name)
+    marker = kernel.uniquely_named_program(tmp_path, "marker")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events() as events:
+            async with await anyio.open_process(
+                [sys.executable, "-c", code, str(program)]
+            ) as child:
+                assert child.stdout is not None
+                printed = (await child.stdout.receive()).decode().strip()
+                assert await child.wait() == 0
+            mine = [e for e in await _events_until(events, marker) if e.pid == child.pid]
+    assert events.stats.dropped == 0
+    assert mine[0].filename == sys.executable  # the child's own start
+    return child.pid, printed, mine
 
 
 async def _events_until(events: aiobpf.ExecveEvents, marker: Path) -> list[ExecveEvent]:
@@ -318,31 +328,17 @@ async def _events_until(events: aiobpf.ExecveEvents, marker: Path) -> list[Execv
 async def test_execveat_relative_to_a_directory_fd(tmp_path: Path) -> None:
     """execveat(dirfd, "name", ...) is reported once, as execveat, with its dirfd, the name as
     given, the argv and the new program's comm."""
-    program = kernel.uniquely_named_program(tmp_path, "at-exec-me")
-    marker = kernel.uniquely_named_program(tmp_path, "marker")
-    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
-    with anyio.fail_after(30):
-        async with aiobpf.execve_events() as events:
-            pid, fd = await _run_child(_EXECVEAT, program)
-            mine = [e for e in await _events_until(events, marker) if e.pid == pid]
+    _, fd, mine = await _child_execs(tmp_path, "at-exec-me", _EXECVEAT)
     assert [(e.syscall, e.comm, e.filename, e.argv, e.retval) for e in mine[1:]] == [
         ("execveat", "at-exec-me", "at-exec-me", ("at-exec-me", "via-execveat"), 0)
     ]
     assert (mine[1].dirfd, mine[1].flags) == (int(fd), 0)
-    assert mine[0].syscall == "execve"  # the child's own start, python
-    assert events.stats.dropped == 0
 
 
 async def test_fexecve_is_an_execveat_of_an_empty_path(tmp_path: Path) -> None:
     """fexecve (execveat with AT_EMPTY_PATH on an open fd) is reported once, as execveat with
     an empty filename, the fd and the flag, and the argv it was given."""
-    program = kernel.uniquely_named_program(tmp_path, "fexec-me")
-    marker = kernel.uniquely_named_program(tmp_path, "marker")
-    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
-    with anyio.fail_after(30):
-        async with aiobpf.execve_events() as events:
-            pid, fd = await _run_child(_FEXECVE, program)
-            mine = [e for e in await _events_until(events, marker) if e.pid == pid]
+    _, fd, mine = await _child_execs(tmp_path, "fexec-me", _FEXECVE)
     assert [(e.syscall, e.comm, e.filename, e.argv, e.retval) for e in mine[1:]] == [
         ("execveat", "fexec-me", "", ("fexec-me", "via-fexecve"), 0)
     ]
@@ -353,16 +349,11 @@ async def test_exec_from_a_thread_other_than_the_leader(tmp_path: Path) -> None:
     """A thread that is not its process's leader execs: the kernel gives it the leader's id on
     the way, and the exec is still reported once, with the process's pid, the thread's id, the
     new comm and the argv."""
-    program = kernel.uniquely_named_program(tmp_path, "thread-exec-me")
-    marker = kernel.uniquely_named_program(tmp_path, "marker")
-    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
-    with anyio.fail_after(30):
-        async with aiobpf.execve_events() as events:
-            pid, tid = await _run_child(_FROM_A_THREAD, program)
-            mine = [e for e in await _events_until(events, marker) if e.pid == pid]
+    pid, tid, mine = await _child_execs(tmp_path, "thread-exec-me", _FROM_A_THREAD)
+    program = str(tmp_path / "thread-exec-me")
     assert int(tid) != pid
     assert [(e.tid, e.comm, e.filename, e.argv, e.retval) for e in mine[1:]] == [
-        (int(tid), "thread-exec-me", str(program), (str(program), "from-a-thread"), 0)
+        (int(tid), "thread-exec-me", program, (program, "from-a-thread"), 0)
     ]
 
 

@@ -112,6 +112,7 @@ Tool = Callable[[argparse.Namespace, TextIO, _Stop], Coroutine[Any, Any, None]]
 
 async def _run_until_stopped(tool: Tool, args: argparse.Namespace, out: TextIO) -> None:
     stop = _Stop(args.duration)
+    failure: AiobpfError | None = None
     async with anyio.create_task_group() as tasks:
 
         async def on_signals(*, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -121,8 +122,14 @@ async def _run_until_stopped(tool: Tool, args: argparse.Namespace, out: TextIO) 
                     stop.scope.cancel()
 
         await tasks.start(on_signals)
-        await tool(args, out, stop)
-        tasks.cancel_scope.cancel()
+        try:
+            await tool(args, out, stop)
+        except AiobpfError as exc:
+            failure = exc  # raised as itself, not wrapped in the task group's ExceptionGroup
+        finally:
+            tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 # -- execsnoop -----------------------------------------------------------------------------------

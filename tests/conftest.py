@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from . import kernel
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests stop tools and examples with SIGINT, as Ctrl-C would. A shell that starts the suite
+    in the background leaves SIGINT ignored, and an ignored signal stays ignored in every child
+    (Python then installs no KeyboardInterrupt handler): give the children the default back."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -71,6 +71,7 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
     from aiobpf.execve import _compile_execve
 
     program = _compile_execve(ring_pages(RING_SIZE), 20)  # argv kept as execve_events() does
+    program.attach_tracepoints()
     bpf = program.bpf
     events, counts = bpf["events"], bpf["events_counts"]
     received = 0

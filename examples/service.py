@@ -1,11 +1,13 @@
 """aiobpf inside your own async web service: copy this file and grow it.
 
-    sudo .venv/bin/python examples/service.py [--port 8000] [--alert-comm NAME] [--backend trio]
+    sudo .venv/bin/python examples/service.py [--socket PATH | --port 8000] [--alert-comm NAME]
 
 aiobpf's routes (/events, /top, /stats, /metrics and the dashboard) are mounted under /aiobpf/,
-next to a route of this service, GET /uids/{uid}. A task of the service subscribes to the same
-hub as the HTTP clients and prints a line whenever a watched program runs. The execve programs
-attach once, at start-up; SIGINT or SIGTERM stop the service with everything detached.
+next to a route of this service, GET /uids/{uid}, which like aiobpf's own shows a user only what
+it may see. A task of the service subscribes to the same hub as the HTTP clients and prints a
+line whenever a watched program runs. It listens on a root-only Unix socket, or with --port on
+TCP with a token it prints; the execve programs attach once, at start-up; SIGINT or SIGTERM stop
+the service with everything detached.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from aiobpf.service import EventHub, create_app, serve
+from aiobpf.service import DEFAULT_SOCKET, EventHub, create_app, serve
+from aiobpf.service.access import viewer_of
 
 
 def application(hub: EventHub) -> Starlette:
     async def execs_of(request: Request) -> JSONResponse:
         uid = request.path_params["uid"]
+        viewer = viewer_of(request)  # who asks: aiobpf's access control says
+        if viewer is None or not viewer.may_see(uid):
+            return JSONResponse({"error": "not yours to see"}, status_code=403)
         return JSONResponse({"uid": uid, "execve": hub.top().get(uid, 0)})
 
     return Starlette(
@@ -43,14 +49,16 @@ async def alert_on(
             print(f"alert: uid {event.uid} ran {event.filename} (pid {event.pid})", flush=True)
 
 
-async def main(port: int, alert_comms: list[str]) -> None:
+async def main(socket_path: str, port: int | None, alert_comms: list[str]) -> None:
     stop = anyio.Event()
     async with anyio.create_task_group() as tasks:
-        hub = await tasks.start(functools.partial(serve, port=port, app=application, shutdown=stop))
+        listen = functools.partial(serve, socket_path=socket_path, port=port, app=application)
+        serving = await tasks.start(functools.partial(listen, shutdown=stop))
         async with anyio.create_task_group() as watchers:
             for comm in alert_comms:
-                await watchers.start(alert_on, hub, comm)
-            print(f"serving on http://127.0.0.1:{port}/aiobpf/ (Ctrl-C stops)", flush=True)
+                await watchers.start(alert_on, serving.hub, comm)
+            token = f" with token {serving.token}" if serving.token else ""
+            print(f"serving on {serving.url}{token} (Ctrl-C stops)", flush=True)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     break
@@ -60,8 +68,9 @@ async def main(port: int, alert_comms: list[str]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="aiobpf embedded in a Starlette service")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--socket", default=DEFAULT_SOCKET, help="Unix socket to listen on")
+    parser.add_argument("--port", type=int, help="listen on TCP 127.0.0.1 instead, with a token")
     parser.add_argument("--alert-comm", action="append", default=[], help="watch this program")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args()
-    anyio.run(main, args.port, args.alert_comm, backend=args.backend)
+    anyio.run(main, args.socket, args.port, args.alert_comm, backend=args.backend)

@@ -312,17 +312,18 @@ def test_execsnoop_escapes_control_characters(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     tool = _start_execsnoop("--uid", str(UID), as_json=False, backend="trio")
     try:
-        subprocess.run([*kernel.setpriv_command(UID, program), "arg\x1b]0;title\x07"], check=True)
+        argument = "arg\x1b]0;title\x07 \u2028\u202eflipped"  # a newline and a bidi override too
+        subprocess.run([*kernel.setpriv_command(UID, program), argument], check=True)
         lines = _stopped_output(tool)
     finally:
         tool.kill()
         tool.wait()
     assert len(lines) == 2, lines
     shown = lines[0]
-    assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in shown), repr(shown)
+    assert shown.isprintable(), repr(shown)
     assert "evil\\x1b[2J\\x0anam" in shown.split()[5]  # comm: the kernel keeps 15 bytes
     assert f"{tmp_path}/evil\\x1b[2J\\x0aname" in shown
-    assert shown.endswith("arg\\x1b]0;title\\x07")
+    assert shown.endswith("arg\\x1b]0;title\\x07 \\u2028\\u202eflipped")
 
 
 @pytest.mark.usefixtures("bpf")

@@ -39,7 +39,7 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def server() -> Iterator[str]:
+def server() -> Iterator[tuple[str, str]]:
     """`aiobpf serve` on a free loopback port; stopped with SIGTERM, which must detach all."""
     port = _free_port()
     programs = kernel.loaded_program_ids()
@@ -56,7 +56,8 @@ def server() -> Iterator[str]:
     try:
         ready = process.stdout.readline()  # printed once attached and listening
         assert ready.startswith("serving on"), f"aiobpf serve did not start: {ready!r}"
-        yield f"http://127.0.0.1:{port}"
+        token = ready.split("?token=")[1].split()[0]  # generated: the URL to open carries it
+        yield f"http://127.0.0.1:{port}", token
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
@@ -65,7 +66,7 @@ def server() -> Iterator[str]:
 
 
 def test_the_dashboard_shows_an_exec_done_while_it_is_open(
-    chromium: str, server: str, tmp_path: Path
+    chromium: str, server: tuple[str, str], tmp_path: Path
 ) -> None:
     """The page renders, its event stream connects (with its own uid filter, which the server
     hands to the kernel), a known program's exec appears in the list and its uid in the top
@@ -83,7 +84,8 @@ def test_the_dashboard_shows_an_exec_done_while_it_is_open(
         )
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 700})
-            page.goto(f"{server}/?uid={UID}")
+            base, token = server
+            page.goto(f"{base}/?uid={UID}&token={token}")
             expect(page.get_by_role("heading", level=1)).to_contain_text("live execve events")
             expect(page.locator("#status")).to_have_text("live")
             subprocess.run(kernel.setpriv_command(UID, program), check=True)

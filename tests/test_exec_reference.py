@@ -6,6 +6,7 @@ JSON on trio) and by `aiobpf top-uids`."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -95,10 +96,19 @@ def test_a_storm_is_counted_exactly_as_bpftrace_counts_it(tmp_path: Path) -> Non
     reference = execve + execveat
 
     *events, summary = text_lines
-    lost_lines = [line for line in events if line.startswith("-- ")]
+    exec_lines, lost_lines, others = [], [], []
+    for line in events:
+        if re.match(r"\d\d:\d\d:\d\d ", line):
+            exec_lines.append(line)
+        elif re.fullmatch(r"-- \d+ lost", line):
+            lost_lines.append(line)
+        else:
+            others.append(line)
+    assert others == []  # every line an exec or a loss
     seen, lost = (int(word) for word in summary.split()[1:5:3])
     assert summary == f"-- {seen} execs seen, {lost} lost"
-    assert len(events) - len(lost_lines) == seen
+    assert len(exec_lines) == seen
+    assert sum(int(line.split()[1]) for line in lost_lines) == lost
     assert seen + lost == reference
 
     *events_json, summary_json = json_records

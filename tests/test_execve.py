@@ -389,3 +389,24 @@ def test_max_args_is_checked() -> None:
     for bad in (-1, 65, 2.5):
         with pytest.raises(ValueError, match="max_args must be a whole number from 0 to 64"):
             aiobpf.execve_events(max_args=bad)  # type: ignore[arg-type]
+
+
+async def test_a_pushed_down_filter_holds_from_the_first_event(tmp_path: Path) -> None:
+    """Filters given before the source opens are in the kernel before its program is attached:
+    other users' execs made all the while it opens never reach it, and the first event is the
+    filtered user's."""
+    program = kernel.uniquely_named_program(tmp_path, "filtered-first")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+
+            async def others() -> None:
+                while True:  # root's execs, before, while and after the source opens
+                    await anyio.run_process(["/bin/true"])
+
+            tasks.start_soon(others)
+            async with aiobpf.execve_events() | aiobpf.filter_uid(TEST_UID) as events:
+                await anyio.run_process(kernel.setpriv_command(TEST_UID, program))
+                first = await events.receive()
+            tasks.cancel_scope.cancel()
+    assert (first.uid, first.filename) == (TEST_UID, str(program))

@@ -16,7 +16,7 @@ import anyio.streams.text
 import httpx
 import pytest
 
-from aiobpf.service import EventHub, serve
+from aiobpf.service import AccessPolicy, EventHub, serve
 
 from . import kernel
 
@@ -33,6 +33,10 @@ pytestmark = [
 ]
 
 UID = 61061
+#: The bearer token the TCP tests' servers require, and the header that carries it.
+TOKEN = "test-token-not-secret"
+AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
+ACCESS = AccessPolicy(token=TOKEN)
 #: Execs per round of the slow-client test: fewer than a client's queue holds.
 ROUND = 32
 
@@ -64,9 +68,14 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
     programs, objects = kernel.loaded_program_ids(), kernel.bpf_objects()
     stop = anyio.Event()
     with anyio.fail_after(60):
-        async with anyio.create_task_group() as tasks, httpx.AsyncClient(base_url=base) as client:
+        async with (
+            anyio.create_task_group() as tasks,
+            httpx.AsyncClient(base_url=base, headers=AUTHORIZED) as client,
+        ):
             await tasks.start(
-                lambda task_status: serve(port=port, shutdown=stop, task_status=task_status)
+                lambda task_status: serve(
+                    port=port, access=ACCESS, shutdown=stop, task_status=task_status
+                )
             )
             async with client.stream("GET", "/events", params={"uid": UID}) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
@@ -168,7 +177,8 @@ class _StalledClient:
         self._socket = socket.socket()
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self._socket.connect(("127.0.0.1", port))
-        self._socket.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        request = f"GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        self._socket.sendall(request.encode())
         self._socket.setblocking(False)
         self._pending = b""
 
@@ -213,11 +223,12 @@ async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) ->
     with anyio.fail_after(100):
         async with (
             anyio.create_task_group() as tasks,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
         ):
             await tasks.start(
                 lambda task_status: serve(
                     port=port,
+                    access=ACCESS,
                     client_buffer=queue,
                     send_buffer=32768,
                     shutdown=stop,
@@ -300,19 +311,23 @@ async def test_the_service_example_embeds_the_hub(tmp_path: Any, backend: str) -
     with anyio.fail_after(60):
         async with (
             await anyio.open_process([*command, "--backend", backend]) as process,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
         ):
             assert process.stdout is not None
             lines = anyio.streams.text.TextReceiveStream(process.stdout)
             output = ""
-            while "serving on" not in output:
+            while "(Ctrl-C stops)" not in output:
                 output += await lines.receive()
+            token = output.split(" with token ")[1].split()[0]  # generated, told once
+            client = httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+            )
             await anyio.run_process(kernel.setpriv_command(UID, program))
             while "alert:" not in output:
                 output += await lines.receive()
-            own = (await client.get(f"/uids/{UID}")).json()
-            top = (await client.get("/aiobpf/top")).json()
-            page = (await client.get("/aiobpf/")).text
+            async with client:
+                own = (await client.get(f"/uids/{UID}")).json()
+                top = (await client.get("/aiobpf/top")).json()
+                page = (await client.get("/aiobpf/")).text
             process.send_signal(signal.SIGTERM)
             assert await process.wait() == 0
     assert f"alert: uid {UID} ran {program}" in output
@@ -334,16 +349,18 @@ async def test_bad_filters_are_refused_and_long_names_match_what_the_kernel_keep
     with anyio.fail_after(60):
         async with (
             anyio.create_task_group() as tasks,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
         ):
-            hub = await tasks.start(
-                lambda task_status: serve(port=port, shutdown=stop, task_status=task_status)
+            serving = await tasks.start(
+                lambda task_status: serve(
+                    port=port, access=ACCESS, shutdown=stop, task_status=task_status
+                )
             )
             refusals = [
                 (await client.get("/events", params={"uid": uid}))
                 for uid in ("me", "-1", "4294967296")
             ]
-            with hub.subscribe(comm="a-rather-long-program-name") as subscriber:
+            with serving.hub.subscribe(comm="a-rather-long-program-name") as subscriber:
                 await anyio.run_process([str(program)])
                 event = await subscriber.receive.receive()
             stop.set()
@@ -365,11 +382,12 @@ async def test_a_client_that_takes_nothing_is_disconnected_after_the_timeout(
     with anyio.fail_after(60):
         async with (
             anyio.create_task_group() as tasks,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}"),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED),
         ):
-            hub = await tasks.start(
+            serving = await tasks.start(
                 lambda task_status: serve(
                     port=port,
+                    access=ACCESS,
                     client_buffer=8,
                     send_buffer=8192,
                     stalled_client_timeout=1.0,
@@ -380,6 +398,7 @@ async def test_a_client_that_takes_nothing_is_disconnected_after_the_timeout(
             with contextlib.closing(_StalledClient(port, "/events?comm=stall-me")) as stalled:
                 messages = stalled.messages()
                 assert (await anext(messages))[0] == "connected"
+                hub = serving.hub
                 assert hub.stats()["clients"] == 1
                 # fill its window and the server's buffer, until its events are being dropped
                 while hub.user_dropped == 0:

@@ -19,6 +19,7 @@ import errno
 import importlib
 import os
 import re
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -186,6 +187,20 @@ def _kprobes_available() -> bool:
     ).exists()
 
 
+#: Tries at loading a program the verifier gave up on because of a signal (EAGAIN).
+_LOAD_ATTEMPTS = 5
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Blocks every signal for the calling thread for the duration; they are delivered after."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Program:
     """A compiled and attached ``bcc.BPF`` object that aiobpf owns and must detach."""
 
@@ -195,7 +210,8 @@ class Program:
 
     @classmethod
     def compile(cls, text: str, *, cflags: Sequence[str] = (), attach: bool = True) -> Program:
-        """Compiles ``text``, loads it, and attaches its ``TRACEPOINT_PROBE`` functions.
+        """Compiles ``text``, loads it, and attaches its ``TRACEPOINT_PROBE`` functions (with
+        ``attach=False``, later, by :meth:`attach_tracepoints`: after its maps are filled).
 
         Raises :class:`BccMissingError`, :class:`PrivilegeError`, :class:`KernelHeadersError`,
         :class:`TracefsError`, :class:`UnknownTracepointError` (checked before compiling, by
@@ -234,13 +250,15 @@ class Program:
         program = cls(bpf)
         if attach:
             try:
-                program._attach_tracepoints()
+                program.attach_tracepoints()
             except BaseException:
                 program.close()
                 raise
         return program
 
-    def _attach_tracepoints(self) -> None:
+    def attach_tracepoints(self) -> None:
+        """Attaches every ``TRACEPOINT_PROBE`` function of the program; on a failure, what was
+        attached before it stays attached until :meth:`close`."""
         bcc = import_bcc()
         module = self.bpf.module
         names = [
@@ -253,20 +271,33 @@ class Program:
                 self.attach_tracepoint(match[1], match[2], name)
 
     def _load(self, fn_name: str, prog_type: int) -> Any:
-        try:
-            return self.bpf.load_func(fn_name.encode(), prog_type)
-        except Exception as exc:
-            err = ctypes.get_errno()
-            raise CompileError(
-                f"the kernel refused to load BPF function {fn_name!r}: {exc}"
-                + (f" ({os.strerror(err)})" if err else "")
-                + (
-                    "; this process is privileged, so the kernel rejects this program type or "
-                    "helper, not the user"
-                    if err == errno.EPERM
-                    else ""
-                )
-            ) from exc
+        # The verifier gives up with EAGAIN when a signal is pending for the loading thread (a
+        # child's SIGCHLD, say) while it works. Signals are held for the load (the kernel hands
+        # process signals to another thread meanwhile, and the held ones arrive after it), and
+        # an EAGAIN all the same is worth another try, as libbpf gives it (5 tries).
+        for attempt in range(_LOAD_ATTEMPTS):
+            try:
+                with _signals_held():
+                    return self.bpf.load_func(fn_name.encode(), prog_type)
+            except Exception as exc:
+                err = ctypes.get_errno()
+                if err == errno.EAGAIN and attempt + 1 < _LOAD_ATTEMPTS:
+                    continue
+                raise self._load_error(fn_name, exc, err) from exc
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _load_error(fn_name: str, exc: Exception, err: int) -> CompileError:
+        return CompileError(
+            f"the kernel refused to load BPF function {fn_name!r}: {exc}"
+            + (f" ({os.strerror(err)})" if err else "")
+            + (
+                "; this process is privileged, so the kernel rejects this program type or "
+                "helper, not the user"
+                if err == errno.EPERM
+                else ""
+            )
+        )
 
     def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:
         """Attaches ``fn_name`` to ``category:event``; raises :class:`UnknownTracepointError`."""

@@ -3,7 +3,7 @@
     aiobpf execsnoop [--uid UID] [--json] [--max-args N] [--ring-size BYTES] [--duration S]
     aiobpf hello [--trace-pipe] [--duration S]
     aiobpf syscalls [--pid PID] [--interval S] [--top N] [--json] [--duration S]
-    aiobpf serve [--host 127.0.0.1] [--port 8000] [--uid UID] [--client-buffer N]
+    aiobpf serve [--socket PATH] [--socket-mode 0600] [--port P [--host H] [--token-file F]]
     aiobpf top-uids [--interval S] [--top N] [--uid UID] [--json] [--duration S]
 
 Every tool runs until Ctrl-C (SIGINT), SIGTERM or ``--duration`` seconds, then prints what it
@@ -17,11 +17,13 @@ import argparse
 import functools
 import json
 import math
+import os
 import pwd
 import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -29,6 +31,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from ._defaults import DEFAULT_SOCKET
 from ._validate import ring_pages
 from .counts import execve_counts
 from .dispatch import SyscallDispatch
@@ -82,6 +85,13 @@ def _ring_size(text: str) -> int:
     return value
 
 
+def _mode(text: str) -> int:
+    value = int(text, 8)
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"must be a file mode in octal (0600), got {text!r}")
+    return value
+
+
 def _uid(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**32:
@@ -124,26 +134,40 @@ async def _run_until_stopped(tool: Tool, args: argparse.Namespace, out: TextIO) 
         await tasks.start(on_signals)
         try:
             await tool(args, out, stop)
-        except AiobpfError as exc:
-            failure = exc  # raised as itself, not wrapped in the task group's ExceptionGroup
+        except BaseException as exc:
+            failure = _only_aiobpf_error(exc)
+            if failure is None:
+                raise
         finally:
             tasks.cancel_scope.cancel()
     if failure is not None:
-        raise failure
+        raise failure  # as itself, not wrapped in a task group's ExceptionGroup
+
+
+def _only_aiobpf_error(exc: BaseException) -> AiobpfError | None:
+    """The AiobpfError that ``exc`` is, or that a task group wrapped alone (None otherwise)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, AiobpfError) else None
 
 
 # -- execsnoop -----------------------------------------------------------------------------------
 
-#: C0 and C1 control characters and DEL, shown escaped: a file name or an argument must not
-#: move the cursor or repaint the terminal of whoever watches (root, usually).
-_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
-    ord("\\"): "\\\\"
-}
-
 
 def printable(text: str) -> str:
-    """``text`` with control characters (and backslashes) escaped, safe on a terminal."""
-    return text.translate(_ESCAPES)
+    """``text`` safe on a terminal: characters that are not printable (C0 and C1 controls, DEL,
+    line and paragraph separators, bidirectional overrides, ...) shown as ``\\xNN`` or
+    ``\\uNNNN``, and backslashes doubled, so that a file name or an argument cannot move the
+    cursor, repaint or reorder the screen of whoever watches (root, usually)."""
+    text = text.replace("\\", "\\\\")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _shown_filename(event: ExecveEvent) -> str:
@@ -400,18 +424,32 @@ async def _syscalls(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
 
 async def _serve(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
     try:
-        from .service import serve
+        from .service import AccessPolicy, serve
     except ImportError as exc:
         raise AiobpfError(
             f"aiobpf serve needs the service extra ({exc.name} is missing): "
             "pip install 'aiobpf[service]'"
         ) from exc
+    access = AccessPolicy(
+        token=_read_token(args.token_file) if args.token_file else None,
+        see_all=frozenset(args.see_all or ()),
+        metrics_public=args.metrics_without_token,
+        max_clients=args.max_clients,
+        max_clients_per_user=args.max_clients_per_user,
+    )
     shutdown = anyio.Event()
     async with anyio.create_task_group() as server:
         run = functools.partial(
             serve,
-            args.host,
-            args.port,
+            socket_path=args.socket,
+            socket_mode=args.socket_mode,
+            host=args.host,
+            port=args.port,
+            access=access,
+            allowed_hosts=args.allowed_host or (),
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            insecure=args.insecure,
             uids=args.uid,
             client_buffer=args.client_buffer,
             max_latency=args.max_latency,
@@ -419,13 +457,18 @@ async def _serve(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
             stalled_client_timeout=args.stalled_timeout,
             shutdown=shutdown,
         )
-        hub = await server.start(run)
-        print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=out, flush=True)
+        serving = await server.start(run)
+        where = serving.url
+        if serving.token is not None and not args.token_file:
+            where += f"?token={serving.token}"  # generated: the one place it is told
+        elif serving.url.startswith("unix:"):
+            where += f" (mode {args.socket_mode:04o})"
+        print(f"serving on {where} (Ctrl-C stops)", file=out, flush=True)
         try:
             with stop.running():
                 await anyio.sleep_forever()
         finally:
-            stats = hub.stats()
+            stats = serving.hub.stats()
             shutdown.set()  # the server shuts down gracefully, then detaches
     print(
         f"-- {stats['received']} execs received, {stats['kernel_dropped']} lost in the kernel, "
@@ -433,6 +476,22 @@ async def _serve(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
         file=out,
         flush=True,
     )
+
+
+def _read_token(path: str) -> str:
+    """The token in ``path``, a file only its owner may read (it stands for root's view)."""
+    try:
+        mode = os.stat(path).st_mode
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise AiobpfError(f"cannot read the token file {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise AiobpfError(
+            f"the token file {path} is readable by others (mode {mode & 0o777:04o}): chmod 600 it"
+        )
+    if not token:
+        raise AiobpfError(f"the token file {path} is empty")
+    return token
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -509,8 +568,56 @@ def _parser() -> argparse.ArgumentParser:
     web = tools.add_parser(
         "serve", help="HTTP service: SSE event stream, /top, /metrics, a dashboard"
     )
-    web.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    web.add_argument("--port", type=int, default=8000, help="port (8000)")
+    web.add_argument(
+        "--socket",
+        default=DEFAULT_SOCKET,
+        help=f"Unix socket to listen on, unless --port is given ({DEFAULT_SOCKET})",
+    )
+    web.add_argument(
+        "--socket-mode",
+        type=_mode,
+        default=0o600,
+        help="who may connect to the socket (0600: root; 0666: every local user, each seeing "
+        "its own execs)",
+    )
+    web.add_argument(
+        "--see-all",
+        type=_uid,
+        action="append",
+        help="a uid that, like root, sees every user's execs over the socket (repeatable)",
+    )
+    web.add_argument("--port", type=int, help="listen on TCP instead, with a bearer token")
+    web.add_argument("--host", default="127.0.0.1", help="TCP address to bind (127.0.0.1)")
+    web.add_argument(
+        "--token-file",
+        help="file holding the bearer token, mode 0600 (default: a new token, printed at start)",
+    )
+    web.add_argument(
+        "--metrics-without-token",
+        action="store_true",
+        help="serve /metrics over TCP without the token (for a Prometheus scraper)",
+    )
+    web.add_argument(
+        "--allowed-host",
+        action="append",
+        help="a Host header name to answer besides --host and the loopback names (repeatable)",
+    )
+    web.add_argument("--certfile", help="TLS certificate (PEM), with --keyfile")
+    web.add_argument("--keyfile", help="TLS private key (PEM), with --certfile")
+    web.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without TLS: every user's commands in clear",
+    )
+    web.add_argument(
+        "--max-clients", type=_count, default=64, help="open /events streams at most (64)"
+    )
+    web.add_argument(
+        "--max-clients-per-user",
+        type=_count,
+        default=8,
+        help="open /events streams per user (or per token) at most (8)",
+    )
     web.add_argument(
         "--uid",
         type=_uid,

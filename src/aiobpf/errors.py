@@ -11,8 +11,10 @@ __all__ = [
     "AiobpfError",
     "BccMissingError",
     "CompileError",
+    "InsecureListenerError",
     "KernelHeadersError",
     "KprobesUnavailableError",
+    "ListenError",
     "MapTypeError",
     "PrivilegeError",
     "RecordLayoutError",
@@ -59,3 +61,13 @@ class MapTypeError(AiobpfError, TypeError):
 
 class RecordLayoutError(AiobpfError, ValueError):
     """Records in a ring do not have the size the declared record type says they have."""
+
+
+class ListenError(AiobpfError, OSError):
+    """The service cannot listen where it was asked to (an address or socket already in use, a
+    path it cannot create)."""
+
+
+class InsecureListenerError(AiobpfError, ValueError):
+    """The service was asked to listen beyond this machine without TLS (and without
+    ``insecure``): every user's commands would cross the network in clear."""

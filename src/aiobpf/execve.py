@@ -37,7 +37,7 @@ def _compile_execve(pages: int, max_args: int) -> Program:
         f"-DAIOBPF_TASK_REAL_PARENT={member_offset('task_struct', 'real_parent')}",
         f"-DAIOBPF_TASK_TGID={member_offset('task_struct', 'tgid')}",
     ]
-    return Program.compile(program_text("execve"), cflags=flags)
+    return Program.compile(program_text("execve"), cflags=flags, attach=False)
 
 
 class ExecveEvents(AsyncResource):
@@ -115,6 +115,8 @@ class ExecveEvents(AsyncResource):
                     filters.restrict(kind, values)
                 for kind, selection in self._selected.items():
                     filters.select(kind, selection)
+                # attached once the filters hold: no exec they exclude can reach the ring
+                await anyio.to_thread.run_sync(program.attach_tracepoints)
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 if self._closed:  # closed by another task while compiling
                     raise anyio.ClosedResourceError

@@ -1,0 +1,308 @@
+"""Who may see what of `aiobpf serve`, tried as the people it must keep apart would try it: an
+unprivileged local user over the Unix socket (with curl, run as that user), a client without
+the token over TCP, a web page's foreign Host header, a crowd of idle connections."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import anyio.to_thread
+import httpx
+import pytest
+
+import aiobpf
+from aiobpf.service import AccessPolicy, Serving, serve
+
+from . import kernel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("bpf")]
+
+ALICE, BOB = 61081, 61082  # two unprivileged local users
+TOKEN = "test-token-not-secret"
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A directory every user may reach, for a socket whose own mode decides who connects."""
+    with tempfile.TemporaryDirectory(prefix="aiobpf-sock-", dir="/tmp") as directory:
+        Path(directory).chmod(0o755)
+        yield Path(directory)
+
+
+@contextlib.asynccontextmanager
+async def _serving(**options: Any) -> AsyncIterator[Serving]:
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        serving = await tasks.start(
+            lambda task_status: serve(shutdown=stop, task_status=task_status, **options)
+        )
+        try:
+            yield serving
+        finally:
+            stop.set()
+
+
+def _curl(path: str, socket_path: Path, uid: int | None = None) -> list[str]:
+    """curl over the Unix socket, as ``uid`` (root when None)."""
+    command = ["curl", "-sS", "-N", "--unix-socket", str(socket_path), f"http://localhost{path}"]
+    return command if uid is None else [*kernel.setpriv_command(uid, command[0]), *command[1:]]
+
+
+async def _get(path: str, socket_path: Path, uid: int | None = None) -> tuple[int, Any]:
+    """Status and JSON body of a GET over the Unix socket as ``uid``."""
+    done = await anyio.run_process(
+        [*_curl(path, socket_path, uid), "-w", "\n%{http_code}"], check=False
+    )
+    *body, status = done.stdout.decode().splitlines()
+    return int(status), json.loads("\n".join(body)) if body and body[0] else None
+
+
+async def _first_exec(stream: Any) -> dict[str, Any]:
+    """The first ``exec`` event of an SSE stream read from curl's stdout."""
+    pending = b""
+    event = ""
+    while True:
+        while b"\n" not in pending:
+            pending += await stream.receive()
+        line, pending = pending.split(b"\n", 1)
+        text = line.decode()
+        if text.startswith("event: "):
+            event = text.removeprefix("event: ")
+        elif text.startswith("data: ") and event == "exec":
+            return dict(json.loads(text.removeprefix("data: ")))
+
+
+async def test_a_local_user_sees_only_its_own_execs_and_counts(
+    socket_dir: Path, tmp_path: Path
+) -> None:
+    """Over a socket open to every local user (mode 0666), the kernel says who connected: Bob's
+    exec, made first, never reaches Alice's stream, which gets her own; asking for another uid
+    is refused; /top shows her own count only; /stats shows no other client's filter and
+    /metrics is refused; root sees everything, and the kernel passes only Alice's execs."""
+    program = kernel.uniquely_named_program(tmp_path, "mine-or-yours")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    path = socket_dir / "aiobpf.sock"
+    with anyio.fail_after(60):
+        async with _serving(socket_path=path, socket_mode=0o666) as serving:
+            assert path.stat().st_mode & 0o777 == 0o666
+            async with await anyio.open_process(_curl("/events", path, ALICE)) as alice:
+                assert alice.stdout is not None
+                await serving.hub.wait_clients(1)
+                root_view = (await _get("/stats", path))[1]
+                await anyio.run_process(kernel.setpriv_command(BOB, program))
+                await anyio.run_process(kernel.setpriv_command(ALICE, program))
+                event = await _first_exec(alice.stdout)
+                alice.terminate()
+            refused = await _get(f"/events?uid={BOB}", path, ALICE)
+            alice_top = (await _get("/top", path, ALICE))[1]
+            root_top = (await _get("/top", path))[1]  # before Alice's next curl execs
+            alice_stats = (await _get("/stats", path, ALICE))[1]
+            alice_metrics = (await _get("/metrics", path, ALICE))[0]
+    assert (event["uid"], event["comm"]) == (ALICE, "mine-or-yours")
+    assert refused[0] == 403
+    assert set(alice_top["counts"]) == {str(ALICE)}  # her curls' execs count too
+    assert alice_top["counts"][str(ALICE)] == root_top["counts"][str(ALICE)]
+    assert set(alice_stats) == {"uid", "kernel_dropped", "ring_occupancy"}
+    assert alice_metrics == 403
+    assert root_top["counts"][str(BOB)] == 1  # Bob ran the program, nothing else
+    assert root_view["kernel_selection"] == {"uid": [ALICE], "comm": None}
+    assert not path.exists()  # removed at shutdown
+
+
+async def test_the_default_socket_mode_lets_only_root_in(socket_dir: Path) -> None:
+    """Mode 0600 (the default): another user cannot even connect; root can."""
+    path = socket_dir / "aiobpf.sock"
+    with anyio.fail_after(60):
+        async with _serving(socket_path=path):
+            assert path.stat().st_mode & 0o777 == 0o600
+            alice = await anyio.run_process(_curl("/top", path, ALICE), check=False)
+            root = await _get("/top", path)
+    assert alice.returncode == 7  # curl: could not connect
+    assert root[0] == 200
+
+
+async def test_tcp_needs_the_token() -> None:
+    """Over TCP: no token or a wrong one is 401; the token as a bearer header or as ?token=
+    is served; /metrics too needs it, unless it was left open for a scraper."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with anyio.fail_after(60):
+        async with (
+            _serving(port=port, access=AccessPolicy(token=TOKEN)) as serving,
+            httpx.AsyncClient(base_url=base) as client,
+        ):
+            bare = await client.get("/top")
+            wrong = await client.get("/top", headers={"Authorization": "Bearer nope"})
+            header = await client.get("/top", headers={"Authorization": f"Bearer {TOKEN}"})
+            query = await client.get("/top", params={"token": TOKEN})
+            metrics = await client.get("/metrics")
+        async with (
+            _serving(port=port, access=AccessPolicy(token=TOKEN, metrics_public=True)),
+            httpx.AsyncClient(base_url=base) as client,
+        ):
+            open_metrics = await client.get("/metrics")
+            still_closed = await client.get("/top")
+    assert serving.token == TOKEN
+    assert serving.url == f"{base}/"
+    assert [bare.status_code, wrong.status_code] == [401, 401]
+    assert bare.headers["www-authenticate"] == "Bearer"
+    assert [header.status_code, query.status_code, metrics.status_code] == [200, 200, 401]
+    assert [open_metrics.status_code, still_closed.status_code] == [200, 401]
+
+
+async def test_a_generated_token_is_long_and_reported() -> None:
+    """Without a token of its own, the TCP service makes one (reported once it listens)."""
+    port = _free_port()
+    with anyio.fail_after(60):
+        async with _serving(port=port) as serving, httpx.AsyncClient() as client:
+            served = await client.get(f"{serving.url}top", params={"token": serving.token})
+    assert serving.token is not None
+    assert len(serving.token) >= 40
+    assert served.status_code == 200
+
+
+async def test_a_foreign_host_header_is_refused() -> None:
+    """A request naming a host the server does not answer to (a page that rebound its own
+    name to 127.0.0.1) is refused, token or not."""
+    port = _free_port()
+    authorized = {"Authorization": f"Bearer {TOKEN}"}
+    with anyio.fail_after(60):
+        async with (
+            _serving(port=port, access=AccessPolicy(token=TOKEN)),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=authorized) as client,
+        ):
+            foreign = await client.get("/top", headers={"Host": f"rebound.example:{port}"})
+            local = await client.get("/top", headers={"Host": f"localhost:{port}"})
+    assert foreign.status_code == 400
+    assert local.status_code == 200
+
+
+async def test_event_streams_are_capped_per_user_and_in_all(socket_dir: Path) -> None:
+    """Beyond max_clients_per_user streams of one user, and beyond max_clients in all, a new
+    /events request is refused with 429; closing a stream makes room again."""
+    path = socket_dir / "aiobpf.sock"
+    policy = AccessPolicy(max_clients=3, max_clients_per_user=2)
+    with anyio.fail_after(60):
+        async with _serving(socket_path=path, socket_mode=0o666, access=policy) as serving:
+
+            async def open_stream(uid: int, clients: int) -> anyio.abc.Process:
+                process = await anyio.open_process(_curl("/events", path, uid))
+                await serving.hub.wait_clients(clients)
+                return process
+
+            streams = [await open_stream(ALICE, 1), await open_stream(ALICE, 2)]
+            third_of_alice = await _get("/events", path, ALICE)
+            streams.append(await open_stream(BOB, 3))
+            fourth = await _get("/events", path, BOB)
+            first = streams.pop(0)
+            first.terminate()
+            await first.aclose()
+            await serving.hub.wait_clients(2)
+            streams.append(await open_stream(BOB, 3))  # room again
+            for process in streams:
+                process.terminate()
+                await process.aclose()
+    assert third_of_alice[0] == 429
+    assert "uid 61081 holds 2" in third_of_alice[1]["error"]
+    assert fourth[0] == 429
+    assert "holds 3 event streams" in fourth[1]["error"]
+
+
+async def test_a_thousand_idle_connections_do_not_starve_the_service(socket_dir: Path) -> None:
+    """1,000 connections that send nothing, and 100 /events requests beyond the caps: the
+    requests past the caps get 429, the service still answers, and the kernel ring loses
+    nothing while execs go on."""
+    path = socket_dir / "aiobpf.sock"
+    policy = AccessPolicy(max_clients=8, max_clients_per_user=8)
+    idle: list[socket.socket] = []
+    statuses: list[str] = []
+    with anyio.fail_after(120):
+        async with _serving(socket_path=path, access=policy) as serving:
+
+            def connect_all() -> None:  # in a thread: the server accepts on this one's loop
+                for _ in range(1000):
+                    idle.append(socket.socket(socket.AF_UNIX))
+                    idle[-1].connect(str(path))
+
+            try:
+                await anyio.to_thread.run_sync(connect_all)
+                for client in idle[:100]:
+                    client.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                for client in idle[:100]:
+                    client.setblocking(False)
+                    head = b""
+                    while b"\r\n" not in head:
+                        await anyio.wait_readable(client)
+                        head = client.recv(64, socket.MSG_PEEK)
+                    statuses.append(head.split()[1].decode())
+                for _ in range(20):
+                    await anyio.run_process(["/bin/true"])
+                top = await _get("/top", path)
+                stats = serving.hub.stats()
+            finally:
+                for client in idle:
+                    client.close()
+    assert statuses.count("200") == 8
+    assert statuses.count("429") == 92
+    assert top[0] == 200
+    assert stats["kernel_dropped"] == 0
+
+
+async def test_a_socket_in_use_is_refused_before_anything_is_attached(socket_dir: Path) -> None:
+    """A second service on the same socket gets ListenError, and loaded nothing."""
+    path = socket_dir / "aiobpf.sock"
+    with anyio.fail_after(60):
+        async with _serving(socket_path=path):
+            held = kernel.held_program_ids()
+            with pytest.raises(ExceptionGroup) as refused:  # from the task group serving it
+                async with _serving(socket_path=path):
+                    pass
+            assert refused.group_contains(aiobpf.ListenError, match="is in use")
+            assert kernel.held_program_ids() == held
+
+
+def test_a_port_in_use_is_one_line_and_status_1() -> None:
+    """`aiobpf serve --port P` with P taken: status 1, one line naming the address, and no
+    program was compiled (it fails within the second a compile alone would take)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "aiobpf", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"aiobpf serve: cannot listen on 127.0.0.1:{port}: already in use\n"
+
+
+def test_a_non_loopback_address_needs_tls() -> None:
+    """Listening beyond this machine without TLS (and without --insecure) is refused at once."""
+    result = subprocess.run(
+        [sys.executable, "-m", "aiobpf", "serve", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("aiobpf serve: 0.0.0.0 is reachable beyond this machine")
+    assert result.stderr.count("\n") == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -1,0 +1,132 @@
+"""The service's access rules on synthetic data, without the kernel: the application over a
+hub that holds known counts, called in-process with the viewer a listener would have found."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, cast
+
+import anyio
+import httpx
+import pytest
+
+from aiobpf.service import AccessControl, AccessPolicy, EventHub, create_app
+from aiobpf.service.access import _peer_uid
+
+pytestmark = pytest.mark.anyio
+
+ALICE, BOB = 61081, 61082
+TOKEN = "unit-token"
+
+
+class _KnownHub:
+    """What the application asks of a hub, with fixed answers."""
+
+    def __init__(self) -> None:
+        self.subscriptions: list[tuple[int | None, str | None]] = []
+
+    def top(self) -> dict[int, int]:
+        return {0: 5, ALICE: 2, BOB: 3}
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "received": 10,
+            "kernel_dropped": 0,
+            "user_dropped": 1,
+            "ring_occupancy": 0.0,
+            "clients": 2,
+            "kernel_selection": {"uid": [BOB], "comm": None},
+        }
+
+    @contextlib.contextmanager
+    def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Any]:
+        self.subscriptions.append((uid, comm))
+        send, receive = anyio.create_memory_object_stream[Any](1)
+        send.close()  # the stream ends at once: what matters is what was subscribed to
+
+        class Subscription:
+            unreported_lost = 0
+
+        subscription = Subscription()
+        subscription.receive = receive  # type: ignore[attr-defined]
+        with receive:
+            yield subscription
+
+
+def _client(app: Any, policy: AccessPolicy, transport: str) -> httpx.AsyncClient:
+    guarded = AccessControl(app, policy, transport)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://x")
+
+
+@contextlib.contextmanager
+def _peer(uid: int) -> Iterator[None]:
+    token = _peer_uid.set(uid)
+    try:
+        yield
+    finally:
+        _peer_uid.reset(token)
+
+
+async def test_a_user_over_the_socket_gets_its_own_view() -> None:
+    """Alice, connected over the Unix socket, sees her own count only, her stream is forced to
+    her uid, another uid's stream is refused, and neither the metrics nor other clients'
+    filters are shown to her."""
+    hub = _KnownHub()
+    app = create_app(cast(EventHub, hub))
+    with _peer(ALICE):
+        async with _client(app, AccessPolicy(), "unix") as client:
+            top = (await client.get("/top")).json()
+            stats = (await client.get("/stats")).json()
+            metrics = await client.get("/metrics")
+            refused = await client.get("/events", params={"uid": BOB})
+            streamed = await client.get("/events")
+    assert top["counts"] == {str(ALICE): 2}
+    assert stats == {"uid": ALICE, "kernel_dropped": 0, "ring_occupancy": 0.0}
+    assert metrics.status_code == 403
+    assert refused.status_code == 403
+    assert streamed.status_code == 200
+    assert hub.subscriptions == [(ALICE, None)]
+
+
+async def test_root_and_the_allowed_see_everything() -> None:
+    """Root, and a uid the policy names in see_all, see every user's counts and the stats."""
+    app = create_app(cast(EventHub, _KnownHub()))
+    views = []
+    for uid in (0, BOB):
+        with _peer(uid):
+            async with _client(app, AccessPolicy(see_all=frozenset({BOB})), "unix") as client:
+                views.append(((await client.get("/top")).json(), await client.get("/stats")))
+    for top, stats in views:
+        assert top["counts"] == {"0": 5, str(ALICE): 2, str(BOB): 3}
+        assert stats.json()["kernel_selection"] == {"uid": [BOB], "comm": None}
+
+
+async def test_tcp_without_the_token_is_401_and_with_it_sees_everything() -> None:
+    """Over TCP the token decides: none or a wrong one is 401, the right one in a header or in
+    the query sees everything; the token is compared whole."""
+    app = create_app(cast(EventHub, _KnownHub()))
+    async with _client(app, AccessPolicy(token=TOKEN), "tcp") as client:
+        bare = await client.get("/top")
+        prefix = await client.get("/top", params={"token": TOKEN[:-1]})
+        header = await client.get("/top", headers={"Authorization": f"Bearer {TOKEN}"})
+        query = await client.get("/stats", params={"token": TOKEN})
+    assert [bare.status_code, prefix.status_code] == [401, 401]
+    assert header.json()["counts"] == {"0": 5, str(ALICE): 2, str(BOB): 3}
+    assert "kernel_selection" in query.json()
+
+
+async def test_an_application_not_behind_access_control_serves_nothing() -> None:
+    """create_app alone, served by some other server, answers 403: no viewer, no data."""
+    app = create_app(cast(EventHub, _KnownHub()))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://x"
+    ) as client:
+        statuses = [(await client.get(path)).status_code for path in ("/top", "/stats", "/")]
+    assert statuses == [403, 403, 403]
+
+
+def test_a_tcp_listener_without_a_token_is_refused() -> None:
+    """AccessControl over TCP needs a token: a server without one must not start."""
+    with pytest.raises(ValueError, match="needs a token"):
+        AccessControl(create_app(cast(EventHub, _KnownHub())), AccessPolicy(), "tcp")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -287,6 +288,37 @@ def test_a_port_in_use_is_one_line_and_status_1() -> None:
         )
     assert result.returncode == 1, result.stderr
     assert result.stderr == f"aiobpf serve: cannot listen on 127.0.0.1:{port}: already in use\n"
+
+
+async def test_tls_serves_with_the_given_certificate(tmp_path: Path) -> None:
+    """With a certificate and key the service speaks TLS only: a client that trusts the
+    certificate is served over https, with the token; a plain-HTTP request is not."""
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    await anyio.run_process(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(certificate), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+        ]
+    )
+    port = _free_port()
+    trusted = ssl.create_default_context(cafile=str(certificate))
+    authorized = {"Authorization": f"Bearer {TOKEN}"}
+    with anyio.fail_after(60):
+        async with (
+            _serving(
+                port=port,
+                access=AccessPolicy(token=TOKEN),
+                certfile=str(certificate),
+                keyfile=str(key),
+            ) as serving,
+            httpx.AsyncClient(verify=trusted, headers=authorized) as client,
+        ):
+            served = await client.get(f"{serving.url}top")
+            with pytest.raises(httpx.HTTPError):
+                await client.get(f"http://127.0.0.1:{port}/top")
+    assert serving.url == f"https://127.0.0.1:{port}/"
+    assert served.status_code == 200
 
 
 def test_a_non_loopback_address_needs_tls() -> None:

@@ -288,3 +288,20 @@ async def test_per_record_iteration_of_a_large_batch_lets_other_tasks_run() -> N
         assert ticks >= 2000 // 256 - 2  # a round of the scheduler per checkpoint, give or take
     finally:
         ring.close()
+
+
+async def test_drain_takes_what_is_held_and_what_the_ring_holds(ring: SyntheticRing) -> None:
+    """drain() hands out, without waiting, the records taken but not yet handed out and then
+    what the ring holds, in order; an empty ring drains to nothing; a closed source refuses."""
+    async with ring.source() as source:
+        for value in range(3):
+            ring.submit(record_bytes(value))
+        assert (await source.receive()).value == 0  # 1 and 2 are now held by the source
+        for value in range(3, 5):
+            ring.submit(record_bytes(value))
+        drained = source.drain()
+        assert drained["value"].tolist() == [1, 2, 3, 4]
+        assert len(source.drain()) == 0
+        assert source.stats.received == 5
+    with pytest.raises(anyio.ClosedResourceError):
+        source.drain()

@@ -34,7 +34,7 @@ CONFIGS = ["no program", "empty program", "out of scope", "empty slot", "ignore"
 EMPTY_PROGRAM = "int empty(struct bpf_raw_tracepoint_args *ctx) { return 0; }"
 
 
-async def _drain(events: aiobpf.View[aiobpf.SyscallEvent], into: list[int]) -> None:
+async def _drain(events: aiobpf.operators.View[aiobpf.SyscallEvent], into: list[int]) -> None:
     async for _ in events:
         into[0] += 1
 
@@ -45,7 +45,7 @@ async def _trial(config: str, command: list[str], calls: int) -> dict[str, Any]:
         if config == "no program":
             return _finish(generator, calls)
         if config == "empty program":
-            program = aiobpf.Program.compile(EMPTY_PROGRAM)
+            program = aiobpf.lowlevel.Program.compile(EMPTY_PROGRAM)
             try:
                 program.attach_raw_tracepoint("sys_enter", "empty")
                 return _finish(generator, calls)

@@ -1,6 +1,6 @@
 """Exec storm: aiobpf's execve_events() against BCC's idiomatic callback on the same program.
 
-The seed's own event, under load. A generator pinned to one core runs /bin/true N times (vfork +
+Exec events, under load. A generator pinned to one core runs /bin/true N times (vfork +
 execve + wait), unpaced or paced; the program aiobpf ships for ``execve_events()``
 (``sys_enter_execve``/``sys_exit_execve`` tracepoints, 296-byte records, a 256 KiB ring)
 submits one record per exec on the machine and counts what it produced and dropped. Each
@@ -67,8 +67,8 @@ def _trial(consumer: str, loop: str, execs: int, rate: float, budget_ms: float) 
 
 
 def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
-    from aiobpf._validate import ring_pages
-    from aiobpf.execve import _compile_execve
+    from aiobpf.programs._execve import _compile_execve
+    from aiobpf.sources._validate import ring_pages
 
     program = _compile_execve(ring_pages(RING_SIZE), 20)  # argv kept as execve_events() does
     program.attach_tracepoints()

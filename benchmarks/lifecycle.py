@@ -65,7 +65,7 @@ async def execve_events_cycle(program: Path) -> None:
 
 
 async def hello_world_cycle(program: Path) -> None:
-    async with await aiobpf.hello_world() as logs:
+    async with aiobpf.hello_world() as logs:
         process = await anyio.open_process([str(program)])
         await process.wait()
         async for record in logs:
@@ -74,7 +74,7 @@ async def hello_world_cycle(program: Path) -> None:
 
 
 async def execve_counts_cycle(program: Path) -> None:
-    async with await aiobpf.execve_counts(interval=0.05, uids=[UID]) as counts:
+    async with aiobpf.execve_counts(interval=0.05, uids=[UID]) as counts:
         await anyio.run_process(["setpriv", f"--reuid={UID}", "--clear-groups", str(program)])
         async for reading in counts:
             if reading.values.get(UID) == 1:
@@ -82,7 +82,7 @@ async def execve_counts_cycle(program: Path) -> None:
 
 
 async def syscall_events_cycle(program: Path) -> None:
-    async with await aiobpf.syscall_events(syscalls=["getppid"], tgids=[os.getpid()]) as events:
+    async with aiobpf.syscall_events(syscalls=["getppid"], tgids=[os.getpid()]) as events:
         os.getppid()
         await events.__anext__()
 
@@ -95,7 +95,7 @@ async def dispatch_cycle(program: Path) -> None:
 
 
 async def window_counts_cycle(program: Path) -> None:
-    async with await aiobpf.execve_window_counts("comm", every=0.05) as windows:
+    async with aiobpf.execve_window_counts("comm", every=0.05) as windows:
         await anyio.run_process([str(program)])
         async for window in windows:
             if window.counts.get(program.name[:15]):

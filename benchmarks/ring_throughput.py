@@ -141,7 +141,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
     received = 0
     lossy: list[Any] = []  # a lossy router, then its views: what they dropped in user space
     latencies: list[int] = []
-    ring = await getppid_ring(
+    ring = getppid_ring(
         generator.pid,
         ring_size=spec["ring_kib"] * 1024,
         record_size=spec["record_bytes"],

@@ -72,12 +72,12 @@ async def soak(duration: float, rate: int) -> dict[str, Any]:
     fds: list[int] = []
     counted = {"syscall": 0, "execve": 0}
     try:
-        syscalls = await aiobpf.syscall_events(
+        syscalls = aiobpf.syscall_events(
             syscalls=["getppid"], tgids=[generator.pid], max_latency=0.001, ring_size=1 << 22
         )
         execs = aiobpf.execve_events() | aiobpf.filter_uid(0)
         async with syscalls, execs:
-            assert isinstance(execs, aiobpf.ExecveEvents)
+            assert isinstance(execs, aiobpf.programs.ExecveEvents)
             start = time.monotonic()
             async with anyio.create_task_group() as tasks, aiobpf.merge(syscalls, execs) as merged:
                 router = aiobpf.route(merged, key=lambda event: type(event).__name__)

@@ -34,14 +34,16 @@ MODES = [
 async def _trial(mode: str, execs: int) -> dict[str, Any]:
     storm = _loadgen.start(_loadgen.build_exec_storm(), execs, None, GENERATOR_CPU)
     counted = 0
-    events: aiobpf.ExecveEvents | None = None
+    events: aiobpf.programs.ExecveEvents | None = None
     try:
         if mode.startswith("user"):
             events = aiobpf.execve_events(max_latency=0.01 if "budget" in mode else 0.0)
             await events.open()
             source: Any = events | aiobpf.window_count("comm", every=1)
         else:
-            source = await aiobpf.execve_window_counts("comm", every=1)
+            windows = aiobpf.execve_window_counts("comm", every=1)
+            await windows.open()
+            source = windows
         done = anyio.Event()
         async with anyio.create_task_group() as tasks:
             start = time.monotonic(), time.process_time()

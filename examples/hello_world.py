@@ -1,4 +1,4 @@
-"""The seed's example 1: a program on execve logs "Hello World!"; print each line as it comes.
+"""Hello world: a program on execve logs "Hello World!"; print each line as it comes.
 
 sudo .venv/bin/python examples/hello_world.py              # from the program's own ring
 sudo .venv/bin/python examples/hello_world.py --trace-pipe # the classic, shared trace pipe
@@ -15,7 +15,7 @@ import aiobpf
 
 
 async def main(use_trace_pipe: bool) -> None:
-    async with await aiobpf.hello_world() as logs:
+    async with aiobpf.hello_world() as logs:
         if use_trace_pipe:
             keep = lambda line: line.message == "Hello World!"  # noqa: E731
             async with aiobpf.trace_pipe(keep=keep) as pipe:

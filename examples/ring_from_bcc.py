@@ -1,4 +1,4 @@
-"""Reading the ring buffer of your own BCC program with aiobpf (the seed's example 3).
+"""Reading the ring buffer of your own BCC program with aiobpf: a record per exec.
 
 sudo .venv/bin/python examples/ring_from_bcc.py
 """

@@ -23,8 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from aiobpf.service import DEFAULT_SOCKET, EventHub, create_app, serve
-from aiobpf.service.access import viewer_of
+from aiobpf.service import DEFAULT_SOCKET, EventHub, create_app, serve, viewer_of
 
 
 def application(hub: EventHub) -> Starlette:

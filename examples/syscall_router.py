@@ -1,8 +1,8 @@
-"""The seed's example 4: syscalls dispatched by opcode through a kernel tail-call table.
+"""Syscalls dispatched by opcode through a kernel tail-call table.
 
     sudo .venv/bin/python examples/syscall_router.py [--pid PID] [--duration 10]
 
-execve, the timer syscalls and the seed's ignored opcodes get slots in the program array (looked
+execve, the timer syscalls and two ignored opcodes get slots in the program array (looked
 up by name: numbers differ between architectures); everything else falls through and is counted.
 """
 
@@ -17,10 +17,10 @@ import anyio
 import aiobpf
 
 OTHER_TIMERS = ["timer_settime", "timer_gettime", "timer_getoverrun"]
-IGNORED = ["access", "pipe"]  # the seed's opcodes 21 and 22 on x86-64
+IGNORED = ["access", "pipe"]  # opcodes 21 and 22 on x86-64
 
 
-async def show(view: aiobpf.View[aiobpf.SyscallEvent], text: str) -> None:
+async def show(view: aiobpf.operators.View[aiobpf.SyscallEvent], text: str) -> None:
     async for event in view:
         print(f"{text}: {event.comm} (pid {event.pid})", flush=True)
 

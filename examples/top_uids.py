@@ -17,7 +17,7 @@ import aiobpf
 
 
 async def main(interval: float, uids: list[int] | None, as_json: bool) -> None:
-    async with await aiobpf.execve_counts(interval=interval, uids=uids) as counts:
+    async with aiobpf.execve_counts(interval=interval, uids=uids) as counts:
         async for reading in counts:
             if as_json:
                 by_uid = {str(uid): count for uid, count in reading.values.items()}

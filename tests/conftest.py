@@ -19,6 +19,14 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs BPF (the ``bpf`` fixture) carries the ``kernel`` marker, so
+    ``pytest -m "not kernel"`` runs the rest anywhere, without root."""
+    for item in items:
+        if "bpf" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kernel)
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

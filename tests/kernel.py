@@ -105,7 +105,7 @@ def wait_until_unloaded(ids: set[int], timeout: float = 30.0) -> set[int]:
 
 def tracefs() -> Path:
     """The mounted tracefs directory."""
-    from aiobpf._tracefs import ensure_tracefs
+    from aiobpf._kernel.tracefs import ensure_tracefs
 
     return ensure_tracefs()
 

@@ -14,8 +14,14 @@ import numpy as np
 import numpy.typing as npt
 
 from aiobpf import RingBuffer
-from aiobpf._ringbuf import BUSY_BIT, DISCARD_BIT, HEADER_SIZE, RingReader, record_stride
-from aiobpf.records import record_type
+from aiobpf._kernel.ring_protocol import (
+    BUSY_BIT,
+    DISCARD_BIT,
+    HEADER_SIZE,
+    RingReader,
+    record_stride,
+)
+from aiobpf.lowlevel import record_type
 
 
 class SyntheticRing:

@@ -1,4 +1,4 @@
-"""Syscall dispatch through a kernel tail-call table, on the real kernel (seed example 4)."""
+"""Syscall dispatch through a kernel tail-call table, on the real kernel."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 import aiobpf
-from aiobpf.dispatch import SyscallDispatch, SyscallEvent
 from aiobpf.operators import View
+from aiobpf.programs import SyscallDispatch, SyscallEvent
 
 from . import kernel
 
@@ -153,7 +153,7 @@ async def test_closing_detaches_and_frees_everything() -> None:
 
 async def test_syscall_events_source() -> None:
     """syscall_events() yields typed events of the chosen syscalls of the tasks in scope."""
-    async with await aiobpf.syscall_events(
+    async with aiobpf.syscall_events(
         syscalls=["getppid"], tids=[kernel.current_tid()]
     ) as events:
         os.getppid()

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 import aiobpf
 from aiobpf import RingBuffer
-from aiobpf._ringbuf import RingReader
+from aiobpf._kernel.ring_protocol import RingReader
 from aiobpf.testing import getppid_program, getppid_record
 
 from . import kernel
@@ -71,7 +72,7 @@ def test_missing_bcc_is_a_typed_error_with_the_install_command(
         within_a_second(),
         pytest.raises(aiobpf.BccMissingError, match="apt-get install python3-bpfcc"),
     ):
-        aiobpf.Program.compile("int f(void *ctx) { return 0; }")
+        aiobpf.lowlevel.Program.compile("int f(void *ctx) { return 0; }")
 
 
 @pytest.mark.parametrize("size", [3 * 4096, 1024, 0])
@@ -87,7 +88,7 @@ def test_ring_size_must_be_a_power_of_two_number_of_pages(size: int) -> None:
 
 def test_bad_record_declaration_is_a_type_error() -> None:
     """A record that is neither a numpy dtype nor a ctypes.Structure is refused by name."""
-    from aiobpf.records import record_type
+    from aiobpf.lowlevel import record_type
 
     with within_a_second(), pytest.raises(TypeError, match=r"ctypes\.Structure subclass .*got 42"):
         record_type(42)  # type: ignore[arg-type]
@@ -133,7 +134,7 @@ def test_unknown_tracepoint_names_close_matches() -> None:
         within_a_second(),
         pytest.raises(aiobpf.UnknownTracepointError, match="did you mean sys_enter_execve"),
     ):
-        aiobpf.Program.compile(text)
+        aiobpf.lowlevel.Program.compile(text)
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 
@@ -145,14 +146,43 @@ def test_malformed_program_reports_the_compilers_words() -> None:
         within_a_second(),
         pytest.raises(aiobpf.CompileError, match="undeclared identifier 'no_such_thing'"),
     ):
-        aiobpf.Program.compile("int f(void *ctx) { return no_such_thing; }")
+        aiobpf.lowlevel.Program.compile("int f(void *ctx) { return no_such_thing; }")
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+@pytest.mark.usefixtures("bpf")
+def test_compiles_in_several_threads_each_get_their_own_diagnostics() -> None:
+    """clang writes its diagnostics to the process's fd 2, which compiling redirects: compiles
+    from several worker threads at once each report their own error, and fd 2 is the same file
+    afterwards (overlapping redirections used to leave it on a deleted temporary file)."""
+    before = os.fstat(2)
+    start = threading.Barrier(4)
+    errors: dict[int, str] = {}
+
+    def compile_broken(number: int) -> None:
+        start.wait()
+        try:
+            aiobpf.lowlevel.Program.compile(f"int f(void *ctx) {{ return missing_{number}; }}")
+        except aiobpf.CompileError as exc:
+            errors[number] = str(exc)
+
+    threads = [threading.Thread(target=compile_broken, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for number in range(4):
+        assert f"undeclared identifier 'missing_{number}'" in errors[number]
+        others = [n for n in range(4) if n != number]
+        assert not any(f"missing_{n}'" in errors[number] for n in others)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
 
 
 @pytest.mark.usefixtures("bpf")
 def test_kprobe_without_kprobes_names_the_tracepoint_alternative() -> None:
     """This kernel has no kprobes: asking for one says so and names the syscall tracepoint."""
-    program = aiobpf.Program.compile("int probe(void *ctx) { return 0; }")
+    program = aiobpf.lowlevel.Program.compile("int probe(void *ctx) { return 0; }")
     try:
         with (
             within_a_second(),
@@ -171,7 +201,7 @@ def test_kprobe_without_kprobes_names_the_tracepoint_alternative() -> None:
 async def test_record_of_the_wrong_size_is_a_layout_error() -> None:
     """Declaring 24-byte records for a ring of 32-byte ones raises RecordLayoutError on read."""
     text, flags = getppid_program()
-    program = aiobpf.Program.compile(text, cflags=flags)
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
     wrong = np.dtype([("a", "<u8"), ("b", "<u8"), ("c", "<u8")])
     async with RingBuffer.from_bcc(
         program.bpf, "events", record=wrong, owned=[program.close]
@@ -189,7 +219,7 @@ async def test_record_of_the_wrong_size_is_a_layout_error() -> None:
 def test_a_map_that_is_not_a_ring_is_a_map_type_error() -> None:
     """from_bcc on a per-CPU array says which map type it found and which it needs."""
     text, flags = getppid_program()
-    program = aiobpf.Program.compile(text, cflags=flags)
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
     try:
         with within_a_second(), pytest.raises(aiobpf.MapTypeError, match="expected a ring"):
             RingBuffer.from_bcc(program.bpf, "events_counts", record=np.dtype("<u8"))
@@ -213,13 +243,13 @@ def test_a_failure_after_the_ring_is_mapped_releases_everything(
     programs = kernel.loaded_program_ids()
     held = kernel.bpf_objects()
     text, flags = getppid_program()
-    program = aiobpf.Program.compile(text, cflags=flags)
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
 
     def reader_then_fault(**kwargs: Any) -> RingReader:
         reader = RingReader(**kwargs)  # noqa: F841 -- kept alive by this frame, as in a real fault
         raise _InjectedFault("after mapping")
 
-    monkeypatch.setattr(aiobpf.sources, "RingReader", reader_then_fault)
+    monkeypatch.setattr(aiobpf.sources._ring, "RingReader", reader_then_fault)
     with pytest.raises(_InjectedFault, match="after mapping") as raised:
         RingBuffer.from_bcc(
             program.bpf, "events", record=getppid_record(32), reader="mmap", owned=[program.close]
@@ -234,7 +264,7 @@ def test_import_needs_neither_bcc_nor_root() -> None:
     code = (
         "import sys; sys.modules['bcc'] = None\n"
         "import aiobpf, numpy\n"
-        "from aiobpf.records import record_type\n"
+        "from aiobpf.lowlevel import record_type\n"
         "rt = record_type(numpy.dtype([('pid', '<u4')]))\n"
         "print(rt.decode(numpy.zeros(2, rt.dtype))[1].pid)\n"
     )

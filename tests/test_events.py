@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from aiobpf import ExecveEvent
-from aiobpf.events import EXECVE_RECORD
+from aiobpf.lowlevel import EXECVE_RECORD
 
 
 def test_text_fields_end_at_their_first_nul() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 import aiobpf
 from aiobpf import ExecveEvent, RingBuffer
-from aiobpf.events import EXECVE_RECORD
+from aiobpf.lowlevel import EXECVE_RECORD
 from aiobpf.testing import getppid_program, getppid_record, getppid_ring
 
 from . import kernel
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("bpf")]
 TEST_UID = 54321
 
 
-async def _first(events: aiobpf.ExecveEvents, filename: str) -> ExecveEvent:
+async def _first(events: aiobpf.programs.ExecveEvents, filename: str) -> ExecveEvent:
     async for event in events:
         if event.filename == filename:
             return event
@@ -131,7 +131,7 @@ async def test_loss_is_counted_exactly_with_a_tiny_ring_and_a_blocked_consumer()
     """With a one-page ring nobody reads, received + dropped == produced, and drops happened."""
     calls = 5000
     with anyio.fail_after(30):
-        async with await getppid_ring(os.getpid(), ring_size=4096) as ring:
+        async with getppid_ring(os.getpid(), ring_size=4096) as ring:
             for _ in range(calls):
                 os.getppid()
             received = 0
@@ -150,7 +150,7 @@ async def test_records_arrive_in_sequence_without_gaps_when_the_consumer_keeps_u
     calls = 20_000
     seen: list[int] = []
     with anyio.fail_after(60):
-        async with await getppid_ring(os.getpid(), ring_size=1 << 20) as ring:
+        async with getppid_ring(os.getpid(), ring_size=1 << 20) as ring:
             for _ in range(calls):
                 os.getppid()
             async for batch in ring.batches():
@@ -169,7 +169,7 @@ async def test_open_close_cycles_return_to_baseline() -> None:
     fds, objects = kernel.open_fd_count(), kernel.bpf_objects()
     programs = kernel.loaded_program_ids()
     text, flags = getppid_program()
-    program = aiobpf.Program.compile(text, cflags=flags)
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
     try:
         for _ in range(200):
             async with RingBuffer.from_bcc(program.bpf, "events", record=getppid_record()) as ring:
@@ -226,7 +226,7 @@ async def test_cancelled_while_compiling_leaves_nothing_attached() -> None:
 async def test_bcc_reader_delivers_the_same_records() -> None:
     """The fallback reader (BCC's per-record callback) yields the same exact records."""
     calls = 500
-    async with await getppid_ring(os.getpid(), ring_size=1 << 16, reader="bcc") as ring:
+    async with getppid_ring(os.getpid(), ring_size=1 << 16, reader="bcc") as ring:
         for _ in range(calls):
             os.getppid()
         seqs: list[int] = []
@@ -248,7 +248,7 @@ async def test_filters_on_execve_events_run_in_the_kernel() -> None:
     wanted, other = 61031, 61032
     with anyio.fail_after(30):
         source = aiobpf.execve_events() | aiobpf.filter_uid(wanted)
-        assert isinstance(source, aiobpf.ExecveEvents)  # pushed down: no user-space stage
+        assert isinstance(source, aiobpf.programs.ExecveEvents)  # pushed down: no user-space stage
         async with source as events:
             for uid in (other, other, other, wanted, wanted):
                 await anyio.run_process(kernel.setpriv_command(uid, "/bin/true"))
@@ -313,7 +313,7 @@ async def _child_execs(tmp_path: Path, name: str, code: str) -> tuple[int, str, 
     return child.pid, printed, mine
 
 
-async def _events_until(events: aiobpf.ExecveEvents, marker: Path) -> list[ExecveEvent]:
+async def _events_until(events: aiobpf.programs.ExecveEvents, marker: Path) -> list[ExecveEvent]:
     """The events before the marker program's exec, run now: every exec that returned before
     this call is among them (the ring keeps the order records were reserved in)."""
     await anyio.run_process([str(marker)])

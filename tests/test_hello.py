@@ -22,7 +22,7 @@ async def test_hello_line_of_a_known_process_on_both_channels(tmp_path: Path) ->
     program = kernel.uniquely_named_program(tmp_path, "hello-me")
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
     with anyio.fail_after(30):
-        async with await aiobpf.hello_world() as logs:
+        async with aiobpf.hello_world() as logs:
             async with aiobpf.trace_pipe(keep=lambda line: line.message == "Hello World!") as pipe:
                 process = await anyio.open_process(kernel.setpriv_command(UID, program))
                 await process.wait()

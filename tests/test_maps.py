@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import aiobpf
+from aiobpf.programs._text import include_flags, program_text
 from aiobpf.testing import getppid_program
 
 from . import kernel
@@ -29,7 +30,7 @@ async def _exec_as(uid: int, times: int) -> None:
 async def test_snapshot_counts_exactly_the_executions_of_a_fresh_uid() -> None:
     """N executions under a fresh uid read back as exactly N, cumulative across readings."""
     with anyio.fail_after(30):
-        async with await aiobpf.execve_counts(interval=0.1) as counts:
+        async with aiobpf.execve_counts(interval=0.1) as counts:
             await _exec_as(UID, 5)
             first = await counts.__anext__()
             await _exec_as(UID, 2)
@@ -41,14 +42,14 @@ async def test_snapshot_counts_exactly_the_executions_of_a_fresh_uid() -> None:
 
 @pytest.mark.parametrize(("mode", "batch"), [("delta", True), ("drain", True), ("drain", False)])
 async def test_windows_add_up_while_execs_keep_happening(
-    mode: aiobpf.maps.Mode, batch: bool
+    mode: aiobpf.sources.Mode, batch: bool
 ) -> None:
     """Delta and drain readings taken while execs run add up to exactly the execs made."""
     made = 0
     seen = 0
     with anyio.fail_after(60):
-        program = aiobpf.Program.compile(
-            aiobpf._programs.program_text("top_uids"), cflags=aiobpf._programs.include_flags()
+        program = aiobpf.lowlevel.Program.compile(
+            program_text("top_uids"), cflags=include_flags()
         )
         poller = aiobpf.MapPoller.from_bcc(
             program.bpf, "counts", interval=0.05, mode=mode, batch=batch, owned=[program.close]
@@ -79,7 +80,7 @@ async def test_windows_add_up_while_execs_keep_happening(
 async def test_uid_filter_runs_in_the_kernel() -> None:
     """With uids=[U], another uid's execs are never counted; U's are."""
     with anyio.fail_after(30):
-        async with await aiobpf.execve_counts(interval=0.1, uids=[UID]) as counts:
+        async with aiobpf.execve_counts(interval=0.1, uids=[UID]) as counts:
             await _exec_as(OTHER_UID, 3)
             await _exec_as(UID, 2)
             reading = await counts.__anext__()
@@ -89,7 +90,7 @@ async def test_uid_filter_runs_in_the_kernel() -> None:
 def test_drain_refuses_arrays_and_maps_of_other_types() -> None:
     """Draining an array, or polling a ring buffer, is refused with the reason."""
     text, flags = getppid_program()
-    program = aiobpf.Program.compile(text, cflags=flags)
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
     try:
         with pytest.raises(ValueError, match="mode 'drain' needs a hash map"):
             aiobpf.MapPoller.from_bcc(program.bpf, "load_sequence", mode="drain")
@@ -99,7 +100,7 @@ def test_drain_refuses_arrays_and_maps_of_other_types() -> None:
             )
         with pytest.raises(aiobpf.MapTypeError, match="declared key is 8"):
             aiobpf.MapPoller.from_bcc(program.bpf, "load_sequence", key=np.dtype("<u8"))
-        with pytest.raises(ValueError, match="interval must be > 0 seconds, got 0"):
+        with pytest.raises(ValueError, match="interval must be a finite number > 0 seconds, got 0"):
             aiobpf.MapPoller.from_bcc(program.bpf, "load_sequence", interval=0)
     finally:
         program.close()
@@ -108,7 +109,8 @@ def test_drain_refuses_arrays_and_maps_of_other_types() -> None:
 async def test_closing_wakes_a_waiting_consumer() -> None:
     """aclose() from another task ends the consumer's loop at once, not at the next tick."""
     with anyio.fail_after(30):
-        poller = await aiobpf.execve_counts(interval=3600)
+        poller = aiobpf.execve_counts(interval=3600)
+        await poller.open()
         async with anyio.create_task_group() as tasks:
 
             async def consume() -> None:
@@ -153,7 +155,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
 async def test_per_cpu_maps_with_struct_keys_sum_over_cpus() -> None:
     """A per-CPU hash keyed by a struct reads back as {attrs record: sum over CPUs}, and a
     per-CPU array as {index: sum}, exactly, with calls spread over both CPUs."""
-    program = aiobpf.Program.compile(PER_CPU_PROGRAM, cflags=[f"-DTARGET_TGID={os.getpid()}"])
+    flags = [f"-DTARGET_TGID={os.getpid()}"]
+    program = aiobpf.lowlevel.Program.compile(PER_CPU_PROGRAM, cflags=flags)
     try:
         by_user = aiobpf.MapPoller.from_bcc(program.bpf, "by_user", interval=0.05)
         totals = aiobpf.MapPoller.from_bcc(program.bpf, "totals", interval=0.05, mode="delta")
@@ -186,7 +189,7 @@ async def test_execve_windows_counted_in_the_kernel(key: str, tmp_path: Any) -> 
     wanted = UID if key == "uid" else "kwindow-me"
     seen = 0
     with anyio.fail_after(30):
-        async with await aiobpf.execve_window_counts(key, every=0.1) as windows:  # type: ignore[arg-type]
+        async with aiobpf.execve_window_counts(key, every=0.1) as windows:  # type: ignore[arg-type]
             for _ in range(4):
                 await anyio.run_process(kernel.setpriv_command(UID, program))
             async for window in windows:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from aiobpf._mapio import _sum_over_cpus
-from aiobpf.maps import _converter, _subtract
+from aiobpf._kernel.map_io import _sum_over_cpus
+from aiobpf.sources._maps import _converter, _subtract
 
 
 def test_per_cpu_values_are_summed_per_key() -> None:

@@ -97,7 +97,7 @@ async def test_filters_on_batches_are_masks() -> None:
 async def test_closing_an_operator_closes_the_stream_it_consumes() -> None:
     """Leaving `async with` on an operator closes its source, as a source's kernel objects need."""
     source = Source(EVENTS)
-    async with source | filter_uid(0) as events:  # type: ignore[attr-defined]
+    async with source | filter_uid(0) as events:
         assert (await events.__anext__()).pid == 1
     assert source.closed
 

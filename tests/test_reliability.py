@@ -33,7 +33,7 @@ async def test_a_thousand_cycles_of_each_source_kind_return_to_baseline() -> Non
     leave the process's fds and BPF objects exactly as they were; closing twice is harmless."""
     fds, objects = kernel.open_fd_count(), kernel.bpf_objects()
     text, flags = getppid_program(ring_size=1 << 16)
-    program = aiobpf.Program.compile(text, cflags=flags)
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
     marker = kernel.tracefs() / "trace_marker"
     try:
         for cycle in range(CYCLES):
@@ -61,7 +61,7 @@ async def test_a_thousand_cycles_of_each_source_kind_return_to_baseline() -> Non
 async def test_a_source_dropped_open_warns_and_is_released() -> None:
     """A ring source dropped without closing emits ResourceWarning and still closes its fds."""
     text, flags = getppid_program()
-    program = aiobpf.Program.compile(text, cflags=flags)
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
     try:
         objects = kernel.bpf_objects()
         ring = aiobpf.RingBuffer.from_bcc(program.bpf, "events", record=getppid_record())
@@ -81,7 +81,7 @@ async def test_random_cancellations_lose_and_duplicate_nothing() -> None:
     seen: list[int] = []
     calls = 300_000
     with anyio.fail_after(120):
-        async with await getppid_ring(os.getpid(), ring_size=1 << 16) as ring:
+        async with getppid_ring(os.getpid(), ring_size=1 << 16) as ring:
             async with anyio.create_task_group() as tasks:
 
                 def produce() -> None:
@@ -136,7 +136,7 @@ async def test_exact_accounting_at_full_rate_through_a_small_ring(path: str) -> 
     received = 0
     with anyio.fail_after(120):
         async with await anyio.open_process([sys.executable, "-c", STORM, str(calls)]) as storm:
-            async with await getppid_ring(storm.pid, ring_size=1 << 16) as ring:
+            async with getppid_ring(storm.pid, ring_size=1 << 16) as ring:
                 assert storm.stdin is not None
                 assert storm.stdout is not None
                 await storm.stdin.send(b"go\n")
@@ -237,7 +237,7 @@ async def test_a_budget_the_ring_cannot_hold_is_not_waited_out() -> None:
     generator = _loadgen.start(_loadgen.build(), calls, 40_000.0, 1)
     received = 0
     try:
-        async with await getppid_ring(generator.pid, ring_size=16384, max_latency=0.1) as ring:
+        async with getppid_ring(generator.pid, ring_size=16384, max_latency=0.1) as ring:
             exited = anyio.Event()
 
             async def wait_generator() -> None:

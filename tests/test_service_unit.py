@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from aiobpf.service import AccessControl, AccessPolicy, EventHub, create_app
-from aiobpf.service.access import _peer_uid
+from aiobpf.service._access import _peer_uid
 
 pytestmark = pytest.mark.anyio
 

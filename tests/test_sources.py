@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from aiobpf import RingBuffer
+from aiobpf.sources._pacing import Pacing
 
 from .synthetic import SyntheticRing, record_bytes
 
@@ -132,7 +133,7 @@ async def test_ctypes_records_share_the_batch_memory(ring: SyntheticRing) -> Non
     """A ctypes.Structure record type yields instances of it, with the right values."""
     import ctypes
 
-    from aiobpf.records import record_type
+    from aiobpf.lowlevel import record_type
 
     class Record(ctypes.Structure):
         _fields_ = [("value", ctypes.c_uint64), ("extra", ctypes.c_uint64)]
@@ -161,24 +162,42 @@ async def test_unclosed_source_warns_and_is_released(ring: SyntheticRing) -> Non
 
 def test_negative_latency_budget_is_refused(ring: SyntheticRing) -> None:
     """max_latency must be >= 0; the message names it and the value."""
-    with pytest.raises(ValueError, match="max_latency must be >= 0 seconds, got -1"):
+    with pytest.raises(ValueError, match="max_latency must be a finite number >= 0 seconds, got"):
         ring.source(max_latency=-1)
 
 
-async def test_the_fill_rate_a_latency_budget_is_weighed_against_is_averaged() -> None:
+def test_the_fill_rate_a_latency_budget_is_weighed_against_is_averaged() -> None:
     """A ring of 64 KiB fed 58 MB/s (600 24-byte records every 0.25 ms) cannot hold a 1 ms
     budget twice, so the source reads without waiting. One small read just after a wake-up
     does not make that producer look slow (waiting then would overflow the ring); a quiet
     second does."""
-    ring = SyntheticRing(65536, RECORD)
-    async with ring.source(max_latency=0.001) as source:
-        start = 100.0
-        reads = [source._is_behind(600, start + i * 0.00025) for i in range(200)]
-        assert reads[-1]
-        assert not reads[0]  # no rate is known at the first read
-        assert source._is_behind(1, start + 0.05 + 5e-6)
-        assert not source._is_behind(1, start + 1.05)
-    ring.close()
+    pacing = Pacing(max_latency=0.001)
+    start = 100.0
+    behind = []
+    for i in range(200):
+        pacing.read(600 * 24, 65536, start + i * 0.00025)
+        behind.append(pacing.behind)
+    assert behind[-1]
+    assert not behind[0]  # no rate is known at the first read
+    assert pacing.pause_before_reading(start + 0.05) == 0  # behind: read at once
+    pacing.read(24, 65536, start + 0.05 + 5e-6)
+    assert pacing.behind
+    pacing.read(24, 65536, start + 1.05)
+    assert not pacing.behind
+    assert pacing.pause_before_reading(start + 1.05) == pytest.approx(0.001)
+
+
+def test_pacing_without_a_budget_never_waits() -> None:
+    pacing = Pacing()
+    pacing.read(65536, 65536, 1.0)
+    assert (pacing.behind, pacing.pause_before_reading(1.0), pacing.woken(1.0)) == (False, 0, 0)
+
+
+def test_a_reader_that_cannot_see_the_ring_is_never_behind() -> None:
+    pacing = Pacing(max_latency=0.01)
+    pacing.read(1 << 30, None, 1.0)
+    assert not pacing.behind
+    assert pacing.woken(2.0) == 0.01
 
 
 async def test_busy_polling_sees_records_without_a_wake_up(ring: SyntheticRing) -> None:
@@ -256,7 +275,7 @@ async def test_closing_does_not_wait_a_latency_budget_out(ring: SyntheticRing) -
 
 def test_busy_polling_is_checked(ring: SyntheticRing) -> None:
     """busy_poll must be >= 0, and cannot be combined with a latency budget."""
-    with pytest.raises(ValueError, match="busy_poll must be >= 0 seconds, got -1"):
+    with pytest.raises(ValueError, match="busy_poll must be a finite number >= 0 seconds, got -1"):
         ring.source(busy_poll=-1)
     with pytest.raises(ValueError, match="pull opposite ways"):
         ring.source(busy_poll=0.001, max_latency=0.001)

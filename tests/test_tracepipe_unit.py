@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiobpf.tracepipe import parse_trace_line
+from aiobpf.sources._trace_pipe import parse_trace_line
 
 
 def test_parses_the_default_trace_format() -> None:

@@ -1,37 +1,49 @@
 """aiobpf: eBPF data channels as async iterables, for asyncio and trio (through anyio).
 
-``import aiobpf`` needs neither root nor BCC; touching the kernel without them raises a typed
-error saying how to fix it.
+Every source is created by a plain call and opened with ``async with``; entering attaches,
+leaving detaches::
+
+    async with aiobpf.execve_events() as events:
+        async for event in events:
+            print(event.pid, event.uid, event.comm)
+
+The namespaces: :mod:`aiobpf.sources` (generic sources over BPF objects of your own),
+:mod:`aiobpf.programs` (the programs aiobpf ships, as sources), :mod:`aiobpf.operators`,
+:mod:`aiobpf.errors`, :mod:`aiobpf.lowlevel` (programs, readers, record types) and
+:mod:`aiobpf.service`. ``import aiobpf`` needs neither root nor BCC; touching the kernel without
+them raises a typed error saying how to fix it.
 """
 
 from __future__ import annotations
 
-from . import operators
-from ._bcc import Program
-from ._syscalls import syscall_name, syscall_number
-from .counts import execve_counts
-from .dispatch import DispatchStats, SyscallDispatch, SyscallEvent, syscall_events
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from . import errors, lowlevel, operators, programs, sources
+from ._kernel.syscalls import syscall_name, syscall_number
 from .errors import (
     AiobpfError,
+    AttachError,
     BccMissingError,
+    BtfError,
     CompileError,
     InsecureListenerError,
     KernelHeadersError,
     KprobesUnavailableError,
+    LibbpfMissingError,
     ListenError,
+    MapError,
     MapTypeError,
     PrivilegeError,
     RecordLayoutError,
+    SetupError,
     TracefsError,
+    UnknownMapError,
+    UnknownSyscallError,
     UnknownTracepointError,
 )
-from .events import EXECVE_EVENTS, EXECVE_RECORD, ExecveEvent
-from .execve import ExecveEvents, execve_events
-from .hello import LogRecord, hello_world
-from .maps import MapPoller, MapReading
 from .operators import (
-    Router,
-    View,
     WindowCount,
     batch,
     filter_comm,
@@ -43,44 +55,52 @@ from .operators import (
     top_n,
     window_count,
 )
-from .sources import RingBuffer
-from .stats import RingStats
-from .tracepipe import TraceLine, TracePipe, trace_pipe
-from .windows_kernel import KernelWindowCounts, execve_window_counts
+from .programs import (
+    ExecveEvent,
+    LogRecord,
+    SyscallDispatch,
+    SyscallEvent,
+    execve_counts,
+    execve_events,
+    execve_window_counts,
+    hello_world,
+    syscall_events,
+)
+from .sources import MapPoller, MapReading, MapStats, RingBuffer, RingStats, TraceLine, trace_pipe
 
 __all__ = [
-    "EXECVE_EVENTS",
-    "EXECVE_RECORD",
     "AiobpfError",
+    "AttachError",
     "BccMissingError",
+    "BtfError",
     "CompileError",
-    "DispatchStats",
     "ExecveEvent",
-    "ExecveEvents",
     "InsecureListenerError",
     "KernelHeadersError",
-    "KernelWindowCounts",
     "KprobesUnavailableError",
+    "LibbpfMissingError",
     "ListenError",
     "LogRecord",
+    "MapError",
     "MapPoller",
     "MapReading",
+    "MapStats",
     "MapTypeError",
     "PrivilegeError",
-    "Program",
     "RecordLayoutError",
     "RingBuffer",
     "RingStats",
-    "Router",
+    "SetupError",
     "SyscallDispatch",
     "SyscallEvent",
     "TraceLine",
-    "TracePipe",
     "TracefsError",
+    "UnknownMapError",
+    "UnknownSyscallError",
     "UnknownTracepointError",
-    "View",
     "WindowCount",
     "batch",
+    "errors",
     "execve_counts",
     "execve_events",
     "execve_window_counts",
@@ -88,10 +108,13 @@ __all__ = [
     "filter_pid",
     "filter_uid",
     "hello_world",
+    "lowlevel",
     "merge",
     "operators",
     "pipe",
+    "programs",
     "route",
+    "sources",
     "syscall_events",
     "syscall_name",
     "syscall_number",
@@ -99,3 +122,31 @@ __all__ = [
     "trace_pipe",
     "window_count",
 ]
+
+#: Names 0.1 had at the top level: where each is found now, and what to write instead. Served
+#: with a DeprecationWarning until 0.3.
+_MOVED = {
+    "EXECVE_EVENTS": ("aiobpf.programs._execve_event", "aiobpf.lowlevel.EXECVE_RECORD"),
+    "EXECVE_RECORD": ("aiobpf.lowlevel", "aiobpf.lowlevel.EXECVE_RECORD"),
+    "DispatchStats": ("aiobpf.programs", "aiobpf.programs.DispatchStats"),
+    "ExecveEvents": ("aiobpf.programs", "aiobpf.programs.ExecveEvents"),
+    "KernelWindowCounts": ("aiobpf.programs", "aiobpf.programs.KernelWindowCounts"),
+    "Program": ("aiobpf.lowlevel", "aiobpf.lowlevel.Program"),
+    "Router": ("aiobpf.operators", "aiobpf.operators.Router"),
+    "TracePipe": ("aiobpf.sources", "aiobpf.sources.TracePipe"),
+    "View": ("aiobpf.operators", "aiobpf.operators.View"),
+}
+
+
+if not TYPE_CHECKING:  # type checkers see only the names above
+
+    def __getattr__(name: str) -> Any:
+        if name not in _MOVED:
+            raise AttributeError(f"module 'aiobpf' has no attribute {name!r}")
+        module, instead = _MOVED[name]
+        warnings.warn(
+            f"aiobpf.{name} is deprecated and will be removed in 0.3: use {instead}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)

@@ -1,13 +1,12 @@
-"""The shape every aiobpf async resource shares: ``async with`` closes it with ``aclose()``,
-and releasing runs every release step even when one fails."""
+"""What every aiobpf resource shares: releasing runs every step even when one fails, and a
+resource collected unclosed says so."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Self
 
-__all__ = ["AsyncResource", "release_all"]
+__all__ = ["release_all", "warn_unclosed"]
 
 
 def release_all(
@@ -32,19 +31,12 @@ def release_all(
         raise errors[0]
 
 
-class AsyncResource:
-    """Base class: entering returns the resource, leaving awaits its idempotent ``aclose()``."""
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+def warn_unclosed(resource: object, what: str) -> None:
+    """The :class:`ResourceWarning` of a resource collected before it was closed (called from
+    its ``__del__``, which then releases it)."""
+    warnings.warn(
+        f"{what} was not closed; use 'async with' or aclose()",
+        ResourceWarning,
+        stacklevel=3,
+        source=resource,
+    )

@@ -32,14 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._defaults import DEFAULT_SOCKET
-from ._validate import ring_pages
-from .counts import execve_counts
-from .dispatch import SyscallDispatch
 from .errors import AiobpfError
-from .events import ExecveEvent
-from .execve import MAX_ARGS, execve_events
-from .hello import hello_world
-from .tracepipe import trace_pipe
+from .programs._dispatch import SyscallDispatch
+from .programs._execve import MAX_ARGS, execve_events
+from .programs._execve_event import ExecveEvent
+from .programs._hello import hello_world
+from .programs._uid_counts import execve_counts
+from .sources._trace_pipe import trace_pipe
+from .sources._validate import ring_pages
 
 __all__ = ["main"]
 
@@ -307,7 +307,7 @@ def _top_table(counts: dict[int, int], top: int) -> str:
 async def _top_uids(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
     in_place = out.isatty() and not args.json
     losses = _Losses(out, args.json, "exec calls not counted (map full)")
-    async with await execve_counts(interval=args.interval, uids=args.uid) as counts:
+    async with execve_counts(interval=args.interval, uids=args.uid) as counts:
         try:
             with stop.running():
                 async for reading in counts:
@@ -346,7 +346,7 @@ async def _top_uids(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
 
 
 async def _hello(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
-    async with await hello_world() as logs:
+    async with hello_world() as logs:
         seen = 0
         try:
             with stop.running():

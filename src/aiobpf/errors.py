@@ -1,24 +1,58 @@
 """The exceptions aiobpf raises.
 
 Every error is an :class:`AiobpfError` and also the built-in exception that matches its cause, so
-``except PermissionError`` keeps working for callers that do not know aiobpf. Low-level failures
-(errno, BCC's bare ``Exception``) are translated into these at the one module that talks to BCC.
+``except PermissionError`` keeps working for callers that do not know aiobpf. Failures of BCC
+(its bare ``Exception``), of libbpf (an errno) and of the kernel are translated into these in the
+kernel layer, ``aiobpf._kernel``, which is the only code that talks to them.
+
+The tree::
+
+    AiobpfError
+    ├── SetupError                  the host cannot run BPF programs as asked
+    │   ├── BccMissingError         (ImportError) no ``bcc`` module: apt-get install python3-bpfcc
+    │   ├── LibbpfMissingError      (ImportError) no libbpf.so.1: apt-get install libbpf1
+    │   ├── PrivilegeError          (PermissionError) not root, no CAP_BPF/CAP_PERFMON
+    │   ├── KernelHeadersError      (FileNotFoundError) BCC finds no kernel headers
+    │   ├── TracefsError            (OSError) tracefs is not mounted and cannot be
+    │   ├── KprobesUnavailableError (NotImplementedError) no kprobes: use a tracepoint
+    │   └── BtfError                (LookupError) the kernel's BTF lacks what a program reads
+    ├── CompileError                (ValueError) clang or the verifier refused a program
+    ├── AttachError                 (OSError) the kernel refused to attach a loaded program
+    ├── UnknownTracepointError      (LookupError) no tracepoint of that name
+    ├── UnknownSyscallError         (LookupError) no syscall of that name on this kernel
+    ├── UnknownMapError             (LookupError) the program has no map of that name
+    ├── MapTypeError                (TypeError) a map is not of the type needed
+    ├── MapError                    (OSError) a map operation failed; ``errno`` says why
+    ├── RecordLayoutError           (ValueError) records do not match the declared layout
+    ├── ListenError                 (OSError) the service cannot listen where asked
+    └── InsecureListenerError       (ValueError) listening beyond this machine without TLS
+
+Bad arguments are refused at the call with :class:`ValueError` or :class:`TypeError`, as in the
+standard library. A closed or busy source raises anyio's :class:`anyio.ClosedResourceError` or
+:class:`anyio.BusyResourceError`, as every anyio stream does.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AiobpfError",
+    "AttachError",
     "BccMissingError",
+    "BtfError",
     "CompileError",
     "InsecureListenerError",
     "KernelHeadersError",
     "KprobesUnavailableError",
+    "LibbpfMissingError",
     "ListenError",
+    "MapError",
     "MapTypeError",
     "PrivilegeError",
     "RecordLayoutError",
+    "SetupError",
     "TracefsError",
+    "UnknownMapError",
+    "UnknownSyscallError",
     "UnknownTracepointError",
 ]
 
@@ -27,36 +61,65 @@ class AiobpfError(Exception):
     """Root of every error aiobpf raises."""
 
 
-class BccMissingError(AiobpfError, ImportError):
+class SetupError(AiobpfError):
+    """The host cannot run BPF programs as asked; the message says what to install or change."""
+
+
+class BccMissingError(SetupError, ImportError):
     """The ``bcc`` Python module (Debian's ``python3-bpfcc``) cannot be imported."""
 
 
-class PrivilegeError(AiobpfError, PermissionError):
+class LibbpfMissingError(SetupError, ImportError):
+    """libbpf (``libbpf.so.1``), which aiobpf uses for maps and BTF, cannot be loaded."""
+
+
+class PrivilegeError(SetupError, PermissionError):
     """The process may not load BPF programs (not root, no CAP_BPF/CAP_PERFMON)."""
 
 
-class KernelHeadersError(AiobpfError, FileNotFoundError):
+class KernelHeadersError(SetupError, FileNotFoundError):
     """BCC needs kernel headers under ``/lib/modules/$(uname -r)/build`` and finds none."""
 
 
-class TracefsError(AiobpfError, OSError):
+class TracefsError(SetupError, OSError):
     """tracefs is not mounted and cannot be mounted."""
 
 
-class UnknownTracepointError(AiobpfError, LookupError):
-    """The running kernel has no tracepoint of that name."""
-
-
-class KprobesUnavailableError(AiobpfError, NotImplementedError):
+class KprobesUnavailableError(SetupError, NotImplementedError):
     """The running kernel was built without kprobes; a tracepoint is the alternative."""
+
+
+class BtfError(SetupError, LookupError):
+    """The running kernel's BTF is missing, or lacks a type or member a program reads."""
 
 
 class CompileError(AiobpfError, ValueError):
     """BCC could not compile or load a BPF program; the message carries the compiler's output."""
 
 
+class AttachError(AiobpfError, OSError):
+    """The kernel refused to attach a loaded program (or to put it in a program array)."""
+
+
+class UnknownTracepointError(AiobpfError, LookupError):
+    """The running kernel has no tracepoint of that name."""
+
+
+class UnknownSyscallError(AiobpfError, LookupError):
+    """The running kernel has no syscall of that name (the message suggests close names)."""
+
+
+class UnknownMapError(AiobpfError, LookupError):
+    """The BPF program has no map of that name."""
+
+
 class MapTypeError(AiobpfError, TypeError):
     """A BPF map is not of the type the caller needs (for example, not a ring buffer)."""
+
+
+class MapError(AiobpfError, OSError):
+    """A map operation (lookup, update, delete, batch read) failed; ``errno`` says why, for
+    example ``E2BIG`` for a full map."""
 
 
 class RecordLayoutError(AiobpfError, ValueError):

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import functools
 import os
 from typing import Any, Literal
 
 import numpy as np
 
-from ._bcc import Program
-from ._libbpf import libbpf
-from ._programs import include_flags, program_text
-from ._validate import ring_pages
-from .records import record_type
-from .sources import Reader, RingBuffer, open_program_ring
+from ._kernel.bcc import Program
+from ._kernel.libbpf import libbpf
+from .programs._text import include_flags, program_text
+from .sources import Reader, RingBuffer
+from .sources._program import ProgramRing
+from .sources._records import record_type
+from .sources._validate import check_reading_mode, ring_pages
 
 __all__ = [
+    "GetppidRing",
     "getppid_program",
     "getppid_record",
     "getppid_ring",
@@ -57,7 +58,8 @@ def getppid_program(
     wakeup: Literal["default", "never", "always"] = "default",
     output: Literal["ring", "perf"] = "ring",
 ) -> tuple[str, list[str]]:
-    """The C text and compiler flags of the load program, for :class:`aiobpf.Program` or BCC.
+    """The C text and compiler flags of the load program, for
+    :class:`aiobpf.lowlevel.Program` or BCC.
 
     ``tgid`` defaults to this process. ``output="perf"`` sends the records to a perf buffer
     (``BPF_PERF_OUTPUT``) instead of the ring, for comparing BCC's perf buffer consumer.
@@ -78,7 +80,44 @@ def getppid_program(
     return program_text("getppid_load"), flags
 
 
-async def getppid_ring(
+class GetppidRing(ProgramRing[Any]):
+    """The load program's ring source (see :func:`getppid_ring`)."""
+
+    _name = "getppid_ring()"
+
+    def __init__(
+        self,
+        tgid: int,
+        *,
+        ring_size: int,
+        record_size: int,
+        wakeup: Literal["default", "never", "always"],
+        max_latency: float,
+        busy_poll: float,
+        reader: Reader,
+    ) -> None:
+        super().__init__()
+        check_reading_mode(max_latency, busy_poll)
+        self._record = record_type(getppid_record(record_size))
+        self._text, self._flags = getppid_program(
+            tgid, ring_size=ring_size, record_size=record_size, wakeup=wakeup
+        )
+        self._options: dict[str, Any] = {
+            "max_latency": max_latency,
+            "busy_poll": busy_poll,
+            "reader": reader,
+        }
+
+    def _compile(self) -> Program:
+        return Program.compile(self._text, cflags=self._flags, attach=False)
+
+    def _wrap(self, program: Program) -> RingBuffer[Any]:
+        return RingBuffer.from_bcc(
+            program.bpf, "events", record=self._record, owned=[program.close], **self._options
+        )
+
+
+def getppid_ring(
     tgid: int,
     *,
     ring_size: int = 256 * 1024,
@@ -87,19 +126,18 @@ async def getppid_ring(
     max_latency: float = 0.0,
     busy_poll: float = 0.0,
     reader: Reader = "auto",
-) -> RingBuffer[Any]:
-    """A ring source of one record per ``getppid()`` call of process ``tgid``.
+) -> GetppidRing:
+    """A ring source of one record per ``getppid()`` call of process ``tgid``, opened by
+    ``async with``.
 
     ``wakeup`` picks the submit flag: the kernel's default (wake the reader when it had caught
     up), never (the reader must drain on a timer: give ``max_latency``) or on every record.
     """
-    record = record_type(getppid_record(record_size))
-    text, flags = getppid_program(tgid, ring_size=ring_size, record_size=record_size, wakeup=wakeup)
-    compile_program = functools.partial(Program.compile, text, cflags=flags)
-    return await open_program_ring(
-        compile_program,
-        "events",
-        record=record,
+    return GetppidRing(
+        tgid,
+        ring_size=ring_size,
+        record_size=record_size,
+        wakeup=wakeup,
         max_latency=max_latency,
         busy_poll=busy_poll,
         reader=reader,

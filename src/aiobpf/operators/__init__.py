@@ -7,6 +7,7 @@ See :mod:`aiobpf.operators._core` for how operators compose and push work into t
 
 from ._core import (
     Operator,
+    Pipeline,
     Stream,
     filter,
     filter_comm,
@@ -23,6 +24,7 @@ __all__ = [
     "Lost",
     "Merge",
     "Operator",
+    "Pipeline",
     "Policy",
     "Router",
     "Stream",

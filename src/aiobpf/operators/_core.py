@@ -16,17 +16,17 @@ time without leaving a generator behind to be finalised later.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Container
-from typing import Any, Generic, Protocol, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 import anyio
 import numpy as np
+from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream
-
-from .._resource import AsyncResource
 
 __all__ = [
     "Operator",
-    "PushDownTarget",
+    "Pipeline",
     "Stream",
     "aclose_stream",
     "filter",
@@ -39,6 +39,7 @@ __all__ = [
 
 T = TypeVar("T")
 U = TypeVar("U")
+T_co = TypeVar("T_co", covariant=True)
 
 
 async def aclose_stream(stream: object) -> None:
@@ -70,17 +71,33 @@ async def receive_fast(receive: MemoryObjectReceiveStream[T], taken: int) -> T:
         raise StopAsyncIteration from None
 
 
-class PushDownTarget(Protocol):
-    """A kernel source that can apply some filters in its BPF program."""
+class Pipeline(Protocol[T_co]):
+    """What an operator returns: an async iterator that is also an async resource (closing it
+    closes the stream it consumes), so ``async with source | operator as items`` works."""
 
-    def push_down(self, kind: str, values: frozenset[Any]) -> bool:
-        """Applies filter ``kind`` (``"uid"``, ``"pid"``, ``"comm"``) in the kernel; whether it
-        could."""
-        ...
+    def __aiter__(self) -> AsyncIterator[T_co]: ...
+
+    async def __anext__(self) -> T_co: ...
+
+    async def receive(self) -> T_co: ...
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
 
 
-class Stream(AsyncResource, Generic[T]):
-    """An async iterator over another one, closing it when closed; base of operator outputs."""
+class Stream(ObjectReceiveStream[T]):
+    """An async iterator over another one, closing it when closed; base of operator outputs.
+
+    Subclasses implement ``__anext__``; ``receive()`` is the same as an anyio stream's.
+    """
 
     def __init__(self, upstream: AsyncIterable[Any]) -> None:
         self._upstream = upstream
@@ -92,25 +109,32 @@ class Stream(AsyncResource, Generic[T]):
     async def __anext__(self) -> T:
         raise NotImplementedError
 
+    async def receive(self) -> T:
+        """The next item; raises :class:`anyio.EndOfStream` once the stream ended."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise anyio.EndOfStream from None
+
     async def aclose(self) -> None:
         """Closes the consumed stream (idempotent when that stream's aclose is)."""
         await aclose_stream(self._iterator if hasattr(self._iterator, "aclose") else self._upstream)
 
-    def __or__(self, operator: Operator[T, U]) -> AsyncIterable[U]:
+    def __or__(self, operator: Operator[T, U]) -> Pipeline[U]:
         return operator(self)
 
 
 class Operator(Generic[T, U]):
     """A stream transformation: ``operator(stream)``, ``stream | operator`` or ``pipe``."""
 
-    def __init__(self, apply: Callable[[AsyncIterable[T]], AsyncIterable[U]], name: str) -> None:
+    def __init__(self, apply: Callable[[AsyncIterable[T]], Pipeline[U]], name: str) -> None:
         self._apply = apply
         self.name = name
 
-    def __call__(self, stream: AsyncIterable[T]) -> AsyncIterable[U]:
+    def __call__(self, stream: AsyncIterable[T]) -> Pipeline[U]:
         return self._apply(stream)
 
-    def __ror__(self, stream: AsyncIterable[T]) -> AsyncIterable[U]:
+    def __ror__(self, stream: AsyncIterable[T]) -> Pipeline[U]:
         return self._apply(stream)
 
     def __repr__(self) -> str:
@@ -181,10 +205,12 @@ def _field_filter(kind: str, values: Any) -> Operator[Any, Any]:
         else np.array([])
     )
 
-    def apply(stream: AsyncIterable[Any]) -> AsyncIterable[Any]:
+    def apply(stream: AsyncIterable[Any]) -> Pipeline[Any]:
         push_down: Callable[[str, frozenset[Any]], bool] | None = getattr(stream, "push_down", None)
         if push_down is not None and push_down(kind, wanted):
-            return stream  # the kernel drops the others: nothing left to do here
+            # the kernel drops the others: nothing left to do here (a source that can push
+            # down is an aiobpf source, itself a pipeline)
+            return cast(Pipeline[Any], stream)
         return _Filtered(
             stream,
             lambda event: getattr(event, kind) in wanted,

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import attrs
 import numpy as np
 
-from ._core import Operator, Stream
+from ._core import Operator, Pipeline, Stream
 
 __all__ = ["WindowCount", "WindowCounter", "top_n", "window_count"]
 
@@ -208,7 +208,7 @@ def window_count(
     counter_args = (every, every if step is None else step)
     WindowCounter(*counter_args)  # validates now, not at the first event
 
-    def apply(stream: AsyncIterable[Any]) -> AsyncIterable[WindowCount]:
+    def apply(stream: AsyncIterable[Any]) -> Pipeline[WindowCount]:
         return _Windowed(stream, WindowCounter(*counter_args), key, time, time_scale)
 
     return Operator(apply, f"window_count({key!r}, every={every})")

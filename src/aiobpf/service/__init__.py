@@ -6,20 +6,20 @@ client loses events (counted, and told with an SSE ``lost`` event), never blocks
 the kernel reader. :func:`create_app` serves it over HTTP (Starlette); :func:`serve` runs it
 with hypercorn on asyncio or trio, by default on a root-only Unix socket.
 
-What each client sees is decided by :mod:`aiobpf.service.access`: over the Unix socket the
-kernel says who connected, and a user other than root sees only its own execs; over TCP a bearer
-token is required.
+What each client sees is decided by an :class:`AccessPolicy`: over the Unix socket the kernel
+says who connected, and a user other than root sees only its own execs; over TCP a bearer token
+is required. A route of your own asks :func:`viewer_of` who is asking.
 
-The parts: :mod:`.hub` (the kernel sources and subscribers), :mod:`.access` (who may see what),
-:mod:`.app` (the routes), :mod:`.server` (listening and serving).
+The parts: ``_hub.py`` (the kernel sources and subscribers), ``_access.py`` (who may see
+what), ``_app.py`` (the routes), ``_server.py`` (listening and serving).
 """
 
 from __future__ import annotations
 
-from .access import AccessControl, AccessPolicy, Viewer
-from .app import create_app
-from .hub import EventHub, Subscriber
-from .server import DEFAULT_SOCKET, Serving, serve
+from ._access import AccessControl, AccessPolicy, Viewer, viewer_of
+from ._app import create_app
+from ._hub import EventHub, Subscriber
+from ._server import DEFAULT_SOCKET, Serving, serve
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -31,4 +31,5 @@ __all__ = [
     "Viewer",
     "create_app",
     "serve",
+    "viewer_of",
 ]

@@ -1,0 +1,418 @@
+"""The one module that talks to BCC.
+
+Everything that compiles, loads, attaches or detaches BPF programs goes through here, and every
+failure of BCC (a bare ``Exception`` with the real cause printed on stderr) is translated into an
+:mod:`aiobpf.errors` type at this boundary. The rest of aiobpf imports nothing from ``bcc`` and is
+usable without it.
+
+Programs are compiled with automatic attachment turned off: BCC attaches ``TRACEPOINT_PROBE``
+functions one by one inside its constructor, and if the second fails the first stays attached until
+interpreter exit. aiobpf attaches them itself, so a failure detaches what was already attached.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import errno
+import importlib
+import os
+import re
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import (
+    AttachError,
+    BccMissingError,
+    CompileError,
+    KernelHeadersError,
+    KprobesUnavailableError,
+    MapTypeError,
+    PrivilegeError,
+    RecordLayoutError,
+    UnknownMapError,
+)
+from .ring_protocol import record_stride
+from .tracefs import ensure_tracefs, require_tracepoint
+
+__all__ = ["BccRingConsumer", "Program", "import_bcc", "map_fd", "percpu_sums"]
+
+_CAP_SYS_ADMIN = 21
+_CAP_PERFMON = 38
+_CAP_BPF = 39
+_TRACEPOINT_NAME = re.compile(r"^tracepoint__(\w+?)__(\w+)$")
+
+
+def import_bcc() -> ModuleType:
+    """The ``bcc`` module; raises :class:`BccMissingError` with the install command."""
+    try:
+        bcc: ModuleType = importlib.import_module("bcc")
+    except ImportError as exc:
+        raise BccMissingError(
+            "the bcc Python module is not importable; BCC is not on PyPI: install Debian's "
+            "python3-bpfcc (apt-get install python3-bpfcc) and use a Python that sees it "
+            "(scripts/setup.sh makes such a venv in .venv)"
+        ) from exc
+    return bcc
+
+
+def _effective_capabilities() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges() -> None:
+    """Raises :class:`PrivilegeError` unless the process may load and attach tracing programs."""
+    caps = _effective_capabilities()
+    has_bpf = caps & (1 << _CAP_BPF) and caps & (1 << _CAP_PERFMON)
+    if not (has_bpf or caps & (1 << _CAP_SYS_ADMIN)):
+        raise PrivilegeError(
+            f"loading BPF programs needs root or CAP_BPF+CAP_PERFMON; this process "
+            f"(uid {os.geteuid()}) has effective capabilities {caps:#x}; run it as root with full "
+            f"capabilities (sudo), or grant it CAP_BPF and CAP_PERFMON"
+        )
+
+
+def check_headers() -> None:
+    """Raises :class:`KernelHeadersError` unless BCC can find headers for the running kernel."""
+    build = Path("/lib/modules") / os.uname().release / "build"
+    if not (build / "include").is_dir():
+        raise KernelHeadersError(
+            f"BCC compiles against kernel headers and found none at {build}; install them "
+            f"(apt-get install linux-headers-{os.uname().release}, or run scripts/setup.sh, which "
+            f"links the distribution's headers when no package matches this kernel)"
+        )
+
+
+#: fd 2 is the process's: two captures overlapping from two threads would each restore what
+#: the other had put there, leaving fd 2 on a deleted file for good. One at a time.
+_STDERR_CAPTURE = threading.Lock()
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Captures what C code writes to fd 2 (clang's diagnostics) for the duration; captures
+    from several threads take turns."""
+    out: list[str] = []
+    with _STDERR_CAPTURE, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            out.append(sink.read().decode(errors="replace"))
+
+
+def _forget(bpf: Any) -> None:
+    """Detaches and closes ``bpf`` and drops BCC's atexit reference so it can be collected."""
+    try:
+        bpf.cleanup()
+    finally:
+        atexit.unregister(bpf.cleanup)
+
+
+def map_fd(bpf: Any, name: str) -> int:
+    """A duplicate of the fd of map ``name`` of a ``bcc.BPF`` object (the caller closes it)."""
+    try:
+        table = bpf[name.encode()]
+    except KeyError:
+        raise UnknownMapError(f"the BPF program has no map named {name!r}") from None
+    return os.dup(table.get_fd())
+
+
+def map_types(bpf: Any, name: str) -> tuple[Any, Any]:
+    """The ctypes key and (per-CPU: single) value types BCC derived for map ``name``."""
+    try:
+        table = bpf[name.encode()]
+    except KeyError:
+        raise UnknownMapError(f"the BPF program has no map named {name!r}") from None
+    return table.Key, getattr(table, "sLeaf", table.Leaf)
+
+
+def has_map(bpf: Any, name: str) -> bool:
+    try:
+        bpf[name.encode()]
+    except KeyError:
+        return False
+    return True
+
+
+def percpu_sums(bpf: Any, name: str) -> Callable[[], list[int]]:
+    """A reader of per-CPU array ``name``: one sum over CPUs per slot."""
+    bcc = import_bcc()
+    table = bpf[name.encode()]
+    if not isinstance(table, bcc.table.PerCpuArray):
+        raise MapTypeError(f"map {name!r} is a {type(table).__name__}, expected a per-CPU array")
+    slots = [ctypes.c_int(i) for i in range(table.max_entries)]
+
+    def read() -> list[int]:
+        return [int(table.sum(slot).value) for slot in slots]
+
+    return read
+
+
+class BccRingConsumer:
+    """BCC's own per-record ring consumer, for CPUs where the mmap reader's ordering argument fails.
+
+    Each record is copied out of the ring inside BCC's callback (the pointer is only valid there).
+    """
+
+    def __init__(self, bpf: Any, name: str, record: np.dtype[np.void]) -> None:
+        self._bpf = bpf
+        self._name = name
+        self._record = record
+        self._chunks: list[bytes] = []
+        self._error: str | None = None
+        size = record.itemsize
+
+        def on_record(_ctx: Any, data: int, length: int) -> int:
+            if length != size:
+                self._error = f"ring record is {length} bytes, the declared record is {size}"
+                return -1
+            self._chunks.append(ctypes.string_at(data, length))
+            return 0
+
+        self._callback = on_record
+        bpf[name.encode()].open_ring_buffer(on_record)
+
+    #: BCC's consumer cannot see the ring: no size, no pending bytes.
+    data_size = None
+
+    @property
+    def stride(self) -> int:
+        return record_stride(self._record.itemsize)
+
+    def pending_bytes(self) -> None:
+        return None
+
+    def read(self) -> npt.NDArray[np.void]:
+        """Drains every ring of the BPF object; the records as a new array. Raises
+        :class:`aiobpf.RecordLayoutError` when a record had another size than declared."""
+        self._bpf.ring_buffer_consume()
+        chunks, self._chunks = self._chunks, []
+        if self._error is not None:
+            raise RecordLayoutError(f"ring {self._name!r}: {self._error}")
+        return np.frombuffer(bytearray(b"".join(chunks)), dtype=self._record)
+
+
+def _kprobes_available() -> bool:
+    root = ensure_tracefs()
+    return (root / "kprobe_events").exists() or Path(
+        "/sys/bus/event_source/devices/kprobe"
+    ).exists()
+
+
+#: Tries at loading a program the verifier gave up on because of a signal (EAGAIN).
+_LOAD_ATTEMPTS = 5
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Blocks every signal for the calling thread for the duration; they are delivered after."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class Program:
+    """A compiled and attached ``bcc.BPF`` object that aiobpf owns and must detach.
+
+    ``with Program.compile(text) as program:`` detaches and closes it on leaving, as BCC's
+    ``BPF`` does; :meth:`close` does the same by hand.
+    """
+
+    def __init__(self, bpf: Any) -> None:
+        self.bpf = bpf
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @classmethod
+    def compile(cls, text: str, *, cflags: Sequence[str] = (), attach: bool = True) -> Program:
+        """Compiles ``text``, loads it, and attaches its ``TRACEPOINT_PROBE`` functions (with
+        ``attach=False``, later, by :meth:`attach_tracepoints`: after its maps are filled).
+
+        Raises :class:`BccMissingError`, :class:`PrivilegeError`, :class:`KernelHeadersError`,
+        :class:`TracefsError`, :class:`UnknownTracepointError` (checked before compiling, by
+        name, against tracefs) or :class:`CompileError` (with clang's or the verifier's words).
+        """
+        bcc = import_bcc()
+        check_privileges()
+        check_headers()
+        ensure_tracefs()
+        for category, event in re.findall(r"TRACEPOINT_PROBE\(\s*(\w+)\s*,\s*(\w+)\s*\)", text):
+            require_tracepoint(category, event)
+
+        class _Deferred(bcc.BPF):  # type: ignore[misc,name-defined]
+            def __init__(self, **kwargs: Any) -> None:
+                try:
+                    super().__init__(**kwargs)
+                except BaseException:
+                    atexit.unregister(self.cleanup)  # nothing is attached yet: let it go
+                    raise
+
+            def _trace_autoload(self) -> None:
+                """Attachment is done by Program, so a failure can detach what came before."""
+
+        failed: Exception | None
+        with _captured_stderr() as diagnostics:
+            try:
+                bpf = _Deferred(text=text.encode(), cflags=list(cflags))
+            except Exception as exc:
+                failed = exc
+            else:
+                failed = None
+        if failed is not None:
+            raise CompileError(
+                f"BCC could not compile the BPF program: {failed}\n{diagnostics[0].strip()}"
+            ) from failed
+        program = cls(bpf)
+        if attach:
+            try:
+                program.attach_tracepoints()
+            except BaseException:
+                program.close()
+                raise
+        return program
+
+    def attach_tracepoints(self) -> None:
+        """Attaches every ``TRACEPOINT_PROBE`` function of the program; on a failure, what was
+        attached before it stays attached until :meth:`close`."""
+        bcc = import_bcc()
+        module = self.bpf.module
+        names = [
+            bcc.lib.bpf_function_name(module, i).decode()
+            for i in range(bcc.lib.bpf_num_functions(module))
+        ]
+        for name in names:
+            match = _TRACEPOINT_NAME.match(name)
+            if match:
+                self.attach_tracepoint(match[1], match[2], name)
+
+    def _load(self, fn_name: str, prog_type: int) -> Any:
+        # The verifier gives up with EAGAIN when a signal is pending for the loading thread (a
+        # child's SIGCHLD, say) while it works. Signals are held for the load (the kernel hands
+        # process signals to another thread meanwhile, and the held ones arrive after it), and
+        # an EAGAIN all the same is worth another try, as libbpf gives it (5 tries).
+        for attempt in range(_LOAD_ATTEMPTS):
+            try:
+                with _signals_held():
+                    return self.bpf.load_func(fn_name.encode(), prog_type)
+            except Exception as exc:
+                err = ctypes.get_errno()
+                if err == errno.EAGAIN and attempt + 1 < _LOAD_ATTEMPTS:
+                    continue
+                raise self._load_error(fn_name, exc, err) from exc
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _load_error(fn_name: str, exc: Exception, err: int) -> CompileError:
+        return CompileError(
+            f"the kernel refused to load BPF function {fn_name!r}: {exc}"
+            + (f" ({os.strerror(err)})" if err else "")
+            + (
+                "; this process is privileged, so the kernel rejects this program type or "
+                "helper, not the user"
+                if err == errno.EPERM
+                else ""
+            )
+        )
+
+    def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:
+        """Attaches ``fn_name`` to ``category:event``; raises :class:`UnknownTracepointError`."""
+        require_tracepoint(category, event)
+        bcc = import_bcc()
+        self._load(fn_name, bcc.BPF.TRACEPOINT)
+        try:
+            self.bpf.attach_tracepoint(tp=f"{category}:{event}".encode(), fn_name=fn_name.encode())
+        except Exception as exc:
+            raise AttachError(
+                f"attaching {fn_name!r} to {category}:{event} failed: {exc}"
+            ) from exc
+
+    def attach_raw_tracepoint(self, event: str, fn_name: str) -> None:
+        """Attaches ``fn_name`` to the raw tracepoint ``event`` (for example ``sys_enter``)."""
+        bcc = import_bcc()
+        self._load(fn_name, bcc.BPF.RAW_TRACEPOINT)
+        try:
+            self.bpf.attach_raw_tracepoint(tp=event.encode(), fn_name=fn_name.encode())
+        except Exception as exc:
+            raise AttachError(
+                f"attaching {fn_name!r} to raw tracepoint {event} failed: {exc}"
+            ) from exc
+
+    def load_tail_call_target(self, fn_name: str) -> int:
+        """Loads ``fn_name`` as a raw tracepoint program (for a program array); its fd."""
+        bcc = import_bcc()
+        return int(self._load(fn_name, bcc.BPF.RAW_TRACEPOINT).fd)
+
+    def set_program_slot(self, array: str, index: int, program_fd: int | None) -> None:
+        """Puts a program in slot ``index`` of program array ``array`` (None empties it)."""
+        table = self.bpf[array.encode()]
+        try:
+            if program_fd is None:
+                del table[ctypes.c_int(index)]
+            else:
+                table[ctypes.c_int(index)] = ctypes.c_int(program_fd)
+        except KeyError:
+            pass  # deleting an empty slot
+        except Exception as exc:
+            raise AttachError(f"updating slot {index} of program array {array!r}: {exc}") from exc
+
+    def attach_kprobe(self, function: str, fn_name: str) -> None:
+        """Attaches a kprobe, or says which tracepoint to use where the kernel has no kprobes."""
+        if not _kprobes_available():
+            syscall = re.sub(
+                r"^(__x64_sys_|__arm64_sys_|__se_sys_|__do_sys_|sys_|do_)", "", function
+            )
+            hint = (
+                f"syscalls:sys_enter_{syscall} / syscalls:sys_exit_{syscall}"
+                if (ensure_tracefs() / "events" / "syscalls" / f"sys_enter_{syscall}").is_dir()
+                else "a tracepoint (see /sys/kernel/tracing/events) or a raw tracepoint"
+            )
+            raise KprobesUnavailableError(
+                f"cannot attach a kprobe to {function!r}: this kernel was built without kprobes "
+                f"(CONFIG_KPROBES is off); use {hint} instead"
+            )
+        bcc = import_bcc()
+        self._load(fn_name, bcc.BPF.KPROBE)
+        try:
+            self.bpf.attach_kprobe(event=function.encode(), fn_name=fn_name.encode())
+        except Exception as exc:
+            raise AttachError(f"attaching kprobe {fn_name!r} to {function} failed: {exc}") from exc
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Detaches every probe and closes every fd of the program. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        _forget(self.bpf)

@@ -1,0 +1,169 @@
+"""The BPF ring buffer consumer protocol, over memory that is already mapped.
+
+This module owns the walk from the consumer position to the producer position and nothing else: it
+does not open, map, wait or decode, so the tests drive it on a ring laid out in ordinary memory.
+
+How the kernel lays the ring out (``kernel/bpf/ringbuf.c``, ``Documentation/bpf/ringbuf.rst``):
+
+* a read-write *consumer page* holds ``consumer_pos`` (u64); a read-only *producer page* holds
+  ``producer_pos`` (u64); both positions only grow, and ``pos & (size - 1)`` is the offset in the
+  data area;
+* the data area (a power of two, a multiple of the page size) is mapped twice back to back, so a
+  record that wraps past the end is still contiguous: a slice ``data[off : off + n]`` with
+  ``n <= size`` is always valid;
+* each record is an 8-byte header (``u32 len``, ``u32 pg_off``) then the payload, the whole rounded
+  up to 8 bytes. Bit 31 of ``len`` is BUSY (reserved, not committed yet), bit 30 is DISCARD (the
+  producer gave the space back: skip it).
+
+Why reading it from Python is correct on x86-64: the producer reserves space by advancing
+``producer_pos`` with a release store *after* writing the BUSY header, and commits by clearing BUSY
+with a release store *after* writing the payload. x86-64 is TSO: loads are not reordered with older
+loads, and stores are not reordered with older loads or stores. So we (1) load ``producer_pos``,
+(2) copy the headers out of the ring and test them, (3) only then copy the payloads of the records
+that tested committed, and (4) store the new ``consumer_pos`` after those copies. Each step is a
+separate numpy operation issued in program order, which TSO keeps in order. We never test a header
+through a live view: the value tested and the value acted on must be the same copy. On weaker
+CPUs (arm64) plain loads give no acquire ordering, so :mod:`aiobpf.sources` uses BCC's own
+consumer there.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import RecordLayoutError
+
+__all__ = [
+    "BUSY_BIT",
+    "DISCARD_BIT",
+    "HEADER_SIZE",
+    "RecordReader",
+    "RingReader",
+    "record_stride",
+]
+
+BUSY_BIT = 1 << 31
+DISCARD_BIT = 1 << 30
+HEADER_SIZE = 8
+_LENGTH_MASK = ~(BUSY_BIT | DISCARD_BIT) & 0xFFFFFFFF
+
+
+class RecordReader(Protocol):
+    """What a ring source reads with: :class:`RingReader` over the mapped ring, or BCC's
+    callback consumer where the mmap reader's ordering argument does not hold."""
+
+    @property
+    def data_size(self) -> int | None:
+        """The ring's data size in bytes; None for a reader that cannot see the ring."""
+
+    @property
+    def stride(self) -> int:
+        """Bytes a record takes in the ring, header and padding included."""
+
+    def pending_bytes(self) -> int | None:
+        """Bytes between the consumer and producer positions; None when it cannot tell."""
+
+    def read(self) -> npt.NDArray[np.void]:
+        """Takes every committed record now, without waiting, as a new array; raises
+        :class:`aiobpf.RecordLayoutError` for a record of another size than declared."""
+
+
+def record_stride(payload_size: int) -> int:
+    """Bytes one record of ``payload_size`` takes in the ring: header plus payload, 8-aligned."""
+    return (payload_size + HEADER_SIZE + 7) & ~7
+
+
+@attrs.define(eq=False)
+class RingReader:
+    """Reads fixed-size records between the consumer and producer positions, in batches.
+
+    ``consumer_pos`` and ``producer_pos`` are one-element ``uint64`` arrays over the two position
+    words; ``data`` is a ``uint8`` array over the double-mapped data area (``2 * data_size`` bytes).
+    """
+
+    consumer_pos: npt.NDArray[np.uint64]
+    producer_pos: npt.NDArray[np.uint64]
+    data: npt.NDArray[np.uint8]
+    data_size: int
+    record: np.dtype[np.void]
+    _framed: np.dtype[np.void] = attrs.field(init=False)
+    _stride: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.data_size <= 0 or self.data_size & (self.data_size - 1):
+            raise ValueError(f"ring data size must be a power of two, got {self.data_size}")
+        if len(self.data) < 2 * self.data_size:
+            raise ValueError(
+                f"ring data must be mapped twice ({2 * self.data_size} bytes), got {len(self.data)}"
+            )
+        self._stride = record_stride(self.record.itemsize)
+        self._framed = np.dtype(
+            {
+                "names": ["len", "payload"],
+                "formats": ["<u4", f"V{self.record.itemsize}"],
+                "offsets": [0, HEADER_SIZE],
+                "itemsize": self._stride,
+            }
+        )
+
+    @property
+    def stride(self) -> int:
+        return self._stride
+
+    def pending_bytes(self) -> int:
+        """Bytes between the consumer and producer positions (committed or not)."""
+        return int(self.producer_pos[0]) - int(self.consumer_pos[0])
+
+    def read(self) -> npt.NDArray[np.void]:
+        """Copies out every committed record up to the first busy one and publishes the position.
+
+        Returns a new array of ``record`` (owned by the caller; the ring space is given back to
+        the kernel before this returns). Raises :class:`RecordLayoutError` when a committed record
+        is not ``record.itemsize`` bytes long; the position then stays before that record.
+        """
+        start = int(self.consumer_pos[0])
+        end = int(self.producer_pos[0])
+        mask = self.data_size - 1
+        parts: list[npt.NDArray[np.void]] = []
+        pos = start
+        try:
+            while pos < end:
+                offset = pos & mask
+                count = (end - pos) // self._stride
+                if count:
+                    framed = self.data[offset : offset + count * self._stride].view(self._framed)
+                    lengths = framed["len"].copy()  # one copy: test what we act on
+                    committed = lengths == self.record.itemsize
+                    good = count if committed.all() else int(np.argmin(committed))
+                    if good:
+                        parts.append(
+                            framed["payload"][:good].copy()
+                        )  # always a copy, even of one record
+                        pos += good * self._stride
+                    if good == count:
+                        continue
+                    header = int(lengths[good])
+                else:
+                    header = int(self.data[offset : offset + 4].view("<u4")[0])
+                if header & BUSY_BIT:
+                    break
+                length = header & _LENGTH_MASK
+                if header & DISCARD_BIT:
+                    pos += record_stride(length)
+                    continue
+                raise RecordLayoutError(
+                    f"ring record at position {pos} is {length} bytes, but the declared record "
+                    f"type is {self.record.itemsize} bytes; declare the record exactly as the BPF "
+                    f"program submits it (sizeof of its struct)"
+                )
+        finally:
+            if pos != start:
+                self.consumer_pos[0] = pos
+        if not parts:
+            return np.empty(0, dtype=self.record)
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return joined.view(self.record).reshape(-1)

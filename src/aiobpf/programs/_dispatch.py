@@ -1,0 +1,477 @@
+"""Syscall dispatch by opcode: the kernel's tail-call table, managed from async Python.
+
+A program on the raw tracepoint ``sys_enter`` decides whether the calling task is in scope, then
+tail-calls through a program array indexed by syscall number (``programs/dispatch.bpf.c``).
+:class:`SyscallDispatch` installs, replaces and removes handlers per syscall while it runs, and
+its :meth:`~SyscallDispatch.view` gives the events each *emit* slot sent, through the same
+:class:`aiobpf.operators.Router` views that route events in user space.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import anyio
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from .._kernel.bcc import Program, map_fd
+from .._kernel.btf import member_offset
+from .._kernel.libbpf import check, libbpf
+from .._kernel.map_io import MapReader
+from .._kernel.syscalls import syscall_name, syscall_number
+from ..operators import Policy, Router, View
+from ..sources import RingBuffer
+from ..sources._program import ProgramRing
+from ..sources._records import RecordType
+from ..sources._stats import RingStats
+from ..sources._validate import check_id, check_reading_mode, ring_pages
+from . import _constants as C
+from ._constants import comm_key
+from ._text import include_flags, program_text
+
+__all__ = [
+    "SYSCALL_RECORD",
+    "DispatchStats",
+    "SyscallDispatch",
+    "SyscallEvent",
+    "SyscallEvents",
+    "syscall_events",
+]
+
+BUILT_IN = ("emit", "count", "ignore")
+Default = Literal["count", "emit", "ignore"]
+_DEFAULTS = {"count": C.DEFAULT_COUNT, "emit": C.DEFAULT_EMIT, "ignore": C.DEFAULT_NOTHING}
+_USER_HANDLER = re.compile(r"\bint\s+(\w+)\s*\(\s*struct\s+bpf_raw_tracepoint_args\s*\*")
+
+#: Layout of ``struct syscall_event`` in ``programs/dispatch.bpf.c`` (88 bytes).
+SYSCALL_RECORD: np.dtype[np.void] = np.dtype(
+    [
+        ("timestamp_ns", "<u8"),
+        ("args", "<u8", (6,)),
+        ("pid", "<u4"),
+        ("tid", "<u4"),
+        ("uid", "<u4"),
+        ("nr", "<u4"),
+        ("comm", f"S{C.COMM_SIZE}"),
+    ],
+    align=True,
+)
+
+
+@attrs.frozen
+class SyscallEvent:
+    """One syscall entry a handler emitted: who made it, which one, and its six raw arguments."""
+
+    pid: int
+    tid: int
+    uid: int
+    comm: str
+    nr: int
+    name: str
+    args: tuple[int, ...]
+    """The six argument registers, as unsigned 64-bit ints."""
+    timestamp_ns: int
+
+    @classmethod
+    def decode(cls, batch: npt.NDArray[np.void]) -> list[SyscallEvent]:
+        return [
+            cls(
+                pid=pid,
+                tid=tid,
+                uid=uid,
+                comm=comm.decode(errors="replace"),
+                nr=nr,
+                name=syscall_name(nr),
+                args=tuple(int(arg) for arg in args),
+                timestamp_ns=timestamp,
+            )
+            for timestamp, args, pid, tid, uid, nr, comm in batch.tolist()
+        ]
+
+
+SYSCALL_EVENTS: RecordType[SyscallEvent] = RecordType(
+    dtype=SYSCALL_RECORD, decode=SyscallEvent.decode
+)
+
+
+@attrs.frozen
+class DispatchStats:
+    """Counts of the dispatcher: ``in_scope`` syscalls that reached the table, ``fell_through``
+    an empty slot (the default action), were ``ignored``; ``ia32`` syscalls of tasks in scope,
+    which are not dispatched (on x86-64 they are numbered differently: 11 is execve there,
+    munmap here) but counted here; the event ring's ``events``."""
+
+    in_scope: int
+    fell_through: int
+    ignored: int
+    ia32: int
+    events: RingStats
+
+
+def _names(syscalls: str | int | Iterable[str | int]) -> list[int]:
+    items = [syscalls] if isinstance(syscalls, str | int) else list(syscalls)
+    numbers = [syscall_number(item) for item in items]
+    for nr in numbers:
+        if not 0 <= nr < C.MAX_SYSCALLS:
+            raise ValueError(f"syscall number must be 0 to {C.MAX_SYSCALLS - 1}, got {nr}")
+    return numbers
+
+
+def _compile(pages: int, user_handlers: str) -> Program:
+    regs = {
+        name: member_offset("pt_regs", name.lower())
+        for name in ("DI", "SI", "DX", "R10", "R8", "R9")
+    }
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    flags = [
+        *include_flags(),
+        f"-DAIOBPF_RING_PAGES={pages}",
+        f"-DAIOBPF_PID_WORDS={(pid_max + 63) // 64}",
+        *(f"-DAIOBPF_REGS_{name}={offset}" for name, offset in regs.items()),
+    ]
+    if platform.machine() == "x86_64":  # ia32 syscalls, numbered otherwise, are set apart
+        status = member_offset("task_struct", "thread_info") + member_offset(
+            "thread_info", "status"
+        )
+        flags.append(f"-DAIOBPF_THREAD_STATUS={status}")
+    text = program_text("dispatch").replace("/* AIOBPF_USER_HANDLERS */", user_handlers)
+    return Program.compile(text, cflags=flags, attach=False)
+
+
+class _Kernel:
+    """The loaded dispatch program: its handlers, scope, counters and the raw tracepoint."""
+
+    def __init__(self, program: Program, handler_names: Sequence[str]) -> None:
+        self.program = program
+        self.handlers = {name: program.load_tail_call_target(f"handle_{name}") for name in BUILT_IN}
+        for name in handler_names:
+            self.handlers[name] = program.load_tail_call_target(name)
+        self.fds = {
+            name: map_fd(program.bpf, name)
+            for name in (
+                "config",
+                "scope_tids",
+                "scope_tgids",
+                "scope_uids",
+                "scope_comms",
+                "syscall_counts",
+                "fallthrough_counts",
+                "dispatch_counts",
+            )
+        }
+        self.slots: dict[int, str] = {}
+        self.readers = {
+            name: MapReader(
+                fd=self.fds[name], name=name, key=np.dtype("<u4"), value=np.dtype("<u8")
+            )
+            for name in ("syscall_counts", "fallthrough_counts", "dispatch_counts")
+        }
+
+    def update(self, map_name: str, key: bytes, value: bytes) -> None:
+        key_buffer, value_buffer = (
+            ctypes.create_string_buffer(key, len(key)),
+            ctypes.create_string_buffer(value, len(value)),
+        )
+        check(
+            libbpf().bpf_map_update_elem(self.fds[map_name], key_buffer, value_buffer, 0),
+            f"updating {map_name}",
+        )
+
+    def _add_id(self, map_name: str, value: int) -> None:
+        """Sets bit ``value`` of a tid/tgid bitmap (one u64 word per 64 ids)."""
+        key = ctypes.c_uint32(value >> 6)
+        word = ctypes.c_uint64(0)
+        fd = self.fds[map_name]
+        check(libbpf().bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(word)), map_name)
+        word.value |= 1 << (value & 63)
+        check(libbpf().bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(word), 0), map_name)
+
+    def set_scope(
+        self, tids: Iterable[int], tgids: Iterable[int], uids: Iterable[int], comms: Iterable[str]
+    ) -> None:
+        flags = 0
+        for bit, map_name, ids in (
+            (C.SCOPE_TID, "scope_tids", tids),
+            (C.SCOPE_TGID, "scope_tgids", tgids),
+        ):
+            for value in ids:
+                self._add_id(map_name, int(value))
+                flags |= bit
+        for uid in uids:
+            self.update("scope_uids", int(uid).to_bytes(4, "little"), b"\x01")
+            flags |= C.SCOPE_UID
+        for comm in comms:
+            self.update("scope_comms", comm_key(comm), b"\x01")
+            flags |= C.SCOPE_COMM
+        self.update("config", (0).to_bytes(4, "little"), flags.to_bytes(4, "little"))
+
+    def set_default(self, action: Default) -> None:
+        if action not in _DEFAULTS:
+            raise ValueError(f"default must be one of {', '.join(_DEFAULTS)}, got {action!r}")
+        self.update("config", (1).to_bytes(4, "little"), _DEFAULTS[action].to_bytes(4, "little"))
+
+    def install(self, numbers: list[int], handler: str) -> None:
+        if handler not in self.handlers:
+            raise LookupError(
+                f"no handler {handler!r}: the built-in ones are {', '.join(BUILT_IN)}, and user "
+                f"handlers are the functions given in user_handlers ({', '.join(self.handlers)})"
+            )
+        for nr in numbers:
+            self.program.set_program_slot("handlers", nr, self.handlers[handler])
+            self.slots[nr] = handler
+
+    def remove(self, numbers: list[int]) -> None:
+        for nr in numbers:
+            self.program.set_program_slot("handlers", nr, None)
+            self.slots.pop(nr, None)
+
+    def counts(self, map_name: str) -> dict[int, int]:
+        keys, values = self.readers[map_name].read()
+        return {int(k): int(v) for k, v in zip(keys.tolist(), values.tolist(), strict=True) if v}
+
+    def close(self) -> None:
+        # The kernel empties a program array only from a work queue after its last fd closes;
+        # emptying the slots here frees the handler programs before close() returns.
+        try:
+            self.remove(list(self.slots))
+        finally:
+            for fd in self.fds.values():
+                os.close(fd)
+            self.fds.clear()
+
+
+class SyscallEvents(ProgramRing[SyscallEvent]):
+    """An async source of :class:`SyscallEvent` from the dispatcher's ring; also the kernel half
+    of :class:`SyscallDispatch`. Entering compiles, fills the scope and table, and attaches."""
+
+    _name = "syscall_events()"
+
+    def __init__(
+        self,
+        *,
+        syscalls: Iterable[str | int] | None,
+        tids: Iterable[int],
+        tgids: Iterable[int],
+        uids: Iterable[int],
+        comms: Iterable[str],
+        default: Default,
+        user_handlers: str,
+        ring_size: int,
+        max_latency: float,
+    ) -> None:
+        super().__init__()
+        if default not in _DEFAULTS:
+            raise ValueError(f"default must be one of {', '.join(_DEFAULTS)}, got {default!r}")
+        check_reading_mode(max_latency, 0.0)
+        self._pages = ring_pages(ring_size)
+        self._max_latency = max_latency
+        self._syscalls = None if syscalls is None else _names(list(syscalls))
+        self._scope = (
+            [check_id("tid", tid) for tid in tids],
+            [check_id("tgid", tgid) for tgid in tgids],
+            [check_id("uid", uid) for uid in uids],
+            [str(comm) for comm in comms],
+        )
+        self._default: Default = default
+        self._user_handlers = user_handlers
+        self._kernel: _Kernel | None = None
+
+    def _compile(self) -> Program:
+        return _compile(self._pages, self._user_handlers)
+
+    def _wrap(self, program: Program) -> RingBuffer[SyscallEvent]:
+        try:
+            kernel = _Kernel(program, _USER_HANDLER.findall(self._user_handlers))
+        except BaseException:
+            program.close()
+            raise
+        self._kernel = kernel
+        return RingBuffer.from_bcc(
+            program.bpf,
+            "events",
+            record=SYSCALL_EVENTS,
+            max_latency=self._max_latency,
+            owned=[program.close, kernel.close],
+        )
+
+    def _configure(self, program: Program, inner: RingBuffer[SyscallEvent]) -> None:
+        assert self._kernel is not None
+        self._kernel.set_scope(*self._scope)
+        self._kernel.set_default(self._default)
+        if self._syscalls is not None:
+            self._kernel.install(self._syscalls, "emit")
+
+    def _attach(self, program: Program) -> None:
+        program.attach_raw_tracepoint("sys_enter", "dispatch")
+
+    @property
+    def kernel(self) -> _Kernel:
+        """The running dispatcher; raises :class:`anyio.ClosedResourceError` when not running."""
+        if self._kernel is None or self._inner is None or self._inner.closed:
+            raise anyio.ClosedResourceError
+        return self._kernel
+
+
+class SyscallDispatch:
+    """The syscall dispatch table, as an async context manager.
+
+    ``tids``, ``tgids``, ``uids``, ``comms`` limit it to those tasks (decided in the kernel before
+    the tail call; all given sets must match); with none it covers the whole machine. Slots start
+    empty: every syscall in scope falls through to ``default`` (``"count"`` per syscall,
+    ``"emit"`` an event, ``"ignore"``). ``user_handlers`` is C text of extra handlers,
+    ``int name(struct bpf_raw_tracepoint_args *ctx)``, compiled with the built-in ones: they are
+    compiled and loaded by this (privileged) process, so they must be code you trust.
+
+    Entering compiles and attaches; leaving detaches the raw tracepoint and frees the program
+    array and every map. Raises what :meth:`aiobpf.lowlevel.Program.compile` raises.
+    """
+
+    def __init__(
+        self,
+        *,
+        tids: Iterable[int] = (),
+        tgids: Iterable[int] = (),
+        uids: Iterable[int] = (),
+        comms: Iterable[str] = (),
+        default: Default = "count",
+        user_handlers: str = "",
+        ring_size: int = 1 << 20,
+        max_latency: float = 0.0,
+        buffer_size: int = 1024,
+        policy: Policy = "block",
+    ) -> None:
+        self._source = SyscallEvents(
+            syscalls=None,
+            tids=tids,
+            tgids=tgids,
+            uids=uids,
+            comms=comms,
+            default=default,
+            user_handlers=user_handlers,
+            ring_size=ring_size,
+            max_latency=max_latency,
+        )
+        self._buffer_size = buffer_size
+        self._policy: Policy = policy
+        self._router: Router[SyscallEvent] | None = None
+
+    @property
+    def _live(self) -> _Kernel:
+        return self._source.kernel
+
+    async def __aenter__(self) -> SyscallDispatch:
+        ring = await self._source.open()
+        self._router = Router(
+            ring, lambda event: event.nr, buffer_size=self._buffer_size, policy=self._policy
+        )
+        try:
+            await self._router.__aenter__()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._source.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._router is not None
+        try:
+            return await self._router.__aexit__(exc_type, exc, tb)  # closes the ring too
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._source.aclose()
+
+    def install(self, syscalls: str | int | Iterable[str | int], handler: str) -> None:
+        """Puts ``handler`` in the slots of ``syscalls`` (names or numbers), at once, while the
+        program runs. Raises :class:`aiobpf.UnknownSyscallError` for an unknown syscall and
+        :class:`LookupError` for an unknown handler."""
+        self._live.install(_names(syscalls), handler)
+
+    def remove(self, syscalls: str | int | Iterable[str | int]) -> None:
+        """Empties the slots of ``syscalls``: they fall through to the default action again."""
+        self._live.remove(_names(syscalls))
+
+    def set_default(self, action: Default) -> None:
+        """Changes what an empty slot does, while the program runs."""
+        self._live.set_default(action)
+
+    @property
+    def table(self) -> dict[str, str]:
+        """The installed slots: ``{syscall name: handler}``."""
+        return {syscall_name(nr): handler for nr, handler in sorted(self._live.slots.items())}
+
+    @property
+    def _routes(self) -> Router[SyscallEvent]:
+        if self._router is None:
+            raise RuntimeError("SyscallDispatch is not running yet: use it with 'async with'")
+        return self._router
+
+    def view(self, *syscalls: str | int) -> View[SyscallEvent]:
+        """The events the kernel routed to *emit* for these syscalls (a Router view)."""
+        return self._routes.view(*_names(list(syscalls)))
+
+    def default_view(self) -> View[SyscallEvent]:
+        """Emitted events no other view claims (such as the fall-through, with default="emit")."""
+        return self._routes.default()
+
+    def counts(self) -> dict[str, int]:
+        """Calls counted by *count* handlers, by syscall name, since the start."""
+        return {syscall_name(nr): n for nr, n in self._live.counts("syscall_counts").items()}
+
+    def fallthrough_counts(self) -> dict[str, int]:
+        """In-scope calls that fell through an empty slot (default "count"), by syscall name."""
+        return {syscall_name(nr): n for nr, n in self._live.counts("fallthrough_counts").items()}
+
+    @property
+    def stats(self) -> DispatchStats:
+        counts = self._live.counts("dispatch_counts")
+        return DispatchStats(
+            in_scope=counts.get(C.STAT_IN_SCOPE, 0),
+            fell_through=counts.get(C.STAT_FELL_THROUGH, 0),
+            ignored=counts.get(C.STAT_IGNORED, 0),
+            ia32=counts.get(C.STAT_COMPAT, 0),
+            events=self._source.stats,
+        )
+
+
+def syscall_events(
+    *,
+    syscalls: Iterable[str | int] | None = None,
+    tids: Iterable[int] = (),
+    tgids: Iterable[int] = (),
+    uids: Iterable[int] = (),
+    comms: Iterable[str] = (),
+    ring_size: int = 1 << 20,
+    max_latency: float = 0.0,
+) -> SyscallEvents:
+    """The given syscalls (all of them if None) of the tasks in scope, as :class:`SyscallEvent`:
+    ``async with aiobpf.syscall_events(syscalls=["openat"]) as calls: async for call in calls``.
+
+    Raises :class:`aiobpf.UnknownSyscallError` for an unknown syscall name and
+    :class:`ValueError` for a bad argument; entering raises what
+    :meth:`aiobpf.lowlevel.Program.compile` raises.
+    """
+    return SyscallEvents(
+        syscalls=syscalls,
+        tids=tids,
+        tgids=tgids,
+        uids=uids,
+        comms=comms,
+        default="emit" if syscalls is None else "ignore",
+        user_handlers="",
+        ring_size=ring_size,
+        max_latency=max_latency,
+    )

@@ -1,0 +1,134 @@
+"""Typed events built from ring records.
+
+Events are frozen attrs classes: cheap enough at execve rates, and safe to keep and share. Hot
+per-record paths (millions a second) use the numpy records themselves instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from ..sources._records import RecordType
+from . import _constants as C
+
+__all__ = ["EXECVE_EVENTS", "EXECVE_RECORD", "MONOTONIC_TO_WALL_NS", "ExecveEvent"]
+
+
+#: Layout of ``struct execve_event`` in ``programs/execve.bpf.c`` (C alignment).
+EXECVE_RECORD: np.dtype[np.void] = np.dtype(
+    [
+        ("timestamp_ns", "<u8"),
+        ("pid", "<u4"),
+        ("tid", "<u4"),
+        ("ppid", "<u4"),
+        ("uid", "<u4"),
+        ("gid", "<u4"),
+        ("retval", "<i4"),
+        ("dirfd", "<i4"),
+        ("flags", "<u4"),
+        ("syscall", "u1"),
+        ("truncated", "u1"),
+        ("argc", "<u2"),
+        ("args_size", "<u4"),
+        ("comm", f"S{C.COMM_SIZE}"),
+        ("message", "S12"),
+        ("filename", f"S{C.FILENAME_SIZE}"),
+        ("args", f"S{C.ARGS_SIZE}"),
+    ],
+    align=True,
+)
+
+#: ``syscall`` values of a record.
+SYSCALLS = {C.SYSCALL_EXECVE: "execve", C.SYSCALL_EXECVEAT: "execveat"}
+
+#: CLOCK_MONOTONIC to wall-clock time, in nanoseconds: measured once, when aiobpf is imported.
+#: Event times stay consistent with one another (a later event never gets an earlier time) and
+#: do not follow a wall clock set afterwards.
+MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
+
+
+def _text(raw: bytes) -> str:
+    """A C string field: up to its first NUL (what follows is not part of it)."""
+    return raw.partition(b"\0")[0].decode("utf-8", errors="replace")
+
+
+def _argv(raw: bytes, argc: int) -> tuple[str, ...]:
+    """The ``argc`` NUL-terminated arguments at the start of ``raw`` (numpy drops the trailing
+    NULs of a bytes field, so empty last arguments come back as padding)."""
+    parts = raw.split(b"\0")[:argc]
+    parts += [b""] * (argc - len(parts))
+    return tuple(part.decode("utf-8", errors="replace") for part in parts)
+
+
+@attrs.frozen
+class ExecveEvent:
+    """One ``execve`` or ``execveat`` call, reported when it returns.
+
+    ``syscall`` says which (``"execve"`` or ``"execveat"``; glibc's ``fexecve`` is an
+    ``execveat`` with ``AT_EMPTY_PATH`` and an empty ``filename``); ``dirfd`` and ``flags`` are
+    execveat's (``AT_FDCWD``, -100, and 0 for execve). ``filename`` is the path as the caller
+    gave it; ``argv`` the arguments, up to the source's ``max_args`` and 2 KiB in all (256
+    bytes each); ``filename_truncated`` and ``argv_truncated`` say when something did not fit.
+    ``comm`` is the process name after the call (the new program's, for a successful exec);
+    ``retval`` is 0 or the negative errno of a failed exec; ``timestamp_ns`` is CLOCK_MONOTONIC
+    at the return (``time.monotonic_ns()`` scale) and ``time`` the same instant as wall-clock
+    seconds (see :data:`MONOTONIC_TO_WALL_NS`).
+    """
+
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    gid: int
+    comm: str
+    filename: str
+    argv: tuple[str, ...]
+    retval: int
+    timestamp_ns: int
+    time: float
+    syscall: str
+    dirfd: int
+    flags: int
+    filename_truncated: bool
+    argv_truncated: bool
+    message: str
+
+    @classmethod
+    def decode(cls, batch: npt.NDArray[np.void]) -> list[ExecveEvent]:
+        """The events of a batch of :data:`EXECVE_RECORD` records."""
+        columns = {name: batch[name].tolist() for name in _COPIED}
+        for name in _TEXT_FIELDS:
+            columns[name] = [_text(raw) for raw in columns[name]]
+        truncated = batch["truncated"].tolist()
+        columns["argv"] = [
+            _argv(raw, argc)
+            for raw, argc in zip(batch["args"].tolist(), batch["argc"].tolist(), strict=True)
+        ]
+        columns["time"] = [(ns + MONOTONIC_TO_WALL_NS) / 1e9 for ns in columns["timestamp_ns"]]
+        columns["syscall"] = [SYSCALLS[value] for value in batch["syscall"].tolist()]
+        columns["filename_truncated"] = [bool(t & C.TRUNCATED_FILENAME) for t in truncated]
+        columns["argv_truncated"] = [bool(t & C.TRUNCATED_ARGS) for t in truncated]
+        return [cls(*row) for row in zip(*(columns[name] for name in _FIELDS), strict=True)]
+
+
+_FIELDS = [field.name for field in attrs.fields(ExecveEvent)]
+_TEXT_FIELDS = ("comm", "filename", "message")
+_COPIED = (
+    "pid",
+    "tid",
+    "ppid",
+    "uid",
+    "gid",
+    "retval",
+    "timestamp_ns",
+    "dirfd",
+    "flags",
+    *_TEXT_FIELDS,
+)
+
+#: Execve records decoded to :class:`ExecveEvent` per record, or kept as numpy in batches.
+EXECVE_EVENTS: RecordType[ExecveEvent] = RecordType(dtype=EXECVE_RECORD, decode=ExecveEvent.decode)

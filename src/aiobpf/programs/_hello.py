@@ -1,0 +1,91 @@
+"""``hello_world()``: the hello world program, as typed log records from its own ring."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from .._kernel.bcc import Program
+from ..sources import RingBuffer
+from ..sources._program import ProgramRing
+from ..sources._records import RecordType
+from ..sources._validate import check_reading_mode
+from . import _constants as C
+from ._text import include_flags, program_text
+
+__all__ = ["LOG_RECORD", "HelloWorld", "LogRecord", "hello_world"]
+
+_LEVELS = {0: "error", 1: "warning", 2: "info", 3: "debug"}
+
+#: Layout of ``struct log_record`` in ``programs/hello.bpf.c`` (104 bytes with C alignment).
+LOG_RECORD: np.dtype[np.void] = np.dtype(
+    [
+        ("timestamp_ns", "<u8"),
+        ("pid", "<u4"),
+        ("uid", "<u4"),
+        ("level", "<u4"),
+        ("comm", f"S{C.COMM_SIZE}"),
+        ("text", "S64"),
+    ],
+    align=True,
+)
+
+
+@attrs.frozen
+class LogRecord:
+    """A log line a BPF program wrote into its ring, with the process it ran for."""
+
+    timestamp_ns: int
+    pid: int
+    uid: int
+    level: str
+    comm: str
+    text: str
+
+    @classmethod
+    def decode(cls, batch: npt.NDArray[np.void]) -> list[LogRecord]:
+        """The records of a batch of :data:`LOG_RECORD`."""
+        return [
+            cls(
+                timestamp_ns=timestamp,
+                pid=pid,
+                uid=uid,
+                level=_LEVELS.get(level, str(level)),
+                comm=comm.decode(errors="replace"),
+                text=text.decode(errors="replace"),
+            )
+            for timestamp, pid, uid, level, comm, text in batch.tolist()
+        ]
+
+
+class HelloWorld(ProgramRing[LogRecord]):
+    """An async source of :class:`LogRecord`: the hello world program's structured log lines,
+    one per exec, from its own ring. Attaches when entered, detaches when closed."""
+
+    _name = "hello_world()"
+
+    def __init__(self, *, max_latency: float = 0.0) -> None:
+        super().__init__()
+        check_reading_mode(max_latency, 0.0)
+        self._max_latency = max_latency
+
+    def _compile(self) -> Program:
+        return Program.compile(program_text("hello"), cflags=include_flags(), attach=False)
+
+    def _wrap(self, program: Program) -> RingBuffer[LogRecord]:
+        record = RecordType(dtype=LOG_RECORD, decode=LogRecord.decode)
+        return RingBuffer.from_bcc(
+            program.bpf, "logs", record=record, max_latency=self._max_latency, owned=[program.close]
+        )
+
+
+def hello_world(*, max_latency: float = 0.0) -> HelloWorld:
+    """The hello world program, as a source of its structured log records:
+    ``async with aiobpf.hello_world() as logs: async for record in logs: ...``.
+
+    The program also prints "Hello World!" to the trace pipe on each exec, as ``bpf_trace_printk``
+    examples do (see :func:`aiobpf.trace_pipe`). Entering raises what
+    :meth:`aiobpf.lowlevel.Program.compile` raises.
+    """
+    return HelloWorld(max_latency=max_latency)

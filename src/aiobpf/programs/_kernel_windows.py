@@ -1,0 +1,82 @@
+"""Window counts of exec calls done in the kernel: a hash map drained once per window.
+
+The user-space :func:`aiobpf.window_count` over :func:`aiobpf.execve_events` moves one event per
+exec through the ring and counts it in Python. Counting in the kernel moves one map entry per
+key per window instead, at the price of windows that close on the drain clock (the poller's
+interval) rather than on event time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from .._kernel.bcc import Program
+from ..operators import WindowCount
+from ..sources import MapPoller, MapReading, MapStats
+from ..sources._program import ProgramSource
+from ..sources._validate import check_poll
+from ._text import include_flags, program_text
+
+__all__ = ["KernelWindowCounts", "execve_window_counts"]
+
+
+class KernelWindowCounts(ProgramSource[WindowCount, MapPoller[Any, int]]):
+    """An async source of :class:`aiobpf.WindowCount` whose counting ran in the kernel.
+
+    Each window is what the map held when drained: ``start`` and ``end`` are the drain times
+    (Unix seconds), ``late`` is always 0; :attr:`dropped` counts the exec calls the full map
+    could not count. Attaches when entered, detaches when closed.
+    """
+
+    _name = "execve_window_counts()"
+
+    def __init__(self, key: Literal["uid", "comm"], every: float) -> None:
+        super().__init__()
+        if key not in ("uid", "comm"):
+            raise ValueError(f"key must be 'uid' or 'comm' for counting in the kernel, got {key!r}")
+        check_poll(every, "drain")
+        self._key = key
+        self._every = every
+        self._start = time.time()
+
+    def _compile(self) -> Program:
+        flags = [*include_flags(), *(["-DAIOBPF_KEY_COMM"] if self._key == "comm" else [])]
+        return Program.compile(program_text("execve_window"), cflags=flags, attach=False)
+
+    def _wrap(self, program: Program) -> MapPoller[Any, int]:
+        return MapPoller.from_bcc(
+            program.bpf, "window_counts", interval=self._every, mode="drain", owned=[program.close]
+        )
+
+    def _configure(self, program: Program, inner: MapPoller[Any, int]) -> None:
+        self._start = time.time()
+
+    def _convert(self, item: Any) -> WindowCount:
+        reading: MapReading[Any, int] = item
+        counts: dict[Any, int] = dict(reading.values)
+        if self._key == "comm":
+            counts = {key.comm.decode(errors="replace"): n for key, n in counts.items()}
+        start, self._start = self._start, reading.time
+        return WindowCount(start=start, end=reading.time, counts=counts)
+
+    @property
+    def dropped(self) -> int:
+        """Exec calls of keys the full map had no room for, up to the last window."""
+        return self.stats.dropped or 0
+
+    @property
+    def stats(self) -> MapStats:
+        return self.inner.stats
+
+
+def execve_window_counts(
+    key: Literal["uid", "comm"] = "uid", *, every: float = 2.0
+) -> KernelWindowCounts:
+    """Exec calls per ``key`` in windows of ``every`` seconds, counted in the kernel:
+    ``async with aiobpf.execve_window_counts("comm") as windows: async for window in windows``.
+
+    Raises ValueError for another key or a bad ``every``; entering raises what
+    :meth:`aiobpf.lowlevel.Program.compile` raises.
+    """
+    return KernelWindowCounts(key, every)

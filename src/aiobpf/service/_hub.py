@@ -1,0 +1,181 @@
+"""The event hub: the service's kernel sources, attached once, fanned out to subscribers.
+
+Each subscriber has its own bounded queue: a slow one loses events (counted, and told to it),
+never blocks the others or the kernel reader. The subscribers' filters reach the kernel as far
+as one shared program can take them: when every subscriber filters by uid (or comm), the kernel
+passes only the union of their values, and with no subscriber at all it passes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from ..programs._execve import ExecveEvents, execve_events
+from ..programs._execve_event import ExecveEvent
+from ..programs._filters import CAPACITY
+from ..programs._uid_counts import ExecveCounts, execve_counts
+
+__all__ = ["EventHub", "Subscriber"]
+
+
+class Subscriber:
+    """One client's bounded queue of events and what it lost."""
+
+    def __init__(self, uid: int | None, comm: str | None, buffer: int) -> None:
+        self.uid = uid
+        # the kernel keeps 15 bytes of a task's name: compare what it can report
+        self.comm = None if comm is None else comm.encode()[:15].decode(errors="ignore")
+        self._send, self.receive = anyio.create_memory_object_stream[ExecveEvent](buffer)
+        self.unreported_lost = 0
+        self.lost = 0
+
+    def offer(self, event: ExecveEvent) -> bool:
+        """Queues ``event`` if it matches; False when the queue was full (the event is lost)."""
+        if (self.uid is not None and event.uid != self.uid) or (
+            self.comm is not None and event.comm != self.comm
+        ):
+            return True
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            self.lost += 1
+            self.unreported_lost += 1
+            return False
+        return True
+
+    @property
+    def behind(self) -> bool:
+        """At least half of the queue is waiting: time to let the client's task run."""
+        statistics = self._send.statistics()
+        return statistics.current_buffer_used * 2 >= statistics.max_buffer_size
+
+    def close(self) -> None:
+        self._send.close()
+        self.receive.close()
+
+
+class EventHub:
+    """The kernel sources of the service, attached once, and the subscribers they feed."""
+
+    def __init__(
+        self,
+        *,
+        uids: Iterable[int] | None = None,
+        client_buffer: int = 1024,
+        max_latency: float = 0.0,
+    ) -> None:
+        self._uids = None if uids is None else frozenset(uids)
+        self._client_buffer = client_buffer
+        self._max_latency = max_latency
+        self._subscribers: set[Subscriber] = set()
+        self._events: ExecveEvents | None = None
+        self._counts: ExecveCounts | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self.user_dropped = 0
+        self.kernel_selection: dict[str, list[Any] | None] = {}
+        """Per kind, the values the kernel lets through for the subscribers (None: all)."""
+        self.started = time.time()
+        self._clients_changed = anyio.Event()
+
+    async def __aenter__(self) -> EventHub:
+        events = execve_events(max_latency=self._max_latency)
+        if self._uids is not None:
+            events.push_down("uid", self._uids)  # the whole service wants only these users
+        self._select(events)
+        async with contextlib.AsyncExitStack() as stack:
+            self._events = await stack.enter_async_context(events)
+            self._counts = await stack.enter_async_context(
+                execve_counts(interval=1.0, uids=self._uids)
+            )
+            self._tasks = await stack.enter_async_context(anyio.create_task_group())
+            self._tasks.start_soon(self._fan_out)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._tasks is not None
+        self._tasks.cancel_scope.cancel()
+        for subscriber in list(self._subscribers):
+            subscriber.close()
+        await self._stack.__aexit__(*exc_info)
+
+    async def _fan_out(self) -> None:
+        """Offers each event to every subscriber. The source hands out a burst of events between
+        two checkpoints, so when a queue is half full this yields before the next event: a
+        client that keeps up never loses a burst, and a stalled one never blocks the others."""
+        assert self._events is not None
+        async for event in self._events:
+            behind = False
+            for subscriber in list(self._subscribers):
+                if not subscriber.offer(event):
+                    self.user_dropped += 1
+                behind = behind or subscriber.behind
+            if behind:
+                await anyio.lowlevel.checkpoint()
+
+    @contextlib.contextmanager
+    def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Subscriber]:
+        """A subscriber for the duration of the ``with`` block."""
+        subscriber = Subscriber(uid, comm, self._client_buffer)
+        self._subscribers.add(subscriber)
+        self._tell_clients_changed()
+        try:
+            if self._events is not None:
+                self._select(self._events)
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
+            self._tell_clients_changed()
+            subscriber.close()
+            if self._events is not None:
+                self._select(self._events)
+
+    def _tell_clients_changed(self) -> None:
+        self._clients_changed.set()
+        self._clients_changed = anyio.Event()
+
+    async def wait_clients(self, count: int) -> None:
+        """Returns once exactly ``count`` subscribers are connected (``clients`` in
+        :meth:`stats`): a client's connection sends no event of its own to wait on."""
+        while len(self._subscribers) != count:
+            await self._clients_changed.wait()
+
+    def _select(self, events: ExecveEvents) -> None:
+        """Lets the kernel pass only what some subscriber wants: per kind, the union of the
+        subscribers' values when every one of them filters by it (nothing with no subscribers)."""
+        for kind, wanted in (
+            ("uid", {subscriber.uid for subscriber in self._subscribers}),
+            ("comm", {subscriber.comm for subscriber in self._subscribers}),
+        ):
+            selection = None if None in wanted or len(wanted) > CAPACITY else frozenset(wanted)
+            events.select(kind, selection)
+            self.kernel_selection[kind] = None if selection is None else sorted(selection)
+
+    def _running(self) -> tuple[ExecveEvents, ExecveCounts]:
+        if self._events is None or self._counts is None:
+            raise RuntimeError("EventHub is not running yet: use it with 'async with'")
+        return self._events, self._counts
+
+    def top(self) -> dict[int, int]:
+        """execve calls per uid since start, read from the kernel map now."""
+        return dict(self._running()[1].read().values)
+
+    def stats(self) -> dict[str, Any]:
+        """Events received, kernel and slow-client drops, ring occupancy, clients."""
+        events = self._running()[0]
+        ring = events.stats
+        return {
+            "received": ring.received,
+            "kernel_dropped": ring.dropped or 0,
+            "user_dropped": self.user_dropped,
+            "ring_occupancy": events.ring.occupancy,
+            "clients": len(self._subscribers),
+            "kernel_selection": self.kernel_selection,
+        }

@@ -1,0 +1,32 @@
+"""Async sources: kernel data channels as async iterables.
+
+A source waits on the event loop for its file descriptor (through anyio, so the same code runs on
+asyncio and trio), then takes everything available in one batch. There are no threads, no sleeps
+and no busy loops on the waiting path.
+
+Every source is an :class:`anyio.abc.ObjectReceiveStream`: ``async with`` it, iterate it (or
+``await source.receive()``), read its ``stats`` (a frozen record), and it is closed on leaving.
+The generic sources here work over BPF objects of your own; :mod:`aiobpf.programs` has the
+sources of the programs aiobpf ships.
+"""
+
+from __future__ import annotations
+
+from ._maps import MapPoller, MapReading, Mode
+from ._ring import Reader, RingBuffer
+from ._stats import MapStats, RingStats, TraceStats
+from ._trace_pipe import TraceLine, TracePipe, trace_pipe
+
+__all__ = [
+    "MapPoller",
+    "MapReading",
+    "MapStats",
+    "Mode",
+    "Reader",
+    "RingBuffer",
+    "RingStats",
+    "TraceLine",
+    "TracePipe",
+    "TraceStats",
+    "trace_pipe",
+]

@@ -1,0 +1,218 @@
+"""The lifecycle every source over a program aiobpf compiles shares, written once.
+
+A plain call creates the source and touches nothing. Entering it (``async with``), or the first
+``receive()`` of a bare ``async for``, compiles the program in a worker thread (clang takes a
+while), hands it to the inner source that owns it from then on (a ring or a map poller), fills
+its maps, attaches it, and honours a cancel that came during all that. Any failure on the way
+releases what was built; leaving detaches the program.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Generator
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+from anyio.abc import ObjectReceiveStream
+
+from .._kernel.bcc import Program
+from ._ring import RingBuffer
+from ._stats import RingStats
+
+__all__ = ["ProgramRing", "ProgramSource"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class InnerSource(Protocol[T_co]):
+    """What a program source wraps: a ring or a map poller that owns the program."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def receive(self) -> T_co: ...
+
+    def __anext__(self) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+Inner = TypeVar("Inner", bound=InnerSource[Any])
+
+
+class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner]):
+    """Base of the sources of aiobpf's programs; subclasses say how to compile, wrap and attach.
+
+    Items are what the inner source yields, passed through :meth:`_convert`.
+    """
+
+    #: How messages name the source, e.g. "execve_events()".
+    _name = "source"
+
+    def __init__(self) -> None:
+        self._inner: Inner | None = None
+        self._program: Program | None = None
+        self._opening = False
+        self._closed = False
+
+    # -- what subclasses provide ----------------------------------------------------------------
+
+    def _compile(self) -> Program:
+        """Compiles the program without attaching it; runs in a worker thread."""
+        raise NotImplementedError
+
+    def _wrap(self, program: Program) -> Inner:
+        """The inner source over ``program``, owning it: on failure it must release it."""
+        raise NotImplementedError
+
+    def _configure(self, program: Program, inner: Inner) -> None:
+        """Fills the program's maps before it is attached (filters, scope, tables)."""
+
+    def _attach(self, program: Program) -> None:
+        """Attaches the program; runs in a worker thread. Tracepoints by default."""
+        program.attach_tracepoints()
+
+    def _convert(self, item: Any) -> T:
+        result: T = item
+        return result
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> Inner:
+        """Compiles, configures and attaches the program; idempotent. Entering the source calls
+        it; so does the first ``receive()``.
+
+        Raises what :meth:`aiobpf.lowlevel.Program.compile` raises (:class:`aiobpf.PrivilegeError`,
+        :class:`aiobpf.BccMissingError`, :class:`aiobpf.KernelHeadersError`, ...),
+        :class:`aiobpf.AttachError`, :class:`anyio.ClosedResourceError` once closed, and
+        :class:`anyio.BusyResourceError` while another task is opening it.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._inner is not None:
+            return self._inner
+        if self._opening:
+            raise anyio.BusyResourceError("opening")
+        self._opening = True
+        try:
+            # The thread cannot be interrupted: anyio waits for it (shielded) and hands over
+            # the program; a cancel that came meanwhile is honoured below, once it is owned.
+            program = await anyio.to_thread.run_sync(self._compile)
+            inner = self._wrap(program)
+            self._inner, self._program = inner, program
+            try:
+                self._configure(program, inner)
+                # attached once its maps hold: no event they exclude can reach the consumer
+                await anyio.to_thread.run_sync(self._attach, program)
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                if self._closed:  # closed by another task meanwhile
+                    raise anyio.ClosedResourceError
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await inner.aclose()
+                raise
+            return inner
+        finally:
+            self._opening = False
+
+    async def __aenter__(self) -> Self:
+        await self.open()  # entering attaches; leaving closes
+        return self
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        """The 0.1 spelling, ``async with source()``: opens, with a warning."""
+        warnings.warn(
+            f"awaiting {self._name} is deprecated and will be removed in 0.3: "
+            f"use 'async with {self._name} as source'",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.__aenter__().__await__()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Detaches the program and releases everything. Idempotent."""
+        self._closed = True
+        if self._inner is not None:
+            await self._inner.aclose()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def inner(self) -> Inner:
+        """The source this one wraps; raises :class:`RuntimeError` before it is open."""
+        if self._inner is None:
+            raise RuntimeError(f"{self._name} is not open yet: use 'async with' or open()")
+        return self._inner
+
+    async def receive(self) -> T:
+        """The next item (opening the source if needed). Raises :class:`anyio.EndOfStream` when
+        it was closed while waiting, :class:`anyio.ClosedResourceError` when it was closed
+        before."""
+        inner = self._inner if self._inner is not None else await self.open()
+        return self._convert(await inner.receive())
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            raise StopAsyncIteration
+        inner = self._inner if self._inner is not None else await self.open()
+        return self._convert(await inner.__anext__())
+
+
+class ProgramRing(ProgramSource[T, RingBuffer[T]]):
+    """A program source whose inner source is a ring: its batches, drain and stats too."""
+
+    @property
+    def ring(self) -> RingBuffer[T]:
+        """The ring source this one wraps; raises :class:`RuntimeError` before it is open."""
+        return self.inner
+
+    @property
+    def stats(self) -> RingStats:
+        """The ring's counters (see :class:`aiobpf.RingStats`)."""
+        return self.inner.stats
+
+    def batches(self) -> _Batches:
+        """Numpy batches of raw records, one per wake-up, opening the source if needed (see
+        :meth:`aiobpf.RingBuffer.batches`)."""
+        return _Batches(self)
+
+    async def receive_batch(self) -> npt.NDArray[np.void]:
+        """Every available record as one array, opening the source if needed (see
+        :meth:`aiobpf.RingBuffer.receive_batch`)."""
+        return await (await self.open()).receive_batch()
+
+    def drain(self) -> npt.NDArray[np.void]:
+        """Every record available now, without waiting (see :meth:`aiobpf.RingBuffer.drain`)."""
+        return self.inner.drain()
+
+
+class _Batches:
+    """Batches of a :class:`ProgramRing`, opening it on first use."""
+
+    def __init__(self, source: ProgramRing[Any]) -> None:
+        self._source = source
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    async def __anext__(self) -> npt.NDArray[np.void]:
+        if self._source.closed:
+            raise StopAsyncIteration
+        ring = await self._source.open()
+        try:
+            return await ring.receive_batch()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None

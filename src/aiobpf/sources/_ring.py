@@ -1,0 +1,501 @@
+"""Async sources: kernel data channels as async iterables.
+
+A source waits on the event loop for its file descriptor (through anyio, so the same code runs on
+asyncio and trio), then takes everything available in one batch. There are no threads, no sleeps
+and no busy loops on the waiting path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, overload
+
+import anyio
+import anyio.lowlevel
+import numpy as np
+import numpy.typing as npt
+from anyio.abc import ObjectReceiveStream
+
+from .._kernel import bcc as _bcc
+from .._kernel.ring_memory import RingMemory
+from .._kernel.ring_protocol import RecordReader, RingReader
+from .._resource import release_all, warn_unclosed
+from ._gate import ReaderGate
+from ._pacing import Pacing
+from ._records import RecordType, record_type
+from ._stats import RingStats
+from ._validate import check_reading_mode
+
+__all__ = ["Reader", "RingBuffer"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+S = TypeVar("S", bound=ctypes.Structure)
+Reader = Literal["auto", "mmap", "bcc"]
+
+#: The mmap reader's ordering argument (see :mod:`aiobpf._kernel.ring_protocol`) holds on TSO
+#: CPUs only.
+_TSO_MACHINES = frozenset({"x86_64", "amd64", "i686", "i386"})
+
+
+#: Records handed out from a batch between two checkpoints. A checkpoint per record would cost
+#: more than the record (a loop iteration on asyncio); one per batch would let a cancelled or
+#: unfair consumer run on for a whole ring's worth of records.
+_RECORDS_PER_CHECKPOINT = 256
+
+
+
+class _Closed(Exception):
+    """Raised inside a source when it was closed while a reader waited."""
+
+
+class RingBuffer(ObjectReceiveStream[R]):
+    """An async source of the records of one BPF ring buffer map (``BPF_RINGBUF_OUTPUT``).
+
+    Iterate it for one record at a time (``async for record in ring``: a ``ctypes.Structure``
+    per record, fields by name), or iterate :meth:`batches` for a numpy structured array per
+    wake-up, the fast path for high rates. Create it with :meth:`from_bcc` for a
+    ``bcc.BPF`` object of your own; aiobpf's event sources (:func:`aiobpf.execve_events`) build one
+    for their own programs.
+
+    **Cancellation**: records are taken from the ring only after the last cancellable wait, so a
+    cancelled ``__anext__`` loses nothing; records of a batch not yet handed out stay in the source
+    for the next iteration. Per-record iteration checkpoints once per batch and every 256 records,
+    so cancellation is seen within 256 records.
+
+    **Memory**: the ring itself bounds what the kernel can have queued; the source holds at most
+    one batch (what the ring held at one wake-up).
+
+    **Loss**: the source never drops. When the consumer is slower than the producer the ring fills
+    and the BPF program's reserve fails; aiobpf's programs count those failures, and :attr:`stats`
+    reports them as ``dropped``.
+
+    **Closing**: :meth:`aclose` (or leaving ``async with``) unmaps the ring and closes its fd, and
+    releases the BPF program when the source owns it. A task blocked waiting for records is woken
+    and its ``async for`` ends normally (``receive()`` raises :class:`anyio.EndOfStream`).
+    Afterwards iteration ends at once (so a pipeline stage that loops again stops cleanly),
+    and ``receive()`` raises :class:`anyio.ClosedResourceError`. A second task iterating the
+    source at the same time gets :class:`anyio.BusyResourceError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        fd: int,
+        record: RecordType[R],
+        reader: RecordReader,
+        counters: Callable[[], list[int]] | None = None,
+        max_latency: float = 0.0,
+        busy_poll: float = 0.0,
+        on_close: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        """Low level: a source reading with ``reader`` and waiting on ``fd``; prefer from_bcc.
+
+
+        ``on_close`` callbacks run in reverse order when the source is released, after the reader
+        is dropped; they release what the source owns (mapping, fd, program).
+        """
+        self._pacing = Pacing(max_latency, busy_poll)
+        if busy_poll and reader.data_size is None:
+            raise ValueError("busy_poll needs the mmap reader (reader='mmap'), which sees the ring")
+        self.name = name
+        self._fd = fd
+        self._record = record
+        self._reader: RecordReader | None = reader
+        self._counters = counters
+        self._on_close = list(on_close)
+        self._pending: Sequence[R] = ()
+        self._pending_batch: npt.NDArray[np.void] | None = None
+        self._pending_index = 0
+        self._taken = 0
+        self._wakeups = 0
+        self._batches = 0
+        self._checkpoint_due = False
+        self._checkpointed = False
+        self._final_stats: RingStats | None = None
+        self._gate = ReaderGate()
+        self._closed = False
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @overload
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: type[S],
+        counters: str | None = ...,
+        max_latency: float = ...,
+        busy_poll: float = ...,
+        reader: Reader = ...,
+        owned: Sequence[Callable[[], None]] = ...,
+    ) -> RingBuffer[S]: ...
+
+    @overload
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: RecordType[T],
+        counters: str | None = ...,
+        max_latency: float = ...,
+        busy_poll: float = ...,
+        reader: Reader = ...,
+        owned: Sequence[Callable[[], None]] = ...,
+    ) -> RingBuffer[T]: ...
+
+    @overload
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: np.dtype[Any],
+        counters: str | None = ...,
+        max_latency: float = ...,
+        busy_poll: float = ...,
+        reader: Reader = ...,
+        owned: Sequence[Callable[[], None]] = ...,
+    ) -> RingBuffer[Any]: ...
+
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any],
+        counters: str | None = "auto",
+        max_latency: float = 0.0,
+        busy_poll: float = 0.0,
+        reader: Reader = "auto",
+        owned: Sequence[Callable[[], None]] = (),
+    ) -> RingBuffer[Any]:
+        """A source over ring ``name`` of a ``bcc.BPF`` object (which stays yours to clean up).
+
+        ``record`` describes one payload: a numpy structured dtype or a ``ctypes.Structure``
+        subclass (records come as Structures with the dtype's field names, sharing the batch
+        memory), or a :class:`aiobpf.lowlevel.RecordType` with a decoder of your own.
+
+        ``counters`` names a per-CPU array of two u64 slots, ``[produced, dropped]``, that the
+        program updates around ``ringbuf_reserve`` (see ``aiobpf/programs/aiobpf.h``);
+        ``"auto"`` uses ``<name>_counts`` when the program has it, ``None`` reports no
+        kernel-side counts.
+
+        ``max_latency`` (seconds) is a latency budget: after a wake-up the source waits that long
+        before reading, and while records keep coming it reads at most once per budget, so that
+        one read takes many records (far fewer wake-ups and loop iterations per record). It is a
+        most, not a least: the source does not wait when the last batch filled a quarter of the
+        ring, or when, at the rate the ring fills (averaged over about 10 ms), waiting would fill
+        half of it (event loops wait in whole milliseconds, so a wait counts as one at least).
+        0 (default) reads at once.
+
+        ``busy_poll`` (seconds) is the low-latency mode: when the ring runs empty, the source
+        keeps looking at it, yielding to the event loop between looks, for up to that long
+        before it sleeps on the fd. A record that comes meanwhile is read within a loop
+        iteration instead of after a wake-up (tens of microseconds on a VM), at the price of a
+        busy core while records keep coming. It needs the mmap reader and no latency budget.
+
+        ``reader``: ``"mmap"`` reads the mapped ring in numpy batches (the fast path, x86-64);
+        ``"bcc"`` uses BCC's per-record callback consumer; ``"auto"`` picks mmap where its memory
+        ordering argument holds (x86-64) and BCC elsewhere.
+
+        ``owned``: release callbacks for what the source takes ownership of (for example
+        ``program.close`` of an :class:`aiobpf.lowlevel.Program`); they run when the source is
+        released, and at once if building the source fails.
+
+        Raises :class:`LookupError` for an unknown map, :class:`aiobpf.MapTypeError` when it is not
+        a ring buffer or the counters map is not a per-CPU array, :class:`TypeError` for a bad
+        ``record``, :class:`ValueError` for a negative ``max_latency`` or ``busy_poll``, for both
+        at once, or for ``busy_poll`` with BCC's reader.
+        """
+        on_close: list[Callable[[], None]] = list(owned)
+        ring_reader: RecordReader | None = None
+        try:
+            check_reading_mode(max_latency, busy_poll)  # before the ring is mapped
+            layout = record_type(record)
+            counter_reader = None
+            if counters == "auto":
+                counters = f"{name}_counts" if _bcc.has_map(bpf, f"{name}_counts") else None
+            if counters is not None:
+                counter_reader = _bcc.percpu_sums(bpf, counters)
+            if reader == "auto":
+                reader = "mmap" if platform.machine().lower() in _TSO_MACHINES else "bcc"
+            elif reader not in ("mmap", "bcc"):
+                raise ValueError(f"reader must be 'auto', 'mmap' or 'bcc', got {reader!r}")
+            fd = _bcc.map_fd(bpf, name)
+            on_close.append(lambda: os.close(fd))
+            if reader == "bcc":
+                ring_reader = _bcc.BccRingConsumer(bpf, name, layout.dtype)
+            else:
+                memory = RingMemory.open(fd, name)
+                on_close.append(memory.close)
+                ring_reader = RingReader(
+                    consumer_pos=memory.consumer_pos,
+                    producer_pos=memory.producer_pos,
+                    data=memory.data,
+                    data_size=memory.data_size,
+                    record=layout.dtype,
+                )
+            return cls(
+                name=name,
+                fd=fd,
+                record=layout,
+                reader=ring_reader,
+                counters=counter_reader,
+                max_latency=max_latency,
+                busy_poll=busy_poll,
+                on_close=on_close,
+            )
+        except BaseException as exc:
+            # The ring cannot be unmapped under arrays over it: drop the reader's, and those
+            # the error's frames hold (their locals; the traceback itself stays).
+            ring_reader = None
+            traceback.clear_frames(exc.__traceback__)
+            release_all(reversed(on_close), after=exc)
+            raise
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _take(self) -> npt.NDArray[np.void]:
+        """Takes every committed record from the ring, without waiting."""
+        reader = self._reader
+        assert reader is not None, "read after release"
+        batch = reader.read()
+        if len(batch):
+            self._taken += len(batch)
+            self._batches += 1
+        return batch
+
+    async def _busy_polled(self) -> bool:
+        """Looks at the ring for up to busy_poll seconds, yielding between looks: whether
+        anything came (or the source was closed)."""
+        deadline = anyio.current_time() + self._pacing.busy_poll
+        while True:
+            await anyio.lowlevel.checkpoint()
+            if self._closed or self._ring_has_bytes():
+                return True
+            if anyio.current_time() >= deadline:
+                return False
+
+    def _ring_has_bytes(self) -> bool:
+        return self._reader is not None and (self._reader.pending_bytes() or 0) > 0
+
+    async def _next_batch(self) -> npt.NDArray[np.void]:
+        """Waits until records are available and takes them all. Raises _Closed if closed."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        with self._gate.reading():
+            if self._checkpoint_due:  # the last call returned without awaiting
+                # Records keep coming, so the fd may never be seen idle: without a pause here, a
+                # consumer faster than the producer would take a handful of records per loop
+                # iteration and never use its latency budget. The pause ends one budget after
+                # the last read, so time spent handling that batch counts towards it.
+                delay = self._pacing.pause_before_reading(anyio.current_time())
+                if delay > 0:
+                    await self._gate.sleep(delay)  # cut short by closing: the loop ends
+                else:
+                    await anyio.lowlevel.checkpoint()  # let other tasks run
+            while True:
+                if self._closed:
+                    raise _Closed
+                batch = self._take()
+                if len(batch):
+                    self._checkpoint_due = True
+                    assert self._reader is not None
+                    self._pacing.read(
+                        len(batch) * self._reader.stride,
+                        self._reader.data_size,
+                        anyio.current_time(),
+                    )
+                    return batch
+                if self._ring_has_bytes():
+                    # A reserved record not yet committed heads the ring; poll() would report the
+                    # fd readable at once, so yield to the loop and look again. BPF programs run
+                    # without sleeping, so the commit is microseconds away.
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                if self._pacing.busy_poll and await self._busy_polled():
+                    continue
+                if not await self._gate.wait_readable(self._fd) or self._closed:
+                    raise _Closed
+                self._wakeups += 1
+                self._checkpoint_due = False
+                wait = self._pacing.woken(anyio.current_time())
+                if wait:
+                    await self._gate.sleep(wait)
+
+    def _hand_out(self, batch: npt.NDArray[np.void]) -> None:
+        self._pending_batch = batch  # keeps the memory ctypes records share alive
+        self._pending = self._record.decode(batch)
+        self._pending_index = 0
+
+    def __aiter__(self) -> RingBuffer[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        # The hot path of per-record iteration: a method, not an async generator, so that a
+        # consumer may stop iterating at any time without leaving a generator to finalise.
+        index = self._pending_index
+        if index >= len(self._pending):
+            if self._closed:  # closed (maybe by another task): the iteration is over
+                raise StopAsyncIteration
+            try:
+                self._hand_out(await self._next_batch())
+            except _Closed:
+                raise StopAsyncIteration from None
+            index = 0
+        elif index % _RECORDS_PER_CHECKPOINT == 0 and not self._checkpointed:
+            self._checkpointed = True
+            await anyio.lowlevel.checkpoint()  # before taking the record: none is lost
+            return await self.__anext__()  # another task may have taken records meanwhile
+        self._checkpointed = False
+        self._pending_index = index + 1
+        return self._pending[index]
+
+    async def receive(self) -> R:
+        """The next record. Raises :class:`anyio.EndOfStream` when the source was closed while
+        waiting, :class:`anyio.ClosedResourceError` when it was closed before, and
+        :class:`anyio.BusyResourceError` when another task is waiting on it."""
+        if self._pending_index < len(self._pending):
+            await anyio.lowlevel.checkpoint()
+        while self._pending_index >= len(self._pending):
+            try:
+                self._hand_out(await self._next_batch())
+            except _Closed:
+                raise anyio.EndOfStream from None
+        index = self._pending_index
+        self._pending_index = index + 1
+        return self._pending[index]
+
+    def batches(self) -> _Batches:
+        """An async iterator of numpy structured arrays, one per wake-up.
+
+        Each array is a copy, owned by the caller and valid for as long as it is kept: the ring
+        space was already given back to the kernel. Records taken but not handed out by per-record
+        iteration come first.
+        """
+        return _Batches(self)
+
+    async def receive_batch(self) -> npt.NDArray[np.void]:
+        """Every available record as one array, waiting for at least one; raises as receive()."""
+        if self._pending_batch is not None and self._pending_index < len(self._pending):
+            rest = self._pending_batch[self._pending_index :]
+            self._pending, self._pending_batch, self._pending_index = (), None, 0
+            await anyio.lowlevel.checkpoint()
+            return rest
+        self._pending, self._pending_batch, self._pending_index = (), None, 0
+        try:
+            return await self._next_batch()
+        except _Closed:
+            raise anyio.EndOfStream from None
+
+    def drain(self) -> npt.NDArray[np.void]:
+        """Every record available now, without waiting (possibly none): records taken but not
+        handed out first, then what the ring holds. For a consumer that stops, so that what
+        the kernel delivered before the stop is not left behind unread.
+
+        Raises :class:`anyio.ClosedResourceError` once closed and
+        :class:`anyio.BusyResourceError` while another task is waiting on the source.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        with self._gate.reading():
+            rest = (
+                self._pending_batch[self._pending_index :]
+                if self._pending_batch is not None
+                else np.empty(0, dtype=self._record.dtype)
+            )
+            self._pending, self._pending_batch, self._pending_index = (), None, 0
+            taken = self._take()
+        return np.concatenate([rest, taken]) if len(rest) else taken
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> RingStats:
+        """Counters of this source; ``produced``/``dropped`` come from the BPF program.
+
+        After closing, the counts are those at the moment of closing.
+        """
+        return self._final_stats if self._final_stats is not None else self._current_stats()
+
+    def _current_stats(self) -> RingStats:
+        produced = dropped = None
+        if self._counters is not None:
+            produced, dropped = self._counters()[:2]
+        pending = len(self._pending) - self._pending_index
+        return RingStats(
+            received=self._taken - pending,
+            pending=pending,
+            dropped=dropped,
+            produced=produced,
+            wakeups=self._wakeups,
+            batches=self._batches,
+        )
+
+    @property
+    def occupancy(self) -> float | None:
+        """The share of the ring holding records not yet read (0 to 1); None for BCC's reader."""
+        reader = self._reader
+        if reader is None or reader.data_size is None:
+            return None
+        return (reader.pending_bytes() or 0) / reader.data_size
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Closes the source; idempotent. Wakes a task blocked reading it, then releases."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._gate.wake_and_wait()
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            self._final_stats = self._current_stats()  # while the program's counters can be read
+        except Exception:  # a failing counter read must not stop the release
+            self._counters = None
+            self._final_stats = self._current_stats()
+        self._closed = True
+        self._pending, self._pending_batch, self._pending_index = (), None, 0
+        self._reader = None  # drop its arrays over the mapping before unmapping
+        callbacks, self._on_close = self._on_close, []
+        release_all(reversed(callbacks))
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        warn_unclosed(self, f"ring buffer source {self.name!r}")
+        self._release()
+
+
+class _Batches:
+    """The async iterator :meth:`RingBuffer.batches` returns."""
+
+    def __init__(self, ring: RingBuffer[Any]) -> None:
+        self._ring = ring
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    async def __anext__(self) -> npt.NDArray[np.void]:
+        if self._ring.closed:
+            raise StopAsyncIteration
+        try:
+            return await self._ring.receive_batch()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None

@@ -1,0 +1,62 @@
+"""Argument checks: each message names the argument, what is expected, and the value given."""
+
+from __future__ import annotations
+
+import math
+import mmap
+import operator
+from typing import Any
+
+__all__ = ["MODES", "check_id", "check_poll", "check_reading_mode", "ring_pages"]
+
+#: How a map poller reads (see :class:`aiobpf.MapPoller`).
+MODES = ("snapshot", "delta", "drain")
+
+
+def ring_pages(ring_size: int) -> int:
+    """Pages for a ring of ``ring_size`` bytes; ValueError unless a power-of-two page count."""
+    page = mmap.PAGESIZE
+    if (
+        not isinstance(ring_size, int)
+        or ring_size < page
+        or ring_size % page
+        or (ring_size // page) & (ring_size // page - 1)
+    ):
+        raise ValueError(
+            f"ring_size must be a power of two number of bytes, at least one page ({page}), "
+            f"got {ring_size!r}"
+        )
+    return ring_size // page
+
+
+def check_reading_mode(max_latency: float, busy_poll: float) -> None:
+    """A ring source's latency budget and busy-polling time: each >= 0 seconds, and not both
+    (one saves wake-ups, the other spends a core to avoid them)."""
+    if not (max_latency >= 0 and math.isfinite(max_latency)):
+        raise ValueError(f"max_latency must be a finite number >= 0 seconds, got {max_latency!r}")
+    if not (busy_poll >= 0 and math.isfinite(busy_poll)):
+        raise ValueError(f"busy_poll must be a finite number >= 0 seconds, got {busy_poll!r}")
+    if busy_poll and max_latency:
+        raise ValueError(
+            f"busy_poll ({busy_poll!r}) and max_latency ({max_latency!r}) pull opposite ways "
+            "(the lowest latency, or fewer wake-ups): give one of them"
+        )
+
+
+def check_poll(interval: float, mode: str) -> None:
+    """A map poller's interval (finite, > 0 seconds) and mode."""
+    if not (interval > 0 and math.isfinite(interval)):
+        raise ValueError(f"interval must be a finite number > 0 seconds, got {interval!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def check_id(kind: str, value: Any) -> int:
+    """A pid or uid as the kernel keeps it (an unsigned 32-bit number)."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = -1
+    if isinstance(value, bool) or not 0 <= number < 1 << 32:
+        raise ValueError(f"a {kind} is a whole number from 0 to {(1 << 32) - 1}, got {value!r}")
+    return number

@@ -173,6 +173,10 @@ def test_creating_a_source_touches_nothing_and_every_source_is_an_anyio_stream()
         (lambda: aiobpf.syscall_events(syscalls=[0], tgids=[1 << 33]), "a tgid is a whole number"),
         (lambda: aiobpf.execve_events() | aiobpf.filter_uid(1 << 32), "a uid is a whole number"),
         (lambda: aiobpf.execve_events() | aiobpf.filter_pid(["1"]), "a pid is a whole number"),  # type: ignore[list-item]
+        (lambda: aiobpf.batch(10, max_delay=float("nan")), "max_delay must be a finite"),
+        (lambda: aiobpf.batch(10, max_delay=float("inf")), "max_delay must be a finite"),
+        (lambda: aiobpf.batch(2.5), "size must be a whole number"),  # type: ignore[arg-type]
+        (lambda: aiobpf.window_count("comm", every=float("inf")), "every must be a finite"),
     ],
 )
 def test_bad_arguments_are_refused_at_the_call(call: object, message: str) -> None:

@@ -410,3 +410,21 @@ async def test_a_pushed_down_filter_holds_from_the_first_event(tmp_path: Path) -
                 first = await events.receive()
             tasks.cancel_scope.cancel()
     assert (first.uid, first.filename) == (TEST_UID, str(program))
+
+
+async def test_a_full_selection_is_replaced_by_another_full_one(tmp_path: Path) -> None:
+    """A kernel set of 1,024 uids replaced by 1,024 others (the set's capacity): the new one is
+    in force, and no stale uid of the old one passes. Putting the new values in before taking
+    the old ones out used to overflow the map halfway (E2BIG)."""
+    program = kernel.uniquely_named_program(tmp_path, "reselected")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    old = frozenset(range(100_000, 101_024))
+    new = frozenset([*range(200_000, 201_023), TEST_UID])
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events() as events:
+            events.select("uid", old)
+            events.select("uid", new)
+            await anyio.run_process(kernel.setpriv_command(100_000, program))  # old only
+            await anyio.run_process(kernel.setpriv_command(TEST_UID, program))
+            first = await events.receive()
+    assert (first.uid, first.filename) == (TEST_UID, str(program))

@@ -74,6 +74,30 @@ async def test_a_source_dropped_open_warns_and_is_released() -> None:
         program.close()
 
 
+@pytest.mark.parametrize("reader", ["mmap", "bcc"])
+async def test_closing_counts_what_nobody_read(reader: str) -> None:
+    """Records the program delivered that nobody read before the source closed are counted as
+    unread: after closing, received + pending + unread + dropped == produced, exactly. The
+    program is detached before the count, so nothing comes after it."""
+    calls = 500
+    async with getppid_ring(
+        os.getpid(), ring_size=1 << 16, reader=reader  # type: ignore[arg-type]
+    ) as ring:
+        for _ in range(200):
+            os.getppid()
+        for _ in range(120):
+            await ring.receive()  # takes the 200 as one batch: 80 stay pending in the source
+        for _ in range(calls - 200):
+            os.getppid()  # stay in the ring: nobody reads them
+        ring_source = ring.ring
+    for _ in range(10):
+        os.getppid()  # after closing: detached, not counted anywhere
+    stats = ring_source.stats
+    assert (stats.produced, stats.dropped) == (calls, 0)
+    assert (stats.received, stats.pending, stats.unread) == (120, 80, calls - 200)
+    assert ring.stats == stats
+
+
 async def test_random_cancellations_lose_and_duplicate_nothing() -> None:
     """1,000 random cancellations of a consumer while records flow: every record reaches a
     consumer exactly once, in order, and the only gaps are the drops the kernel counted."""
@@ -264,3 +288,24 @@ async def test_a_budget_the_ring_cannot_hold_is_not_waited_out() -> None:
     assert stats.produced == calls == received + (stats.dropped or 0)
     assert stats.batches > 10 * 31, stats  # waiting out every budget allows at most 31 reads
     assert (stats.dropped or 0) < 108_000 // 2, stats  # waiting them out loses about 108,000
+
+
+async def test_a_ring_read_through_bcc_can_be_read_again_by_another_source() -> None:
+    """BCC opens a ring's consumer once per BPF object: sources reading one ring in turn share
+    it (the second used to fail with BCC's bare "Could not open ring buffer"), and a second
+    source at the same time is refused with anyio's BusyResourceError."""
+    text, flags = getppid_program(ring_size=1 << 16)
+    record = getppid_record()
+    with aiobpf.lowlevel.Program.compile(text, cflags=flags) as program:
+        for calls in (5, 3):
+            async with aiobpf.RingBuffer.from_bcc(
+                program.bpf, "events", record=record, reader="bcc"
+            ) as ring:
+                with pytest.raises(anyio.BusyResourceError):
+                    aiobpf.RingBuffer.from_bcc(program.bpf, "events", record=record, reader="bcc")
+                for _ in range(calls):
+                    os.getppid()
+                seqs = [(await ring.receive()).seq for _ in range(calls)]
+            assert seqs == sorted(seqs)
+            assert len(set(seqs)) == calls
+            assert ring.stats.received == calls

@@ -94,14 +94,38 @@ def test_batch_is_a_copy_that_outlives_the_ring_space(ring: SyntheticRing) -> No
     assert batch["value"].tolist() == [7]
 
 
-def test_record_of_another_size_raises_layout_error(ring: SyntheticRing) -> None:
-    """A committed record whose size differs from the declared record is an error, not garbage."""
+def test_a_record_of_another_size_is_skipped_counted_and_told(ring: SyntheticRing) -> None:
+    """A committed record whose size differs from the declared record is never read as garbage:
+    it is skipped and counted, the records around it are delivered, and the reader says what
+    was wrong, once."""
     ring.submit(record_bytes(1))
     ring.submit(bytes(24))
+    ring.submit(record_bytes(2))
     reader = ring.reader()
-    with pytest.raises(RecordLayoutError, match="24 bytes, but the declared record type is 16"):
-        reader.read()
-    assert int(ring.consumer_pos[0]) == 24  # the good record before it was consumed
+    assert reader.read()["value"].tolist() == [1, 2]
+    assert reader.malformed == 1
+    error = reader.take_error()
+    assert error is not None
+    assert "24 bytes, but the declared record type is 16" in error
+    assert reader.take_error() is None
+    assert int(ring.consumer_pos[0]) == int(ring.producer_pos[0])  # nothing is stuck
+
+
+def test_a_header_past_the_producer_is_refused_after_the_records_before_it(
+    ring: SyntheticRing,
+) -> None:
+    """A length that would move the consumer past the producer is not the kernel's: the good
+    records before it are delivered, then every read refuses, and the position stays there."""
+    ring.submit(record_bytes(1))
+    pos = ring.reserve(record_bytes(2))
+    assert pos is not None
+    ring.commit(pos, 4000)  # claims 4000 bytes; only one record's worth was produced
+    reader = ring.reader()
+    assert reader.read()["value"].tolist() == [1]
+    for _ in range(2):
+        with pytest.raises(RecordLayoutError, match="past the producer's position"):
+            reader.read()
+    assert int(ring.consumer_pos[0]) == pos
 
 
 def test_data_size_must_be_a_power_of_two() -> None:

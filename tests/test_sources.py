@@ -11,6 +11,7 @@ import anyio.lowlevel
 import numpy as np
 import pytest
 
+import aiobpf
 from aiobpf import RingBuffer
 from aiobpf.sources._pacing import Pacing
 
@@ -58,6 +59,24 @@ async def test_batches_are_arrays_of_everything_available(ring: SyntheticRing) -
         assert batch.dtype == RECORD
         assert batch["value"].tolist() == list(range(50))
         assert source.stats.batches == 1
+
+
+async def test_a_record_of_another_size_comes_after_the_good_ones_and_reading_goes_on(
+    ring: SyntheticRing,
+) -> None:
+    """The records before a malformed one are handed out first; then the consumer gets
+    RecordLayoutError once; the source reads on, and stats count the skipped record."""
+    for payload in (record_bytes(1), bytes(24), record_bytes(2)):
+        ring.submit(payload)
+    async with ring.source() as source:
+        assert (await source.receive()).value == 1
+        assert (await source.receive()).value == 2
+        with pytest.raises(aiobpf.RecordLayoutError, match="24 bytes"):
+            await source.receive()
+        ring.submit(record_bytes(3))
+        assert (await source.receive()).value == 3
+        assert (source.stats.received, source.stats.malformed) == (3, 1)
+    assert source.stats.malformed == 1
 
 
 async def test_cancelled_consumer_loses_no_record(ring: SyntheticRing) -> None:

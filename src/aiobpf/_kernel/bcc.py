@@ -22,11 +22,13 @@ import re
 import signal
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Self
 
+import anyio
 import numpy as np
 import numpy.typing as npt
 
@@ -165,11 +167,47 @@ def percpu_sums(bpf: Any, name: str) -> Callable[[], list[int]]:
     return read
 
 
+#: The BCC consumer of each ring, per ``bcc.BPF`` object: BCC opens a ring's consumer once per
+#: object (a second ``open_ring_buffer`` fails), so sources reading one ring in turn share it.
+_CONSUMERS: weakref.WeakKeyDictionary[Any, dict[str, BccRingConsumer]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class BccRingConsumer:
     """BCC's own per-record ring consumer, for CPUs where the mmap reader's ordering argument fails.
 
     Each record is copied out of the ring inside BCC's callback (the pointer is only valid there).
+    Get one with :meth:`acquire`: one per ring of a ``bcc.BPF`` object, used by one source at a
+    time. BCC's consume call drains every ring of the object: records of another ring wait in
+    that ring's consumer, and :meth:`pending_bytes` says they are there.
     """
+
+    @classmethod
+    def acquire(cls, bpf: Any, name: str, record: np.dtype[np.void]) -> BccRingConsumer:
+        """The consumer of ring ``name`` for a new source; :meth:`release` gives it back.
+
+        Raises :class:`anyio.BusyResourceError` while another source reads the ring, and
+        :class:`aiobpf.RecordLayoutError` for a record size other than the one it was opened
+        with (records already taken would be misread)."""
+        consumers = _CONSUMERS.setdefault(bpf, {})
+        consumer = consumers.get(name)
+        if consumer is None:
+            consumer = consumers[name] = cls(bpf, name, record)
+        elif consumer._in_use:
+            raise anyio.BusyResourceError(f"reading ring {name!r} with BCC's consumer")
+        elif consumer._record.itemsize != record.itemsize:
+            raise RecordLayoutError(
+                f"ring {name!r} is already read through BCC with {consumer._record.itemsize}-byte "
+                f"records, not {record.itemsize}"
+            )
+        consumer._record = record
+        consumer._in_use = True
+        return consumer
+
+    def release(self) -> None:
+        """The source is done with it; records it had not taken stay for the next one."""
+        self._in_use = False
 
     def __init__(self, bpf: Any, name: str, record: np.dtype[np.void]) -> None:
         self._bpf = bpf
@@ -177,12 +215,18 @@ class BccRingConsumer:
         self._record = record
         self._chunks: list[bytes] = []
         self._error: str | None = None
+        self._malformed = 0
+        self._in_use = False
         size = record.itemsize
 
         def on_record(_ctx: Any, data: int, length: int) -> int:
-            if length != size:
-                self._error = f"ring record is {length} bytes, the declared record is {size}"
-                return -1
+            if length != size:  # skipped and counted, as the mmap reader does
+                self._malformed += 1
+                self._error = self._error or (
+                    f"ring record is {length} bytes, the declared record is {size}; records "
+                    f"of another size are skipped and counted"
+                )
+                return 0
             self._chunks.append(ctypes.string_at(data, length))
             return 0
 
@@ -196,16 +240,24 @@ class BccRingConsumer:
     def stride(self) -> int:
         return record_stride(self._record.itemsize)
 
-    def pending_bytes(self) -> None:
-        return None
+    def pending_bytes(self) -> int:
+        """Bytes of records taken from the ring (by any source's consume call) and not read."""
+        return sum(len(chunk) for chunk in self._chunks)
+
+    @property
+    def malformed(self) -> int:
+        return self._malformed
+
+    def take_error(self) -> str | None:
+        error, self._error = self._error, None
+        return error
 
     def read(self) -> npt.NDArray[np.void]:
-        """Drains every ring of the BPF object; the records as a new array. Raises
-        :class:`aiobpf.RecordLayoutError` when a record had another size than declared."""
+        """Drains every ring of the BPF object; the records as a new array (records of another
+        size than declared are skipped, counted in :attr:`malformed` and told by
+        :meth:`take_error`)."""
         self._bpf.ring_buffer_consume()
         chunks, self._chunks = self._chunks, []
-        if self._error is not None:
-            raise RecordLayoutError(f"ring {self._name!r}: {self._error}")
         return np.frombuffer(bytearray(b"".join(chunks)), dtype=self._record)
 
 
@@ -405,6 +457,20 @@ class Program:
             self.bpf.attach_kprobe(event=function.encode(), fn_name=fn_name.encode())
         except Exception as exc:
             raise AttachError(f"attaching kprobe {fn_name!r} to {function} failed: {exc}") from exc
+
+    def detach(self) -> None:
+        """Stops every probe of the program; it stays loaded and its maps stay readable, so a
+        source can take what the program delivered before the stop, and nothing after it."""
+        bpf = self.bpf
+        try:
+            for tracepoint in list(bpf.tracepoint_fds):
+                bpf.detach_tracepoint(tracepoint)
+            for tracepoint in list(bpf.raw_tracepoint_fds):
+                bpf.detach_raw_tracepoint(tracepoint)
+            for event in list(bpf.kprobe_fds):
+                bpf.detach_kprobe_event(event)
+        except Exception as exc:
+            raise AttachError(f"detaching the program failed: {exc}") from exc
 
     @property
     def closed(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 from typing import Any
 
 import attrs
@@ -55,6 +56,7 @@ class MapReader:
     _cpus: int = attrs.field(init=False)
     _stride: int = attrs.field(init=False)
     batch: bool = True
+    _buffers: tuple[Any, Any] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         info = map_info(self.fd)
@@ -80,8 +82,9 @@ class MapReader:
         return self.map_type in _DRAINABLE
 
     def _decode(
-        self, keys: bytes, values: bytes, count: int
+        self, keys: Any, values: Any, count: int
     ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """Copies of the first ``count`` keys and values (summed over CPUs) of two buffers."""
         key_array = np.frombuffer(keys, dtype=self.key, count=count).copy()
         if self._cpus == 1:
             return key_array, np.frombuffer(values, dtype=self.value, count=count).copy()
@@ -111,8 +114,12 @@ class MapReader:
         lib = libbpf()
         operation = lib.bpf_map_lookup_and_delete_batch if delete else lib.bpf_map_lookup_batch
         capacity = max(self.max_entries, 1)
-        keys = ctypes.create_string_buffer(capacity * self.key.itemsize)
-        values = ctypes.create_string_buffer(capacity * self._stride * self._cpus)
+        if self._buffers is None:  # room for the whole map, allocated once, not at every poll
+            self._buffers = (
+                ctypes.create_string_buffer(capacity * self.key.itemsize),
+                ctypes.create_string_buffer(capacity * self._stride * self._cpus),
+            )
+        keys, values = self._buffers
         # The batch token is opaque and its size differs by map type; 8 bytes hold any of them.
         token_in, token_out = ctypes.c_uint64(0), ctypes.c_uint64(0)
         total = 0
@@ -134,7 +141,7 @@ class MapReader:
                     break  # the whole map was read
                 raise MapError(err, f"batch read of map {self.name!r}: {errno.errorcode.get(err)}")
             token_in.value = token_out.value
-        return self._decode(keys.raw, values.raw, total)
+        return self._decode(memoryview(keys), memoryview(values), total)
 
     def _read_walk(self, delete: bool) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         lib = libbpf()
@@ -144,14 +151,20 @@ class MapReader:
         keys: list[bytes] = []
         values: list[bytes] = []
         previous = None
-        while lib.bpf_map_get_next_key(self.fd, previous, following) == 0:
+        operation = lib.bpf_map_lookup_and_delete_elem if delete else lib.bpf_map_lookup_elem
+        for _ in range(max(self.max_entries, 1) * 4):  # keys churning faster than the walk: stop
+            if lib.bpf_map_get_next_key(self.fd, previous, following) != 0:
+                break
             ctypes.memmove(key, following, self.key.itemsize)
-            operation = lib.bpf_map_lookup_and_delete_elem if delete else lib.bpf_map_lookup_elem
-            if operation(self.fd, key, value) == 0:
+            result = operation(self.fd, key, value)
+            if result == 0:
                 keys.append(key.raw)
                 values.append(value.raw)
+            elif delete:
+                err = -result if result != -1 else ctypes.get_errno()
+                if err != errno.ENOENT:  # gone meanwhile is fine; a refusal would repeat forever
+                    what = f"taking a key out of map {self.name!r}"
+                    raise MapError(err, f"{what}: {os.strerror(err)}")
             # After a delete the walk restarts from the first key: the deleted one is gone.
             previous = None if delete else key
-            if len(keys) > self.max_entries * 4:
-                break  # keys churning faster than the walk: stop rather than loop forever
         return self._decode(b"".join(keys), b"".join(values), len(keys))

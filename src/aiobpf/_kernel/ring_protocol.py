@@ -67,6 +67,13 @@ class RecordReader(Protocol):
     def pending_bytes(self) -> int | None:
         """Bytes between the consumer and producer positions; None when it cannot tell."""
 
+    @property
+    def malformed(self) -> int:
+        """Records skipped because their size was not the declared record's."""
+
+    def take_error(self) -> str | None:
+        """What the reads since the last call found wrong (a record of another size), once."""
+
     def read(self) -> npt.NDArray[np.void]:
         """Takes every committed record now, without waiting, as a new array; raises
         :class:`aiobpf.RecordLayoutError` for a record of another size than declared."""
@@ -92,6 +99,9 @@ class RingReader:
     record: np.dtype[np.void]
     _framed: np.dtype[np.void] = attrs.field(init=False)
     _stride: int = attrs.field(init=False)
+    _malformed: int = attrs.field(default=0, init=False)
+    _error: str | None = attrs.field(default=None, init=False)
+    _corrupt: str | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         if self.data_size <= 0 or self.data_size & (self.data_size - 1):
@@ -118,13 +128,26 @@ class RingReader:
         """Bytes between the consumer and producer positions (committed or not)."""
         return int(self.producer_pos[0]) - int(self.consumer_pos[0])
 
+    @property
+    def malformed(self) -> int:
+        return self._malformed
+
+    def take_error(self) -> str | None:
+        error, self._error = self._error, None
+        return error
+
     def read(self) -> npt.NDArray[np.void]:
         """Copies out every committed record up to the first busy one and publishes the position.
 
         Returns a new array of ``record`` (owned by the caller; the ring space is given back to
-        the kernel before this returns). Raises :class:`RecordLayoutError` when a committed record
-        is not ``record.itemsize`` bytes long; the position then stays before that record.
+        the kernel before this returns). A committed record that is not ``record.itemsize`` bytes
+        long is skipped and counted in :attr:`malformed`, and :meth:`take_error` says so; the
+        records around it are returned. A header that would move the position past the
+        producer's is not the kernel's: :class:`RecordLayoutError`, and the position stays before
+        it (the ring cannot be read further).
         """
+        if self._corrupt is not None:
+            raise RecordLayoutError(self._corrupt)
         start = int(self.consumer_pos[0])
         end = int(self.producer_pos[0])
         mask = self.data_size - 1
@@ -152,18 +175,27 @@ class RingReader:
                 if header & BUSY_BIT:
                     break
                 length = header & _LENGTH_MASK
-                if header & DISCARD_BIT:
-                    pos += record_stride(length)
-                    continue
-                raise RecordLayoutError(
-                    f"ring record at position {pos} is {length} bytes, but the declared record "
-                    f"type is {self.record.itemsize} bytes; declare the record exactly as the BPF "
-                    f"program submits it (sizeof of its struct)"
-                )
+                if pos + record_stride(length) > end:
+                    self._corrupt = (
+                        f"ring header at position {pos} claims {length} bytes, past the "
+                        f"producer's position {end}: this is not a BPF ring buffer's memory"
+                    )
+                    break
+                pos += record_stride(length)
+                if not header & DISCARD_BIT:
+                    self._malformed += 1
+                    self._error = self._error or (
+                        f"ring record at position {pos - record_stride(length)} is {length} "
+                        f"bytes, but the declared record type is {self.record.itemsize} bytes; "
+                        f"declare the record exactly as the BPF program submits it (sizeof of "
+                        f"its struct). Records of another size are skipped and counted."
+                    )
         finally:
             if pos != start:
                 self.consumer_pos[0] = pos
         if not parts:
+            if self._corrupt is not None:
+                raise RecordLayoutError(self._corrupt)
             return np.empty(0, dtype=self.record)
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return joined.view(self.record).reshape(-1)

@@ -62,6 +62,7 @@ class View(Generic[T]):
         self.dropped = 0
         self._handed = 0  # items the consumer asked for
         self._handed_when_full = -1  # _handed when the view last filled and gave a turn
+        self._closed = False
 
     @property
     def stats(self) -> ViewStats:
@@ -75,11 +76,18 @@ class View(Generic[T]):
         return await receive_fast(self._receive, self._handed)
 
     async def _deliver(self, item: T, policy: Policy) -> None:
+        if self._closed:  # its consumer left: nobody waits for these, whatever the policy
+            self.dropped += 1
+            return
         if policy == "block":
             try:
                 self._send.send_nowait(item)  # the common case: room in the buffer
             except anyio.WouldBlock:
-                await self._send.send(item)
+                try:
+                    await self._send.send(item)
+                except anyio.BrokenResourceError:  # closed while the router waited on it
+                    self.dropped += 1
+                    return
         else:
             if self._unreported:
                 try:
@@ -92,6 +100,8 @@ class View(Generic[T]):
             except anyio.WouldBlock:
                 if not await self._room_after_a_turn(item):
                     self.dropped += 1
+                    if self._closed:  # closed during the turn
+                        return
                     self._unreported += self._inband
                     if policy == "drop_newest":
                         return
@@ -118,6 +128,8 @@ class View(Generic[T]):
                 self._send.send_nowait(item)
             except anyio.WouldBlock:
                 continue
+            except anyio.BrokenResourceError:  # the consumer closed the view meanwhile
+                return False
             return True
         return False
 
@@ -131,8 +143,11 @@ class View(Generic[T]):
         self._receive.close()
 
     async def aclose(self) -> None:
-        """Stops receiving; the router then treats this view's items by its policy."""
+        """Stops receiving: the router drops this view's items from then on (counted in
+        ``dropped``), whatever its policy, so a view nobody reads never holds up the others."""
+        self._closed = True
         self._receive.close()
+        self._oldest.close()  # with every receiver closed, a send waiting on it gives up
         await anyio.lowlevel.checkpoint()
 
 

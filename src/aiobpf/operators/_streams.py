@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -55,10 +56,12 @@ def batch(size: int, max_delay: float | None = None) -> Operator[Any, list[Any]]
     Waiting for ``max_delay`` cancels the pending read of the upstream, so the upstream must lose
     nothing to cancellation (aiobpf sources and operators do not).
     """
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size!r}")
-    if max_delay is not None and not max_delay > 0:
-        raise ValueError(f"max_delay must be > 0 seconds or None, got {max_delay!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a whole number >= 1, got {size!r}")
+    if max_delay is not None and not (max_delay > 0 and math.isfinite(max_delay)):
+        raise ValueError(
+            f"max_delay must be a finite number > 0 seconds or None, got {max_delay!r}"
+        )
     return Operator(lambda stream: _Batched(stream, size, max_delay), f"batch({size})")
 
 

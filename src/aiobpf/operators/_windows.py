@@ -26,8 +26,10 @@ T = TypeVar("T")
 class WindowCount:
     """The events counted by key in the window ``[start, end)`` (seconds of event time).
 
-    ``late`` counts events that arrived after this window had closed (older than ``start`` of
-    the oldest open window when they came): they are in no window.
+    ``late`` counts the events that came while this window was the oldest one open, with a time
+    before it: their own windows had already closed, so they are in no window's counts. A run of
+    windows in which nothing happened comes as one ``WindowCount`` spanning them all, with
+    empty ``counts``.
     """
 
     start: float
@@ -70,7 +72,10 @@ class WindowCounter:
         return range(first, last + 1)
 
     def add(self, time: float, key: Hashable, count: int = 1) -> list[WindowCount]:
-        """Counts ``key`` at ``time``; returns the windows this closed, oldest first."""
+        """Counts ``key`` at ``time``; returns the windows this closed, oldest first. Raises
+        ValueError for a time that is not a finite number."""
+        if not math.isfinite(time):
+            raise ValueError(f"event times must be finite numbers of seconds, got {time!r}")
         windows = self._windows_of(time)
         if self._next is None:
             self._next = windows.start
@@ -84,21 +89,33 @@ class WindowCounter:
         return closed
 
     def add_many(self, times: np.ndarray[Any, Any], keys: Iterable[Hashable]) -> list[WindowCount]:
-        """Counts a batch (times in order or not); vectorised for tumbling windows."""
-        if self.step != self.every or len(times) == 0:
+        """Counts a batch exactly as :meth:`add` would, one event after another in the batch's
+        order; vectorised for tumbling windows over each run of times that do not go back."""
+        key_list = list(keys)
+        if len(times) == 0:
+            return []
+        if not np.isfinite(times).all():
+            bad = times[~np.isfinite(times)][0]
+            raise ValueError(f"event times must be finite numbers of seconds, got {bad!r}")
+        if self.step != self.every:
             closed: list[WindowCount] = []
-            for time, key in zip(times.tolist(), keys, strict=True):
+            for time, key in zip(times.tolist(), key_list, strict=True):
                 closed += self.add(time, key)
             return closed
-        index = np.floor(times / self.step).astype(np.int64)
-        key_list = list(keys)
         closed = []
-        order = np.argsort(index, kind="stable")
-        boundaries = np.flatnonzero(np.diff(index[order])) + 1
-        for group in np.split(order, boundaries):
-            window = int(index[group[0]])
-            grouped = collections.Counter(key_list[i] for i in group.tolist())
-            closed += self._add_counter(window, grouped, float(times[group].max()))
+        # Within a run of non-decreasing times, counting window by window is counting event by
+        # event: each event closes the windows before its own, and is late only if its own
+        # window had closed. Out-of-order records (from different CPUs) start a new run.
+        runs = np.flatnonzero(np.diff(times) < 0) + 1
+        for run in np.split(np.arange(len(times)), runs):
+            index = np.floor(times[run] / self.step).astype(np.int64)
+            boundaries = np.flatnonzero(np.diff(index)) + 1
+            for group in np.split(np.arange(len(run)), boundaries):
+                members = run[group]
+                grouped = collections.Counter(key_list[i] for i in members.tolist())
+                closed += self._add_counter(
+                    int(index[group[0]]), grouped, float(times[members[-1]])
+                )
         return closed
 
     def _add_counter(
@@ -114,12 +131,34 @@ class WindowCounter:
         return closed
 
     def _close_before(self, time: float) -> list[WindowCount]:
-        """Emits every window whose end is <= ``time``, empty ones included, in order."""
-        closed = []
+        """Emits every window whose end is <= ``time``, in order (runs of empty ones folded)."""
         assert self._next is not None
-        while self._next * self.step + self.every <= time:
-            closed.append(self._emit(self._next))
-            self._next += 1
+        if self._next * self.step + self.every > time:
+            return []
+        last = math.floor((time - self.every) / self.step)
+        while (last + 1) * self.step + self.every <= time:  # floating point: settle the edge
+            last += 1
+        while last * self.step + self.every > time:
+            last -= 1
+        return self._emit_through(last)
+
+    def _emit_through(self, last: int) -> list[WindowCount]:
+        """Emits windows ``_next`` to ``last``, in order; a run of windows with nothing in them
+        (no counts, no late events) becomes one WindowCount spanning the run, so a long quiet
+        stretch costs one object, not one per window."""
+        assert self._next is not None
+        closed = []
+        while self._next <= last:
+            index = self._next
+            if index in self._open or self._late:
+                closed.append(self._emit(index))
+                self._next = index + 1
+                continue
+            following = [open_index for open_index in self._open if open_index > index]
+            end = min(last, min(following) - 1) if following else last
+            start = index * self.step
+            closed.append(WindowCount(start=start, end=end * self.step + self.every, counts={}))
+            self._next = end + 1
         return closed
 
     def _emit(self, index: int) -> WindowCount:
@@ -132,10 +171,7 @@ class WindowCounter:
         """The windows still open (the stream ended), in order."""
         if self._next is None:
             return []
-        last = max(self._open, default=self._next - 1)
-        closed = [self._emit(index) for index in range(self._next, last + 1)]
-        self._next = last + 1
-        return closed
+        return self._emit_through(max(self._open, default=self._next - 1))
 
 
 def _getter(spec: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -202,8 +238,11 @@ def window_count(
     ``step`` < ``every`` gives sliding windows starting every ``step`` seconds (default: tumbling
     windows). ``key`` and ``time`` are field names (on events or batch columns) or functions;
     event times are multiplied by ``time_scale`` (default: nanoseconds to seconds). One
-    :class:`WindowCount` per closed window, empty windows included; events older than every
-    open window are counted as ``late``. Raises ValueError for a bad ``every`` or ``step``.
+    :class:`WindowCount` per closed window, and one for each run of empty windows (spanning
+    the run); events older than every open window are counted as ``late``, on the window that
+    was the oldest open one when they came. Batches and single events are counted by the same
+    rule, in arrival order. Raises ValueError for a bad ``every`` or ``step``, and for an event
+    time that is not a finite number.
     """
     counter_args = (every, every if step is None else step)
     WindowCounter(*counter_args)  # validates now, not at the first event

@@ -79,26 +79,48 @@ class KernelFilters:
         self._apply(kind)
 
     def _apply(self, kind: str) -> None:
+        """Makes the kernel's set of ``kind`` what is wanted now.
+
+        A set that stays in force changes by taking out the values no longer wanted first, then
+        putting in the new ones: the map never holds more than the larger of the two sets, so a
+        full set can be replaced by another full one, and values wanted before and after pass
+        all along. A set turned on is filled before its flag; one turned off is emptied after.
+        If the kernel refuses an update halfway, what is recorded here is what the map holds.
+        """
         wanted = [
             keys for keys in (self._pushed.get(kind), self._selected.get(kind)) if keys is not None
         ]
         applied = self._applied.get(kind, frozenset())
-        name = _KINDS[kind][1]
-        lib = libbpf()
-        present = ctypes.c_uint8(1)
         keys = frozenset.intersection(*wanted) if wanted else frozenset()
-        # Keys go in before the flag word turns a set on and out after it is turned off: while a
-        # set changes, the kernel passes a superset for a moment, never less than is wanted.
-        for key in keys - applied:
-            buffer = ctypes.create_string_buffer(key, len(key))
-            check(lib.bpf_map_update_elem(self._fds[name], buffer, ctypes.byref(present), 0), name)
-        if wanted:
-            self._applied[kind] = keys
-        else:
+        if not wanted:
             self._applied.pop(kind, None)
-        self._write_flags()
-        for key in applied - keys:
-            lib.bpf_map_delete_elem(self._fds[name], ctypes.create_string_buffer(key, len(key)))
+            self._write_flags()  # off first: the kernel then ignores the set
+            self._remove(kind, applied)
+            return
+        in_force = kind in self._applied
+        self._applied[kind] = applied & keys
+        self._remove(kind, applied - keys)
+        try:
+            self._add(kind, keys - applied)
+        finally:
+            if not in_force:
+                self._write_flags()
+
+    def _remove(self, kind: str, keys: frozenset[bytes]) -> None:
+        name = _KINDS[kind][1]
+        for key in keys:
+            libbpf().bpf_map_delete_elem(
+                self._fds[name], ctypes.create_string_buffer(key, len(key))
+            )
+
+    def _add(self, kind: str, keys: frozenset[bytes]) -> None:
+        name = _KINDS[kind][1]
+        present = ctypes.c_uint8(1)
+        for key in keys:
+            buffer = ctypes.create_string_buffer(key, len(key))
+            fd = self._fds[name]
+            check(libbpf().bpf_map_update_elem(fd, buffer, ctypes.byref(present), 0), name)
+            self._applied[kind] = self._applied[kind] | {key}
 
     def _write_flags(self) -> None:
         flags = sum(_KINDS[kind][0] for kind in self._applied)

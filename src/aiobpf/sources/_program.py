@@ -140,10 +140,16 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner]):
         return self._closed
 
     async def aclose(self) -> None:
-        """Detaches the program and releases everything. Idempotent."""
+        """Detaches the program, then releases everything: the inner source counts what the
+        program delivered before the stop and nobody read (``unread``). Idempotent."""
         self._closed = True
         if self._inner is not None:
-            await self._inner.aclose()
+            program = self._program
+            try:
+                if program is not None and not program.closed:
+                    program.detach()
+            finally:
+                await self._inner.aclose()
 
     # -- reading --------------------------------------------------------------------------------
 

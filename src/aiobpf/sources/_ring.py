@@ -24,6 +24,7 @@ from .._kernel import bcc as _bcc
 from .._kernel.ring_memory import RingMemory
 from .._kernel.ring_protocol import RecordReader, RingReader
 from .._resource import release_all, warn_unclosed
+from ..errors import RecordLayoutError
 from ._gate import ReaderGate
 from ._pacing import Pacing
 from ._records import RecordType, record_type
@@ -118,6 +119,9 @@ class RingBuffer(ObjectReceiveStream[R]):
         self._checkpoint_due = False
         self._checkpointed = False
         self._final_stats: RingStats | None = None
+        self._layout_error: RecordLayoutError | None = None
+        self._malformed = 0  # the reader's count, kept once it is dropped
+        self._unread = 0
         self._gate = ReaderGate()
         self._closed = False
 
@@ -236,7 +240,9 @@ class RingBuffer(ObjectReceiveStream[R]):
             fd = _bcc.map_fd(bpf, name)
             on_close.append(lambda: os.close(fd))
             if reader == "bcc":
-                ring_reader = _bcc.BccRingConsumer(bpf, name, layout.dtype)
+                consumer = _bcc.BccRingConsumer.acquire(bpf, name, layout.dtype)
+                on_close.append(consumer.release)
+                ring_reader = consumer
             else:
                 memory = RingMemory.open(fd, name)
                 on_close.append(memory.close)
@@ -272,10 +278,21 @@ class RingBuffer(ObjectReceiveStream[R]):
         reader = self._reader
         assert reader is not None, "read after release"
         batch = reader.read()
+        error = reader.take_error()
+        del reader  # an error raised later must not keep the reader (and the mapping) in a frame
+        if error is not None:
+            self._layout_error = RecordLayoutError(f"ring {self.name!r}: {error}")
         if len(batch):
             self._taken += len(batch)
             self._batches += 1
         return batch
+
+    def _raise_layout_error(self) -> None:
+        """Raises what the last read found wrong, once: records read before it are handed out
+        first, and the source reads on after it (the bad records are counted as malformed)."""
+        error, self._layout_error = self._layout_error, None
+        if error is not None:
+            raise error
 
     async def _busy_polled(self) -> bool:
         """Looks at the ring for up to busy_poll seconds, yielding between looks: whether
@@ -295,6 +312,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         """Waits until records are available and takes them all. Raises _Closed if closed."""
         if self._closed:
             raise anyio.ClosedResourceError
+        self._raise_layout_error()
         with self._gate.reading():
             if self._checkpoint_due:  # the last call returned without awaiting
                 # Records keep coming, so the fd may never be seen idle: without a pause here, a
@@ -310,6 +328,8 @@ class RingBuffer(ObjectReceiveStream[R]):
                 if self._closed:
                     raise _Closed
                 batch = self._take()
+                if not len(batch):
+                    self._raise_layout_error()  # what the read found wrong, if anything
                 if len(batch):
                     self._checkpoint_due = True
                     assert self._reader is not None
@@ -442,6 +462,8 @@ class RingBuffer(ObjectReceiveStream[R]):
             produced=produced,
             wakeups=self._wakeups,
             batches=self._batches,
+            malformed=self._reader.malformed if self._reader is not None else self._malformed,
+            unread=self._unread,
         )
 
     @property
@@ -464,7 +486,19 @@ class RingBuffer(ObjectReceiveStream[R]):
         await self._gate.wake_and_wait()
         self._release()
 
+    def _count_unread(self) -> None:
+        """Takes the committed records nobody read out of the ring, counting them: the balance
+        holds after closing too (a record still being written at this instant is missed)."""
+        if self._reader is None:
+            return
+        try:
+            while len(batch := self._reader.read()):
+                self._unread += len(batch)
+        except Exception:  # a ring that cannot be read further: what is left is not counted
+            pass
+
     def _release(self) -> None:
+        self._count_unread()
         try:
             self._final_stats = self._current_stats()  # while the program's counters can be read
         except Exception:  # a failing counter read must not stop the release
@@ -472,6 +506,7 @@ class RingBuffer(ObjectReceiveStream[R]):
             self._final_stats = self._current_stats()
         self._closed = True
         self._pending, self._pending_batch, self._pending_index = (), None, 0
+        self._malformed = self._final_stats.malformed
         self._reader = None  # drop its arrays over the mapping before unmapping
         callbacks, self._on_close = self._on_close, []
         release_all(reversed(callbacks))

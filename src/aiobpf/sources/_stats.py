@@ -14,7 +14,8 @@ class RingStats:
 
     ``produced`` and ``dropped`` come from the BPF program's own per-CPU counters (the kernel keeps
     no drop count for ring buffers); they are ``None`` for a program that does not keep them. Once
-    the ring is drained, ``received + pending + dropped == produced``.
+    the ring is drained (and always once the source is closed),
+    ``received + pending + unread + dropped + malformed == produced``.
     """
 
     received: int
@@ -30,6 +31,12 @@ class RingStats:
     """Times the consumer woke up to read."""
     batches: int
     """Non-empty batches read."""
+    malformed: int = 0
+    """Records skipped because their size was not the declared record's (each time, the next
+    read raised :class:`aiobpf.RecordLayoutError`)."""
+    unread: int = 0
+    """Records still in the ring when the source closed, taken out and counted then. aiobpf's
+    programs are detached first, so nothing comes after."""
 
 
 @attrs.frozen

@@ -60,9 +60,7 @@ def _slope_per_minute(samples: list[tuple[float, float]]) -> float:
 
 def _accounted(stats: aiobpf.RingStats) -> int:
     """Every record a closed source saw, however it ended."""
-    return (
-        stats.received + stats.pending + stats.unread + (stats.dropped or 0) + stats.malformed
-    )
+    return stats.received + stats.pending + stats.unread + (stats.dropped or 0) + stats.malformed
 
 
 async def _count(windows: Any, totals: dict[str, int], name: str) -> None:

@@ -153,9 +153,7 @@ async def test_closing_detaches_and_frees_everything() -> None:
 
 async def test_syscall_events_source() -> None:
     """syscall_events() yields typed events of the chosen syscalls of the tasks in scope."""
-    async with aiobpf.syscall_events(
-        syscalls=["getppid"], tids=[kernel.current_tid()]
-    ) as events:
+    async with aiobpf.syscall_events(syscalls=["getppid"], tids=[kernel.current_tid()]) as events:
         os.getppid()
         with anyio.fail_after(10):
             event = await events.__anext__()

@@ -48,9 +48,7 @@ async def test_windows_add_up_while_execs_keep_happening(
     made = 0
     seen = 0
     with anyio.fail_after(60):
-        program = aiobpf.lowlevel.Program.compile(
-            program_text("top_uids"), cflags=include_flags()
-        )
+        program = aiobpf.lowlevel.Program.compile(program_text("top_uids"), cflags=include_flags())
         poller = aiobpf.MapPoller.from_bcc(
             program.bpf, "counts", interval=0.05, mode=mode, batch=batch, owned=[program.close]
         )

@@ -81,7 +81,9 @@ async def test_closing_counts_what_nobody_read(reader: str) -> None:
     program is detached before the count, so nothing comes after it."""
     calls = 500
     async with getppid_ring(
-        os.getpid(), ring_size=1 << 16, reader=reader  # type: ignore[arg-type]
+        os.getpid(),
+        ring_size=1 << 16,
+        reader=reader,  # type: ignore[arg-type]
     ) as ring:
         for _ in range(200):
             os.getppid()

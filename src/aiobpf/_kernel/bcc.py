@@ -169,9 +169,7 @@ def percpu_sums(bpf: Any, name: str) -> Callable[[], list[int]]:
 
 #: The BCC consumer of each ring, per ``bcc.BPF`` object: BCC opens a ring's consumer once per
 #: object (a second ``open_ring_buffer`` fails), so sources reading one ring in turn share it.
-_CONSUMERS: weakref.WeakKeyDictionary[Any, dict[str, BccRingConsumer]] = (
-    weakref.WeakKeyDictionary()
-)
+_CONSUMERS: weakref.WeakKeyDictionary[Any, dict[str, BccRingConsumer]] = weakref.WeakKeyDictionary()
 
 
 class BccRingConsumer:
@@ -403,9 +401,7 @@ class Program:
         try:
             self.bpf.attach_tracepoint(tp=f"{category}:{event}".encode(), fn_name=fn_name.encode())
         except Exception as exc:
-            raise AttachError(
-                f"attaching {fn_name!r} to {category}:{event} failed: {exc}"
-            ) from exc
+            raise AttachError(f"attaching {fn_name!r} to {category}:{event} failed: {exc}") from exc
 
     def attach_raw_tracepoint(self, event: str, fn_name: str) -> None:
         """Attaches ``fn_name`` to the raw tracepoint ``event`` (for example ``sys_enter``)."""

@@ -49,7 +49,6 @@ _TSO_MACHINES = frozenset({"x86_64", "amd64", "i686", "i386"})
 _RECORDS_PER_CHECKPOINT = 256
 
 
-
 class _Closed(Exception):
     """Raised inside a source when it was closed while a reader waited."""
 

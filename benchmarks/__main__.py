@@ -36,9 +36,17 @@ def plot(name: str, x: str) -> list[str]:
 
 
 BASELINES = ["--consumers", "bcc-callback,bcc-perf,aiobpf-batches", "--loops", "asyncio"]
+#: Real arrivals: calls spaced evenly, one at a time, at rates where each wakes the consumer;
+#: aiobpf's batch and record paths on both loops, against BCC's callback and the C floor.
+ARRIVALS = [
+    *("--pattern", "even", "--rates", "10000,100000", "--budgets", "0,1"),
+    *("--consumers", "bcc-callback,libbpf-c,aiobpf-batches,aiobpf-records"),
+    *("--loops", "asyncio,trio"),
+]
 PLANS: dict[str, list[list[str]]] = {
     "quick": [
         ring("quick_load", "--repeat", "1", "--rates", "0,100000", calls="1000000", seconds="1"),
+        ring("quick_arrivals", "--repeat", "1", *ARRIVALS, calls="1000000", seconds="2"),
         ["execve_throughput", "--execs", "5000", "--repeat", "1", "--rates", "0"],
         ["dispatch_overhead", "--calls", "500000", "--repeat", "3"],
         ["window_pushdown", "--execs", "3000", "--repeat", "1"],
@@ -47,6 +55,8 @@ PLANS: dict[str, list[list[str]]] = {
     "full": [
         # offered load: every consumer, both loops, with and without a 1 ms budget
         ring("load", "--repeat", "3", "--rates", "0,1000000,500000,250000,100000"),
+        # arrivals spaced evenly (one wake-up per call at low rates): CPU per record and wake-up
+        ring("arrivals", "--repeat", "3", *ARRIVALS),
         plot("load", "offered"),
         # ring size and record size (unpaced), latency budget (at 100 k/s)
         ring(

@@ -71,6 +71,8 @@ def finish(
         "drop_pct": 100.0 * dropped / produced if produced else 0.0,
         "user_drop_pct": 100.0 * user_dropped / produced if produced else 0.0,
         "cpu_pct": 100.0 * cpu / wall,
+        "cpu_us_per_record": 1e6 * cpu / received if received else 0.0,
+        "cpu_us_per_wakeup": 1e6 * cpu / counts["wakeups"] if counts.get("wakeups") else 0.0,
         "wakeups_per_s": counts.get("wakeups", 0) / wall,
         "wall_s": wall,
     }

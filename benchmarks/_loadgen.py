@@ -11,22 +11,30 @@ from pathlib import Path
 
 _SOURCE = Path(__file__).with_name("loadgen.c")
 
+#: How a paced generator spaces its calls (see loadgen.c): kept every 64 calls ("burst"), every
+#: call ("even"), or exponential gaps ("poisson": independent arrivals).
+PATTERNS = ("burst", "even", "poisson")
+
 _PYTHON_FALLBACK = """
-import ctypes, os, sys, time
+import ctypes, os, random, sys, time
 ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: die with the process that started us
 n, rate = int(sys.argv[1]), float(sys.argv[2])
+pattern = sys.argv[3] if len(sys.argv) > 3 else "burst"
+gaps = random.Random(1)
 sys.stdin.buffer.read(1)
-start = time.monotonic()
+start = due = time.monotonic()
 for i in range(n):
-    if rate > 0 and i % 64 == 0:
-        while time.monotonic() < start + i / rate:
-            pass
+    if rate > 0:
+        due = due + gaps.expovariate(rate) if pattern == "poisson" else start + i / rate
+        if pattern != "burst" or i % 64 == 0:
+            while time.monotonic() < due:
+                pass
     os.getppid()
 print(n, f"{time.monotonic() - start:.6f}")
 """
 
 
-def _compiled(source: Path) -> list[str] | None:
+def _compiled(source: Path, *libraries: str) -> list[str] | None:
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         return None
@@ -34,14 +42,22 @@ def _compiled(source: Path) -> list[str] | None:
     if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
         # built beside it and renamed over it: a generator running the old one keeps running
         fresh = binary.with_name(f"{binary.name}.{os.getpid()}")
-        subprocess.run([compiler, "-O2", "-o", str(fresh), str(source)], check=True)
+        command = [compiler, "-O2", "-o", str(fresh), str(source), *libraries]
+        if subprocess.run(command, capture_output=True).returncode != 0:
+            return None
         fresh.rename(binary)
     return [str(binary)]
 
 
 def build() -> list[str]:
     """The command prefix that runs the getppid generator."""
-    return _compiled(_SOURCE) or [sys.executable, "-c", _PYTHON_FALLBACK]
+    return _compiled(_SOURCE, "-lm") or [sys.executable, "-c", _PYTHON_FALLBACK]
+
+
+def build_ring_poller() -> list[str] | None:
+    """The command prefix of the C libbpf ring consumer (ringpoll.c); None where it cannot be
+    built (no compiler, or no libbpf-dev: scripts/setup.sh installs it)."""
+    return _compiled(_SOURCE.with_name("ringpoll.c"), "-lbpf")
 
 
 _EXEC_FALLBACK = """
@@ -63,9 +79,14 @@ def build_exec_storm() -> list[str]:
     return _compiled(_SOURCE.with_name("execstorm.c")) or [sys.executable, "-c", _EXEC_FALLBACK]
 
 
-def start(command: list[str], calls: int, rate: float | None, cpu: int) -> subprocess.Popen[bytes]:
-    """Starts a generator pinned to ``cpu``, waiting for a byte on stdin to begin."""
-    rate_args = [] if rate is None else [str(rate)]
+def start(
+    command: list[str], calls: int, rate: float | None, cpu: int, pattern: str = "burst"
+) -> subprocess.Popen[bytes]:
+    """Starts a generator pinned to ``cpu``, waiting for a byte on stdin to begin; a paced one
+    spaces its calls by ``pattern`` (one of PATTERNS)."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
+    rate_args = [] if rate is None else [str(rate)] + ([] if pattern == "burst" else [pattern])
     return subprocess.Popen(
         ["taskset", "-c", str(cpu), *command, str(calls), *rate_args],
         stdin=subprocess.PIPE,

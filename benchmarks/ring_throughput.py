@@ -56,6 +56,11 @@ CONSUMERS = {
     ),
 }
 BCC_CONSUMERS = ("bcc-callback", "bcc-perf")
+#: The floor: C, libbpf's ring_buffer__consume on epoll (benchmarks/ringpoll.c), in its own
+#: process; it reads the ring the Python trial loaded.
+FLOOR = "libbpf-c"
+CONSUMERS[FLOOR] = "C consumer: libbpf ring_buffer__consume on epoll (the floor)"
+NATIVE_CONSUMERS = (*BCC_CONSUMERS, FLOOR)
 LATENCY_EVERY = 64  # one latency sample (kernel timestamp to delivery) per this many records
 
 
@@ -64,8 +69,16 @@ LATENCY_EVERY = 64  # one latency sample (kernel timestamp to delivery) per this
 
 def _trial(spec: dict[str, Any]) -> dict[str, Any]:
     os.sched_setaffinity(0, {CONSUMER_CPU})
-    generator = _loadgen.start(_loadgen.build(), spec["calls"], spec["rate"], GENERATOR_CPU)
+    generator = _loadgen.start(
+        _loadgen.build(),
+        spec["calls"],
+        spec["rate"],
+        GENERATOR_CPU,
+        spec.get("pattern", "burst"),
+    )
     try:
+        if spec["consumer"] == FLOOR:
+            return _libbpf_trial(generator, spec)
         if spec["consumer"] in BCC_CONSUMERS:
             return _bcc_trial(generator, spec)
         import anyio
@@ -127,6 +140,65 @@ def _bcc_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> dict
     result.update(latency_percentiles(latencies))
     bpf.cleanup()
     return result
+
+
+def _libbpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> dict[str, Any]:
+    """The floor: BCC loads the program here, a C process consumes the ring with libbpf (the
+    map's fd is inherited), pinned to the consumer core; its own CPU time is what counts."""
+    from bcc import BPF
+
+    from aiobpf.testing import getppid_program
+
+    poller = _loadgen.build_ring_poller()
+    if poller is None:
+        raise RuntimeError("the C consumer cannot be built: install libbpf-dev and gcc")
+    text, flags = getppid_program(
+        generator.pid, ring_size=spec["ring_kib"] * 1024, record_size=spec["record_bytes"]
+    )
+    bpf = BPF(text=text.encode(), cflags=flags)
+    try:
+        fd = bpf["events"].get_fd()
+        consumer = subprocess.Popen(
+            ["taskset", "-c", str(CONSUMER_CPU), *poller, str(fd)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=[fd],
+        )
+        assert consumer.stdout is not None
+        if consumer.stdout.readline() != b"ready\n":
+            raise RuntimeError("the C consumer did not start")
+        start = go(generator)
+        generator.wait()
+        assert consumer.stdin is not None
+        consumer.stdin.close()  # the generator is done: take what is left and report
+        report = json.loads(consumer.stdout.read())  # after "ready": the one JSON line
+        consumer.wait()
+        wall = time.monotonic() - start[0]
+        produced, dropped = (int(bpf["events_counts"].sum(ctypes.c_int(s)).value) for s in (0, 1))
+    finally:
+        bpf.cleanup()
+    assert generator.stdout is not None
+    offered_calls, offered_seconds = generator.stdout.read().split()
+    received, wakeups, cpu = report["received"], report["wakeups"], report["cpu_s"]
+    return {
+        "produced": produced,
+        "dropped": dropped,
+        "received": received,
+        "user_dropped": 0,
+        "wakeups": wakeups,
+        "balanced": produced == received + dropped,
+        "offered_per_s": int(offered_calls) / float(offered_seconds),
+        "received_per_s": received / wall,
+        "drop_pct": 100.0 * dropped / produced if produced else 0.0,
+        "user_drop_pct": 0.0,
+        "cpu_pct": 100.0 * cpu / wall,
+        "cpu_us_per_record": 1e6 * cpu / received if received else 0.0,
+        "cpu_us_per_wakeup": 1e6 * cpu / wakeups if wakeups else 0.0,
+        "wakeups_per_s": wakeups / wall,
+        "wall_s": wall,
+        "latency_p50_us": report["latency_p50_us"],
+        "latency_p99_us": report["latency_p99_us"],
+    }
 
 
 async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> dict[str, Any]:
@@ -256,7 +328,7 @@ def _configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
     for (ring_kib, record_bytes), rate in itertools.product(sizes, _numbers(args.rates, float)):
         calls = args.calls if rate == 0 else min(args.calls, int(rate * args.seconds))
         for consumer in args.consumers.split(","):
-            bcc = consumer in BCC_CONSUMERS
+            bcc = consumer in NATIVE_CONSUMERS
             for loop in ["-"] if bcc else args.loops.split(","):
                 for budget_ms, busy_poll_us in [(0.0, 0.0)] if bcc else modes:
                     specs.append(
@@ -266,6 +338,7 @@ def _configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
                             "budget_ms": budget_ms,
                             "busy_poll_us": busy_poll_us,
                             "rate": rate,
+                            "pattern": args.pattern,
                             "calls": calls,
                             "ring_kib": ring_kib,
                             "record_bytes": record_bytes,
@@ -283,6 +356,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--rates", default="0,1000000,100000", help="offered rates, calls/s (0 = unpaced)"
+    )
+    parser.add_argument(
+        "--pattern",
+        choices=_loadgen.PATTERNS,
+        default="burst",
+        help="how a paced generator spaces its calls: the pace kept every 64 calls (burst), "
+        "every call (even), or exponential gaps (poisson)",
     )
     parser.add_argument("--ring-kib", default="256", help="ring sizes, KiB (powers of two)")
     parser.add_argument("--record-bytes", default="32", help="record sizes (multiples of 8, >= 32)")
@@ -331,7 +411,7 @@ def main() -> None:
 
 def _label(row: dict[str, Any]) -> str:
     """consumer, loop and reading mode: one series in the tables and plots."""
-    if row["consumer"] in BCC_CONSUMERS:
+    if row["consumer"] in NATIVE_CONSUMERS:
         return str(row["consumer"])
     mode = f"+{row['budget_ms']:g}ms" if row["budget_ms"] else ""
     if row.get("busy_poll_us"):
@@ -343,7 +423,10 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"Machine: {machine()}")
     command = " ".join(sys.argv[1:])
     print(f"Command: sudo .venv/bin/python -m benchmarks.ring_throughput {command}")
-    print(f"Medians of {args.repeat} runs; ratios against bcc-callback in the same group.\n")
+    print(
+        f"Medians of {args.repeat} runs; paced calls spaced by pattern {args.pattern!r}; ratios "
+        "against bcc-callback in the same group.\n"
+    )
     columns = [
         "ring",
         "record",
@@ -354,7 +437,9 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "drop %",
         "user drop %",
         "CPU %",
+        "CPU µs / record",
         "wake-ups/s",
+        "CPU µs / wake-up",
         "received vs BCC",
         "CPU vs BCC",
         "latency p50 / p99 (µs)",
@@ -368,7 +453,9 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "drop_pct",
         "user_drop_pct",
         "cpu_pct",
+        "cpu_us_per_record",
         "wakeups_per_s",
+        "cpu_us_per_wakeup",
         "latency_p50_us",
         "latency_p99_us",
     )
@@ -395,7 +482,9 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 f"{med['drop_pct']:.2f}",
                 f"{med['user_drop_pct']:.2f}",
                 f"{med['cpu_pct']:.0f}",
+                f"{med['cpu_us_per_record']:.2f}",
                 "-" if runs[0]["consumer"] in BCC_CONSUMERS else f"{med['wakeups_per_s']:.0f}",
+                f"{med['cpu_us_per_wakeup']:.1f}" if med["cpu_us_per_wakeup"] else "-",
                 f"{med['received_per_s'] / base_received:.1f}x" if base_received else "-",
                 f"{med['cpu_pct'] / base_cpu:.2f}x" if base_cpu else "-",
                 f"{med['latency_p50_us']:.0f} / {med['latency_p99_us']:.0f}",

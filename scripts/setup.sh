@@ -29,9 +29,12 @@ apt_install() {
 }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# 1. BCC's Python module and libbpf (used to read kernel BTF).
+# 1. BCC's Python module and libbpf (used to read kernel BTF and maps).
 missing=()
-for pkg in python3-bpfcc libbpf1 util-linux; do installed "$pkg" || missing+=("$pkg"); done
+# libbpf-dev builds the benchmarks' C ring consumer, the floor aiobpf is compared against.
+for pkg in python3-bpfcc libbpf1 libbpf-dev util-linux; do
+    installed "$pkg" || missing+=("$pkg")
+done
 if [ "${1:-}" = test ]; then
     # chromium checks the dashboard; bpftrace and stress-ng are references exec tracing is
     # checked against; stress-ng also loads the machine in scripts/repeat.sh --stress

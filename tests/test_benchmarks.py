@@ -29,14 +29,16 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 
 def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) -> None:
-    """One small trial of each consumer: every run balances exactly (produced == received +
-    kernel drops + user-side drops), the paced generator offers what it was asked, and the
-    table has every row."""
+    """One small trial of each consumer, the C libbpf floor included, with evenly spaced calls:
+    every run balances exactly (produced == received + kernel drops + user-side drops), the
+    paced generator offers what it was asked, CPU per record is measured, and the table has
+    every row."""
     out = tmp_path / "rows.ndjson"
     done = _benchmark(
         "benchmarks.ring_throughput",
         *("--calls", "20000", "--seconds", "1", "--repeat", "1", "--rates", "20000"),
         *("--budgets", "0,1", "--busy-polls", "0,2000", "--loops", "trio", "--out", str(out)),
+        *("--pattern", "even"),
     )
     assert done.returncode == 0, done.stderr
     rows = _rows(out)
@@ -48,15 +50,18 @@ def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) ->
         "aiobpf-operators",
         "aiobpf-route",
         "aiobpf-route-lossy",
+        "libbpf-c",
     }
-    # BCC's two, and aiobpf's five: without a budget, with one, and busy polling
-    assert len(rows) == 2 + 5 * 3
+    # BCC's two and the C floor, and aiobpf's five: without a budget, with one, and busy polling
+    assert len(rows) == 3 + 5 * 3
     for row in rows:
         assert row["balanced"], row
         assert row["produced"] == 20000
         assert row["received"] + row["dropped"] + row["user_dropped"] == 20000
         if row["consumer"] != "aiobpf-route-lossy":
             assert row["user_dropped"] == 0, row  # nothing else can drop in user space
+        assert row["pattern"] == "even"
+        assert row["cpu_us_per_record"] > 0, row
     assert all(row["lost_cb"] == row["dropped"] for row in rows if row["consumer"] == "bcc-perf")
     table = [line for line in done.stdout.splitlines() if line.startswith("| 256 KiB")]
     assert len(table) == len(rows)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,8 +70,10 @@ def test_the_dashboard_shows_an_exec_done_while_it_is_open(
     chromium: str, server: tuple[str, str], tmp_path: Path
 ) -> None:
     """The page renders, its event stream connects (with its own uid filter, which the server
-    hands to the kernel), a known program's exec appears in the list and its uid in the top
-    table with the exact count."""
+    hands to the kernel), a known program's exec appears in the list with its arguments, its
+    uid in the top table with the exact count, user names next to uids, and a storm of execs
+    draws that user's line in the chart. The filter box reloads the page with another filter,
+    keeping the token. A screenshot is kept as a test artifact."""
     from playwright.sync_api import expect, sync_playwright
 
     program = kernel.uniquely_named_program(tmp_path, "seen-in-page")
@@ -83,20 +86,46 @@ def test_the_dashboard_shows_an_exec_done_while_it_is_open(
             executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
             base, token = server
             page.goto(f"{base}/?uid={UID}&token={token}")
             expect(page.get_by_role("heading", level=1)).to_contain_text("live execve events")
             expect(page.locator("#status")).to_have_text("live")
-            subprocess.run(kernel.setpriv_command(UID, program), check=True)
+            command = kernel.setpriv_command(UID, program)
+            subprocess.run([*command, "--flag", "a value"], check=True)
             subprocess.run(kernel.setpriv_command(UID + 1, program), check=True)  # filtered out
             line = page.locator("#events .exec")
             expect(line).to_have_count(1)
             expect(line).to_contain_text(f"uid={UID} seen-in-page {program} (0)")
+            expect(line).to_contain_text('["--flag","a value"]')
             # the top table refreshes every 2 s from /top (all users, not just this page's)
             expect(page.locator(f'#top tr[data-uid="{UID}"] .calls')).to_have_text("1")
             expect(page.locator(f'#top tr[data-uid="{UID + 1}"] .calls')).to_have_text("1")
+            expect(page.locator('#top tr[data-uid="0"] .user')).to_have_text("root")
             expect(page.locator("#lost")).to_have_text("0")
-            page.screenshot(path=tmp_path / "dashboard.png")
+            # a storm of execs across two readings of /top: that user's rate is drawn
+            for _ in range(STORM):
+                subprocess.run(command, check=True)
+            expect(page.locator(f'#legend span[data-uid="{UID}"]')).to_be_visible()
+            expect(page.locator("#chart")).not_to_have_attribute("data-points", "0")
+            expect(page.locator(f'#top tr[data-uid="{UID}"] .calls')).to_have_text(str(1 + STORM))
+            expect(line).to_have_count(1 + STORM)
+            _keep_artifact(page, tmp_path)
+            page.fill("#filters input[name=uid]", str(UID + 1))
+            page.click("#filters button")
+            expect(page.locator("#filter")).to_have_text(f"uid={UID + 1}")
+            expect(page.locator("#status")).to_have_text("live")  # the token came along
         finally:
             browser.close()
+
+
+#: Execs of the storm the chart draws.
+STORM = 40
+
+
+def _keep_artifact(page: Any, tmp_path: Path) -> None:
+    """Saves a screenshot of the page: under $AIOBPF_ARTIFACTS when set (CI keeps it), else in
+    the test's temporary directory."""
+    folder = Path(os.environ.get("AIOBPF_ARTIFACTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / "dashboard.png", full_page=True)

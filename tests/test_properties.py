@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiobpf._kernel import ring_protocol
 from aiobpf.operators import WindowCount, WindowCounter, merge, route, top_n
 
 from .synthetic import SyntheticRing, record_bytes
@@ -33,14 +34,27 @@ _STEP = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps=st.lists(_STEP, max_size=120), start=st.integers(min_value=0, max_value=255))
+@given(
+    steps=st.lists(_STEP, max_size=120),
+    start=st.integers(min_value=0, max_value=255),
+    few=st.sampled_from([0, 2, 8]),
+)
 def test_the_reader_delivers_exactly_the_committed_records_in_order(
-    steps: list[tuple[str, Any]], start: int
+    steps: list[tuple[str, Any]], start: int, few: int
 ) -> None:
     """Whatever the kernel's order of reserve, commit and discard (records wrapping around a
     256-byte ring, records of another size among them): every read returns the committed
     records of the declared size in reserve order up to the first busy one, never reads past
-    the producer, skips and counts the others, and every record is accounted for."""
+    the producer, skips and counts the others, and every record is accounted for. Both ways of
+    reading (numpy runs, and record by record for a few) are held to it."""
+    saved, ring_protocol._FEW = ring_protocol._FEW, few
+    try:
+        _check_the_reader(steps, start)
+    finally:
+        ring_protocol._FEW = saved
+
+
+def _check_the_reader(steps: list[tuple[str, Any]], start: int) -> None:
     ring = SyntheticRing(256, RECORD, start=start * 8)
     reader = ring.reader()
     entries: collections.deque[dict[str, Any]] = collections.deque()  # in reserve order

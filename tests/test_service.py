@@ -129,7 +129,7 @@ async def test_a_slow_subscriber_loses_events_while_a_fast_one_gets_all() -> Non
                 assert slow.lost == execs - 4
                 assert slow.unreported_lost == execs - 4
                 assert hub.user_dropped == execs - 4
-                assert hub.stats()["kernel_dropped"] == 0
+                assert hub.stats.kernel_dropped == 0
     assert [event.uid for event in got] == [UID] * execs
 
 
@@ -399,7 +399,7 @@ async def test_a_client_that_takes_nothing_is_disconnected_after_the_timeout(
                 messages = stalled.messages()
                 assert (await anext(messages))[0] == "connected"
                 hub = serving.hub
-                assert hub.stats()["clients"] == 1
+                assert hub.stats.clients == 1
                 # fill its window and the server's buffer, until its events are being dropped
                 while hub.user_dropped == 0:
                     await anyio.run_process(
@@ -408,8 +408,50 @@ async def test_a_client_that_takes_nothing_is_disconnected_after_the_timeout(
                 # The kernel gives up on the connection a second after its window shut, and
                 # the stream notices at its next event. Nothing signals the kernel's timer:
                 # exec one more event now and then until the hub has no client left.
-                while hub.stats()["clients"]:
+                while hub.stats.clients:
                     await anyio.run_process([str(program)])
                     await anyio.sleep(0.2)
                 await messages.aclose()
             stop.set()
+
+
+async def test_the_metrics_example_exports_a_pipeline_of_ones_own(tmp_path: Any) -> None:
+    """examples/metrics_exporter.py: execs of a fresh uid reach /metrics as that uid's count
+    (counted in the kernel) and its command's count (windows in user space), beside aiobpf's
+    own metrics and behind the token; Ctrl-C ends it cleanly, detached."""
+    program = kernel.uniquely_named_program(tmp_path, "exported")
+    tmp_path.chmod(0o755)
+    port = _free_port()
+    programs = kernel.loaded_program_ids()
+    example = Path(__file__).parent.parent / "examples" / "metrics_exporter.py"
+    command = [sys.executable, str(example), "--port", str(port), "--every", "0.2"]
+    uid = UID + 4
+    with anyio.fail_after(60):
+        async with await anyio.open_process(command) as process:
+            assert process.stdout is not None
+            lines = anyio.streams.text.TextReceiveStream(process.stdout)
+            output = ""
+            while "token" not in output or not output.endswith("\n"):
+                output += await lines.receive()
+            token = output.split(" token ")[1].split()[0]
+            for _ in range(3):
+                await anyio.run_process(kernel.setpriv_command(uid, program))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                assert (await client.get("/metrics")).status_code == 401  # no token
+                wanted = [
+                    f'exec_by_uid_total{{uid="{uid}"}} 3.0',
+                    'exec_by_comm_total{comm="exported"} 3.0',
+                ]
+                metrics = ""
+                while not all(line in metrics for line in wanted):
+                    # an exec to end the command's window in event time, and time for the next
+                    # reading of the kernel's counts
+                    await anyio.run_process(["/bin/true"])
+                    response = await client.get(
+                        "/metrics", headers={"Authorization": f"Bearer {token}"}
+                    )
+                    metrics = response.text
+            process.send_signal(signal.SIGINT)
+            assert await process.wait() == 0
+    assert "aiobpf_execve_total" in metrics  # aiobpf's own, on the same registry
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()

@@ -250,14 +250,14 @@ async def test_a_thousand_idle_connections_do_not_starve_the_service(socket_dir:
                 for _ in range(20):
                     await anyio.run_process(["/bin/true"])
                 top = await _get("/top", path)
-                stats = serving.hub.stats()
+                stats = serving.hub.stats
             finally:
                 for client in idle:
                     client.close()
     assert statuses.count("200") == 8
     assert statuses.count("429") == 92
     assert top[0] == 200
-    assert stats["kernel_dropped"] == 0
+    assert stats.kernel_dropped == 0
 
 
 async def test_a_socket_in_use_is_refused_before_anything_is_attached(socket_dir: Path) -> None:

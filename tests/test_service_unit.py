@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from aiobpf.service import AccessControl, AccessPolicy, EventHub, create_app
+from aiobpf.service import AccessControl, AccessPolicy, EventHub, HubStats, create_app
 from aiobpf.service._access import _peer_uid
 
 pytestmark = pytest.mark.anyio
@@ -29,15 +29,16 @@ class _KnownHub:
     def top(self) -> dict[int, int]:
         return {0: 5, ALICE: 2, BOB: 3}
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "received": 10,
-            "kernel_dropped": 0,
-            "user_dropped": 1,
-            "ring_occupancy": 0.0,
-            "clients": 2,
-            "kernel_selection": {"uid": [BOB], "comm": None},
-        }
+    @property
+    def stats(self) -> HubStats:
+        return HubStats(
+            received=10,
+            kernel_dropped=0,
+            user_dropped=1,
+            ring_occupancy=0.0,
+            clients=2,
+            kernel_selection={"uid": [BOB], "comm": None},
+        )
 
     @contextlib.contextmanager
     def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Any]:

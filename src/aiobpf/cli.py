@@ -468,11 +468,11 @@ async def _serve(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
             with stop.running():
                 await anyio.sleep_forever()
         finally:
-            stats = serving.hub.stats()
+            stats = serving.hub.stats
             shutdown.set()  # the server shuts down gracefully, then detaches
     print(
-        f"-- {stats['received']} execs received, {stats['kernel_dropped']} lost in the kernel, "
-        f"{stats['user_dropped']} lost by slow clients",
+        f"-- {stats.received} execs received, {stats.kernel_dropped} lost in the kernel, "
+        f"{stats.user_dropped} lost by slow clients",
         file=out,
         flush=True,
     )

@@ -51,6 +51,9 @@ DISCARD_BIT = 1 << 30
 HEADER_SIZE = 8
 _LENGTH_MASK = ~(BUSY_BIT | DISCARD_BIT) & 0xFFFFFFFF
 
+#: Up to this many records, a read copies them one by one (see RingReader._read_few).
+_FEW = 8
+
 
 class RecordReader(Protocol):
     """What a ring source reads with: :class:`RingReader` over the mapped ring, or BCC's
@@ -99,6 +102,7 @@ class RingReader:
     record: np.dtype[np.void]
     _framed: np.dtype[np.void] = attrs.field(init=False)
     _stride: int = attrs.field(init=False)
+    _view: memoryview = attrs.field(init=False)
     _malformed: int = attrs.field(default=0, init=False)
     _error: str | None = attrs.field(default=None, init=False)
     _corrupt: str | None = attrs.field(default=None, init=False)
@@ -111,6 +115,7 @@ class RingReader:
                 f"ring data must be mapped twice ({2 * self.data_size} bytes), got {len(self.data)}"
             )
         self._stride = record_stride(self.record.itemsize)
+        self._view = self.data.data.cast("B")
         self._framed = np.dtype(
             {
                 "names": ["len", "payload"],
@@ -150,52 +155,88 @@ class RingReader:
             raise RecordLayoutError(self._corrupt)
         start = int(self.consumer_pos[0])
         end = int(self.producer_pos[0])
-        mask = self.data_size - 1
-        parts: list[npt.NDArray[np.void]] = []
-        pos = start
-        try:
-            while pos < end:
-                offset = pos & mask
-                count = (end - pos) // self._stride
-                if count:
-                    framed = self.data[offset : offset + count * self._stride].view(self._framed)
-                    lengths = framed["len"].copy()  # one copy: test what we act on
-                    committed = lengths == self.record.itemsize
-                    good = count if committed.all() else int(np.argmin(committed))
-                    if good:
-                        parts.append(
-                            framed["payload"][:good].copy()
-                        )  # always a copy, even of one record
-                        pos += good * self._stride
-                    if good == count:
-                        continue
-                    header = int(lengths[good])
-                else:
-                    header = int(self.data[offset : offset + 4].view("<u4")[0])
-                if header & BUSY_BIT:
-                    break
-                length = header & _LENGTH_MASK
-                if pos + record_stride(length) > end:
-                    self._corrupt = (
-                        f"ring header at position {pos} claims {length} bytes, past the "
-                        f"producer's position {end}: this is not a BPF ring buffer's memory"
-                    )
-                    break
-                pos += record_stride(length)
-                if not header & DISCARD_BIT:
-                    self._malformed += 1
-                    self._error = self._error or (
-                        f"ring record at position {pos - record_stride(length)} is {length} "
-                        f"bytes, but the declared record type is {self.record.itemsize} bytes; "
-                        f"declare the record exactly as the BPF program submits it (sizeof of "
-                        f"its struct). Records of another size are skipped and counted."
-                    )
-        finally:
-            if pos != start:
-                self.consumer_pos[0] = pos
-        if not parts:
+        few = end - start <= _FEW * self._stride
+        records, pos = self._take_few(start, end) if few else self._take_many(start, end)
+        if pos != start:
+            self.consumer_pos[0] = pos  # the space goes back to the kernel: copied out already
+        if records is None:
             if self._corrupt is not None:
                 raise RecordLayoutError(self._corrupt)
             return np.empty(0, dtype=self.record)
+        return records
+
+    def _take_many(self, start: int, end: int) -> tuple[npt.NDArray[np.void] | None, int]:
+        """Copies of the records from ``start`` on (None if none), and where reading stopped:
+        runs of committed records of the declared size as one numpy copy each."""
+        mask = self.data_size - 1
+        parts: list[npt.NDArray[np.void]] = []
+        pos = start
+        while pos < end:
+            offset = pos & mask
+            count = (end - pos) // self._stride
+            if count:
+                framed = self.data[offset : offset + count * self._stride].view(self._framed)
+                lengths = framed["len"].copy()  # one copy: test what we act on
+                committed = lengths == self.record.itemsize
+                good = count if committed.all() else int(np.argmin(committed))
+                if good:
+                    parts.append(framed["payload"][:good].copy())  # a copy, even of one record
+                    pos += good * self._stride
+                if good == count:
+                    continue
+                header = int(lengths[good])
+            else:
+                header = int(self.data[offset : offset + 4].view("<u4")[0])
+            after = self._skip(header, pos, end)
+            if after is None:
+                break
+            pos = after
+        if not parts:
+            return None, pos
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return joined.view(self.record).reshape(-1)
+        return joined.view(self.record).reshape(-1), pos
+
+    def _take_few(self, start: int, end: int) -> tuple[npt.NDArray[np.void] | None, int]:
+        """:meth:`_take_many` for a few records (one per wake-up, when they come apart): plain
+        integer reads of the headers and one copy, where numpy's set-up would cost more than
+        the records. The same protocol, step by step."""
+        view, mask, size = self._view, self.data_size - 1, self.record.itemsize
+        chunks: list[bytes] = []
+        pos = start
+        while pos < end:
+            offset = pos & mask
+            header = int.from_bytes(view[offset : offset + 4], "little")
+            if header == size:  # committed, of the declared size
+                chunks.append(view[offset + HEADER_SIZE : offset + HEADER_SIZE + size].tobytes())
+                pos += self._stride
+                continue
+            after = self._skip(header, pos, end)
+            if after is None:
+                break
+            pos = after
+        if not chunks:
+            return None, pos
+        return np.frombuffer(bytearray(b"".join(chunks)), dtype=self.record), pos
+
+    def _skip(self, header: int, pos: int, end: int) -> int | None:
+        """Where reading goes on after a record that is not a committed one of the declared
+        size (its header at ``pos``), counting it; None to stop (busy, or not the kernel's)."""
+        if header & BUSY_BIT:
+            return None
+        length = header & _LENGTH_MASK
+        after = pos + record_stride(length)
+        if after > end:
+            self._corrupt = (
+                f"ring header at position {pos} claims {length} bytes, past the "
+                f"producer's position {end}: this is not a BPF ring buffer's memory"
+            )
+            return None
+        if not header & DISCARD_BIT:
+            self._malformed += 1
+            self._error = self._error or (
+                f"ring record at position {pos} is {length} bytes, but the declared record "
+                f"type is {self.record.itemsize} bytes; declare the record exactly as the BPF "
+                f"program submits it (sizeof of its struct). Records of another size are "
+                f"skipped and counted."
+            )
+        return after

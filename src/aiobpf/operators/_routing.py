@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, Callable, Hashable
-from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Hashable
+from typing import Any, Generic, Literal, Self, TypeVar, cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import attrs
 import numpy as np
+from anyio import AsyncContextManagerMixin
 
 from ._core import ITEMS_PER_CHECKPOINT, aclose_stream, receive_fast
 
@@ -151,7 +151,7 @@ class View(Generic[T]):
         await anyio.lowlevel.checkpoint()
 
 
-class Router(Generic[T]):
+class Router(AsyncContextManagerMixin, Generic[T]):
     """Splits one stream into views by key: user space's version of a tail-call table.
 
     ``router.view(59)`` gets the items whose ``key(item)`` is 59; ``router.view(222, 226)`` both;
@@ -196,7 +196,6 @@ class Router(Generic[T]):
         self._routes: dict[Hashable, View[T]] = {}
         self._default: View[T] | None = None
         self._views: list[View[T]] = []
-        self._tasks: anyio.abc.TaskGroup | None = None
         self.unrouted = 0
 
     def view(self, *keys: Hashable) -> View[T]:
@@ -260,22 +259,17 @@ class Router(Generic[T]):
             for target, masks in parts.values()
         ]
 
-    async def __aenter__(self) -> Router[T]:
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        self._tasks.start_soon(self._pump)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._tasks is not None
-        self._tasks.cancel_scope.cancel()
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        """Routes in a task of its own while entered; leaving stops it, ends every view and
+        closes the stream it consumes."""
         try:
-            return await self._tasks.__aexit__(exc_type, exc, tb)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._pump)
+                try:
+                    yield self
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             for view in self._views:
                 view._close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import AsyncIterable
-from types import TracebackType
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterable
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 import anyio.abc
+from anyio import AsyncContextManagerMixin
 
 from ._core import ITEMS_PER_CHECKPOINT, Operator, Stream, aclose_stream, receive_fast
 
@@ -65,7 +66,7 @@ def batch(size: int, max_delay: float | None = None) -> Operator[Any, list[Any]]
     return Operator(lambda stream: _Batched(stream, size, max_delay), f"batch({size})")
 
 
-class Merge(Generic[T]):
+class Merge(AsyncContextManagerMixin, Generic[T]):
     """Items of several streams as they come, through one bounded buffer.
 
     An async context manager: it runs one task per stream (so it needs ``async with``), ends
@@ -75,7 +76,6 @@ class Merge(Generic[T]):
     def __init__(self, streams: tuple[AsyncIterable[T], ...], buffer_size: int) -> None:
         self._streams = streams
         self._send, self._receive = anyio.create_memory_object_stream[T](buffer_size)
-        self._tasks: anyio.abc.TaskGroup | None = None
         self._handed = 0
 
     async def _pump(self, stream: AsyncIterable[T], send: Any) -> None:
@@ -90,13 +90,24 @@ class Merge(Generic[T]):
                 except anyio.WouldBlock:
                     await send.send(item)
 
-    async def __aenter__(self) -> Merge[T]:
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        async with self._send:
-            for stream in self._streams:
-                self._tasks.start_soon(self._pump, stream, self._send.clone())
-        return self
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        """Pumps every stream in a task of its own while entered; leaving stops them and closes
+        the streams."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                async with self._send:
+                    for stream in self._streams:
+                        tasks.start_soon(self._pump, stream, self._send.clone())
+                try:
+                    yield self
+                finally:
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._receive.close()
+            with anyio.CancelScope(shield=True):
+                for stream in self._streams:
+                    await aclose_stream(stream)
 
     def __aiter__(self) -> Merge[T]:
         return self
@@ -104,22 +115,6 @@ class Merge(Generic[T]):
     async def __anext__(self) -> T:
         self._handed += 1
         return await receive_fast(self._receive, self._handed)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._tasks is not None
-        self._tasks.cancel_scope.cancel()
-        try:
-            return await self._tasks.__aexit__(exc_type, exc, tb)
-        finally:
-            self._receive.close()
-            with anyio.CancelScope(shield=True):
-                for stream in self._streams:
-                    await aclose_stream(stream)
 
 
 def merge(*streams: AsyncIterable[T], buffer_size: int = 1024) -> Merge[T]:

@@ -9,19 +9,20 @@ its :meth:`~SyscallDispatch.view` gives the events each *emit* slot sent, throug
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 import anyio
 import attrs
 import numpy as np
 import numpy.typing as npt
+from anyio import AsyncContextManagerMixin
 
 from .._kernel.bcc import Program, map_fd
 from .._kernel.btf import member_offset
@@ -321,7 +322,7 @@ class SyscallEvents(ProgramRing[SyscallEvent]):
         return self._kernel
 
 
-class SyscallDispatch:
+class SyscallDispatch(AsyncContextManagerMixin):
     """The syscall dispatch table, as an async context manager.
 
     ``tids``, ``tgids``, ``uids``, ``comms`` limit it to those tasks (decided in the kernel before
@@ -368,31 +369,23 @@ class SyscallDispatch:
     def _live(self) -> _Kernel:
         return self._source.kernel
 
-    async def __aenter__(self) -> SyscallDispatch:
-        ring = await self._source.open()
-        self._router = Router(
-            ring, lambda event: event.nr, buffer_size=self._buffer_size, policy=self._policy
-        )
-        try:
-            await self._router.__aenter__()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._source.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._router is not None
-        try:
-            return await self._router.__aexit__(exc_type, exc, tb)  # closes the ring too
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._source.aclose()
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        """Compiles and attaches while entering, routes while entered; leaving detaches the
+        program first (so the ring's count at closing is exact), then ends every view."""
+        async with self._source:
+            router = Router(
+                self._source.ring,
+                lambda event: event.nr,
+                buffer_size=self._buffer_size,
+                policy=self._policy,
+            )
+            async with router:
+                self._router = router
+                try:
+                    yield self
+                finally:
+                    self._source.detach()
 
     def install(self, syscalls: str | int | Iterable[str | int], handler: str) -> None:
         """Puts ``handler`` in the slots of ``syscalls`` (names or numbers), at once, while the

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from ._access import AccessControl, AccessPolicy, Viewer, viewer_of
 from ._app import create_app
-from ._hub import EventHub, Subscriber
+from ._hub import EventHub, HubStats, Subscriber
+from ._metrics import StreamMetrics
 from ._server import DEFAULT_SOCKET, Serving, serve
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "AccessControl",
     "AccessPolicy",
     "EventHub",
+    "HubStats",
     "Serving",
+    "StreamMetrics",
     "Subscriber",
     "Viewer",
     "create_app",

@@ -1,7 +1,7 @@
 """The HTTP application over an :class:`EventHub`: what each route serves, and to whom.
 
 * ``GET /events?uid=&comm=``: Server-Sent Events, one ``exec`` event (JSON) per exec;
-* ``GET /top``: exec calls per uid since start, from the kernel map;
+* ``GET /top``: exec calls per uid since start, from the kernel map, with the users' names;
 * ``GET /stats``: events received, kernel and slow-client drops, ring occupancy, clients;
 * ``GET /metrics``: the same for Prometheus (``prometheus_client`` exposition);
 * ``GET /``: a small live dashboard on the SSE stream, no build step.
@@ -16,9 +16,11 @@ refused.
 from __future__ import annotations
 
 import collections
+import functools
 import json
+import pwd
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from importlib import resources
 from typing import Any, cast
 
@@ -38,6 +40,15 @@ from ._hub import EventHub
 __all__ = ["create_app"]
 
 
+@functools.lru_cache(maxsize=4096)
+def _user_name(uid: int) -> str | None:
+    """The login name of ``uid`` (None for a uid with no account), looked up once."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
 def _event_json(event: ExecveEvent) -> str:
     return json.dumps(attrs.asdict(event))
 
@@ -53,7 +64,7 @@ class _HubCollector(Collector):
         for uid, count in sorted(self._hub.top().items()):
             by_uid.add_metric([str(uid)], count)
         yield by_uid
-        stats = self._hub.stats()
+        stats = attrs.asdict(self._hub.stats)
         source = ["execve"]
         for name, key, help_text in (
             ("aiobpf_events_received", "received", "events read from the kernel ring"),
@@ -110,13 +121,18 @@ _NOT_BEHIND_ACCESS_CONTROL = _error(
 )
 
 
-def create_app(hub: EventHub, policy: AccessPolicy | None = None) -> Starlette:
+def create_app(
+    hub: EventHub, policy: AccessPolicy | None = None, *, collectors: Iterable[Collector] = ()
+) -> Starlette:
     """The HTTP application over ``hub`` (which the caller enters and exits), to be served
     behind :class:`~aiobpf.service.AccessControl` (:func:`aiobpf.service.serve` puts it
-    there). ``policy`` caps the open event streams (its defaults when None)."""
+    there). ``policy`` caps the open event streams (its defaults when None); ``/metrics`` also
+    serves ``collectors``."""
     policy = policy or AccessPolicy()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_HubCollector(hub))
+    for collector in collectors:
+        registry.register(collector)
     here = resources.files(__package__ or "aiobpf.service")
     dashboard = here.joinpath("dashboard.html").read_text()
     streams: collections.Counter[str] = collections.Counter()
@@ -161,14 +177,16 @@ def create_app(hub: EventHub, policy: AccessPolicy | None = None) -> Starlette:
         viewer = viewer_of(request)
         if viewer is None:
             return _NOT_BEHIND_ACCESS_CONTROL
-        counts = {str(uid): n for uid, n in hub.top().items() if viewer.may_see(uid)}
-        return JSONResponse({"time": time.time(), "counts": counts})
+        visible = {uid: n for uid, n in hub.top().items() if viewer.may_see(uid)}
+        users = {str(uid): name for uid in visible if (name := _user_name(uid)) is not None}
+        counts = {str(uid): n for uid, n in visible.items()}
+        return JSONResponse({"time": time.time(), "counts": counts, "users": users})
 
     async def stats(request: Request) -> Response:
         viewer = viewer_of(request)
         if viewer is None:
             return _NOT_BEHIND_ACCESS_CONTROL
-        everything = hub.stats()
+        everything = attrs.asdict(hub.stats)
         if viewer.sees_all:
             return JSONResponse(everything)
         return JSONResponse(_own_stats(everything, viewer))

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from typing import Any, Self
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import attrs
+from anyio import AsyncContextManagerMixin
 
 from ..programs._execve import ExecveEvents, execve_events
 from ..programs._execve_event import ExecveEvent
 from ..programs._filters import CAPACITY
 from ..programs._uid_counts import ExecveCounts, execve_counts
 
-__all__ = ["EventHub", "Subscriber"]
+__all__ = ["EventHub", "HubStats", "Subscriber"]
 
 
 class Subscriber:
@@ -61,7 +63,25 @@ class Subscriber:
         self.receive.close()
 
 
-class EventHub:
+@attrs.frozen
+class HubStats:
+    """What an :class:`EventHub` has seen (``GET /stats`` serves it as JSON)."""
+
+    received: int
+    """Events read from the kernel ring."""
+    kernel_dropped: int
+    """Events the ring had no room for."""
+    user_dropped: int
+    """Events slow clients' queues had no room for (each was told)."""
+    ring_occupancy: float | None
+    """The share of the ring holding unread records."""
+    clients: int
+    """Subscribers connected."""
+    kernel_selection: dict[str, list[Any] | None]
+    """Per kind, the values the kernel lets through for the subscribers (None: all)."""
+
+
+class EventHub(AsyncContextManagerMixin):
     """The kernel sources of the service, attached once, and the subscribers they feed."""
 
     def __init__(
@@ -77,34 +97,33 @@ class EventHub:
         self._subscribers: set[Subscriber] = set()
         self._events: ExecveEvents | None = None
         self._counts: ExecveCounts | None = None
-        self._tasks: anyio.abc.TaskGroup | None = None
         self.user_dropped = 0
         self.kernel_selection: dict[str, list[Any] | None] = {}
         """Per kind, the values the kernel lets through for the subscribers (None: all)."""
         self.started = time.time()
         self._clients_changed = anyio.Event()
 
-    async def __aenter__(self) -> EventHub:
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        """Attaches the kernel sources and fans events out while entered; leaving ends every
+        subscription and detaches."""
         events = execve_events(max_latency=self._max_latency)
         if self._uids is not None:
             events.push_down("uid", self._uids)  # the whole service wants only these users
         self._select(events)
-        async with contextlib.AsyncExitStack() as stack:
-            self._events = await stack.enter_async_context(events)
-            self._counts = await stack.enter_async_context(
-                execve_counts(interval=1.0, uids=self._uids)
-            )
-            self._tasks = await stack.enter_async_context(anyio.create_task_group())
-            self._tasks.start_soon(self._fan_out)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        assert self._tasks is not None
-        self._tasks.cancel_scope.cancel()
-        for subscriber in list(self._subscribers):
-            subscriber.close()
-        await self._stack.__aexit__(*exc_info)
+        async with (
+            events,
+            execve_counts(interval=1.0, uids=self._uids) as counts,
+            anyio.create_task_group() as tasks,
+        ):
+            self._events, self._counts = events, counts
+            tasks.start_soon(self._fan_out)
+            try:
+                yield self
+            finally:
+                tasks.cancel_scope.cancel()
+                for subscriber in list(self._subscribers):
+                    subscriber.close()
 
     async def _fan_out(self) -> None:
         """Offers each event to every subscriber. The source hands out a burst of events between
@@ -167,15 +186,16 @@ class EventHub:
         """execve calls per uid since start, read from the kernel map now."""
         return dict(self._running()[1].read().values)
 
-    def stats(self) -> dict[str, Any]:
+    @property
+    def stats(self) -> HubStats:
         """Events received, kernel and slow-client drops, ring occupancy, clients."""
         events = self._running()[0]
         ring = events.stats
-        return {
-            "received": ring.received,
-            "kernel_dropped": ring.dropped or 0,
-            "user_dropped": self.user_dropped,
-            "ring_occupancy": events.ring.occupancy,
-            "clients": len(self._subscribers),
-            "kernel_selection": self.kernel_selection,
-        }
+        return HubStats(
+            received=ring.received,
+            kernel_dropped=ring.dropped or 0,
+            user_dropped=self.user_dropped,
+            ring_occupancy=events.ring.occupancy,
+            clients=len(self._subscribers),
+            kernel_selection=dict(self.kernel_selection),
+        )

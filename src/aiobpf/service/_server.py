@@ -31,6 +31,7 @@ import anyio
 import anyio.abc
 import attrs
 import sniffio
+from prometheus_client.registry import Collector
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .._defaults import DEFAULT_SOCKET
@@ -72,6 +73,7 @@ async def serve(
     send_buffer: int | None = None,
     stalled_client_timeout: float = 60.0,
     app: Callable[[EventHub], Any] | None = None,
+    collectors: Iterable[Collector] = (),
     shutdown: anyio.Event | None = None,
     task_status: anyio.abc.TaskStatus[Serving] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -89,6 +91,9 @@ async def serve(
     Started with ``task_group.start(serve, ...)``, it reports a :class:`Serving` once the
     programs are attached and the socket listens (connections made from then on wait in its
     backlog).
+
+    ``collectors`` are Prometheus collectors of your own (a :class:`StreamMetrics` of any
+    pipeline, say) that ``/metrics`` serves beside aiobpf's, behind the same access control.
 
     ``max_latency`` is the kernel source's latency budget (see :meth:`aiobpf.RingBuffer.from_bcc`):
     a service on every node can trade a few milliseconds of latency for far less CPU under exec
@@ -140,7 +145,9 @@ async def serve(
             scheme = "https" if tls else "http"
             url = f"{scheme}://{_url_host(host)}:{bound_port}/"
         async with EventHub(uids=uids, client_buffer=client_buffer, max_latency=max_latency) as hub:
-            application: Any = app(hub) if app is not None else create_app(hub, policy)
+            application: Any = (
+                app(hub) if app is not None else create_app(hub, policy, collectors=collectors)
+            )
             application = AccessControl(application, policy, transport)
             if transport == "tcp":
                 names = {host, "localhost", "127.0.0.1", *allowed_hosts}

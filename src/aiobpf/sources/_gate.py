@@ -1,13 +1,69 @@
-"""One task at a time reads a source; closing it wakes that task and waits for it to leave."""
+"""One task at a time reads a source; it waits for the source's fd on the event loop, and
+closing it wakes that task and waits for it to leave."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
+import sniffio
 
 __all__ = ["ReaderGate"]
+
+
+class _Readiness:
+    """An fd kept registered with the asyncio loop from one wait to the next.
+
+    anyio's ``wait_readable`` registers the fd for each wait and unregisters it on waking: two
+    ``epoll_ctl`` calls and a loop handle per wake-up, the main cost of a source whose records
+    come one at a time. Here the fd stays registered while the reader comes back to wait; a
+    readiness reported while nobody waits unregisters it (so data left unread never spins the
+    loop), and the next wait registers it again. ``has_data`` (the ring's own positions) tells a
+    stale readiness, reported just before the reader took what made the fd ready, from a real
+    one, so that it costs no wake-up.
+    """
+
+    def __init__(self, fd: int, has_data: Callable[[], bool] | None) -> None:
+        self._fd = fd
+        self._has_data = has_data
+        self._loop = asyncio.get_running_loop()
+        self._future: asyncio.Future[bool] | None = None
+        self._registered = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    async def wait(self) -> bool:
+        if not self._registered:
+            self._loop.add_reader(self._fd, self._ready)
+            self._registered = True
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self._future = future
+        try:
+            return bool(await future)
+        finally:
+            self._future = None
+
+    def _ready(self) -> None:
+        future = self._future
+        if future is None:  # nobody waits: stop watching until the next wait
+            self.close()
+        elif not future.done() and (self._has_data is None or self._has_data()):
+            future.set_result(True)
+
+    def wake(self) -> None:
+        """Ends a wait with False (the source is closing)."""
+        if self._future is not None and not self._future.done():
+            self._future.set_result(False)
+
+    def close(self) -> None:
+        if self._registered:
+            self._registered = False
+            with contextlib.suppress(Exception):  # a loop already closed holds nothing
+                self._loop.remove_reader(self._fd)
 
 
 class ReaderGate:
@@ -15,13 +71,17 @@ class ReaderGate:
 
     A source's buffers are not safe to share between two tasks reading at once, so a second
     reader gets :class:`anyio.BusyResourceError`. A close from another task must not release
-    the fd (or unmap the ring) under a reader still waiting on it: :meth:`wake_and_wait` cancels
-    that wait and returns once the reader has left.
+    the fd (or unmap the ring) under a reader still waiting on it: :meth:`wake_and_wait` wakes
+    that wait and returns once the reader has left; :meth:`close` then lets go of the fd.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, has_data: Callable[[], bool] | None = None) -> None:
+        self._has_data = has_data
         self._reading = False
-        self._wait_scope: anyio.CancelScope | None = None
+        self._closing = False
+        self._waiting_fd: int | None = None
+        self._readiness: _Readiness | None = None
+        self._sleep_scope: anyio.CancelScope | None = None
         self._reader_left: anyio.Event | None = None
 
     @contextlib.contextmanager
@@ -39,29 +99,58 @@ class ReaderGate:
 
     async def wait_readable(self, fd: int) -> bool:
         """Waits until ``fd`` is readable: True, or False when :meth:`wake_and_wait` woke it."""
-        return await self._until_woken(anyio.wait_readable(fd))
+        if self._closing:
+            return False
+        self._waiting_fd = fd
+        try:
+            if sniffio.current_async_library() == "asyncio":
+                readiness = self._readiness
+                if readiness is None or readiness.loop is not asyncio.get_running_loop():
+                    if readiness is not None:
+                        readiness.close()
+                    readiness = self._readiness = _Readiness(fd, self._has_data)
+                return await readiness.wait()
+            try:
+                await anyio.wait_readable(fd)
+            except anyio.ClosedResourceError:  # notify_closing: the source is closing
+                return False
+            return True
+        finally:
+            self._waiting_fd = None
 
     async def sleep(self, seconds: float) -> bool:
         """Sleeps (a latency budget, say): True, or False when :meth:`wake_and_wait` cut it
         short, so that closing never waits a budget out."""
-        return await self._until_woken(anyio.sleep(seconds))
-
-    async def _until_woken(self, waiting: Awaitable[None]) -> bool:
+        if self._closing:
+            return False
         with anyio.CancelScope() as scope:
-            self._wait_scope = scope
+            self._sleep_scope = scope
             try:
-                await waiting
+                await anyio.sleep(seconds)
             finally:
-                self._wait_scope = None
+                self._sleep_scope = None
         return not scope.cancelled_caught
 
     async def wake_and_wait(self) -> None:
-        """Wakes the reader waiting on the fd, if any, and waits until it has left (shielded:
-        the caller is releasing what the reader uses, so it must not be cancelled halfway)."""
+        """Wakes the reader waiting on the fd (or sleeping), if any, and waits until it has left
+        (shielded: the caller is releasing what the reader uses, so it must not be cancelled
+        halfway). No wait starts afterwards."""
+        self._closing = True
         if not self._reading:
             return
         self._reader_left = anyio.Event()
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if self._sleep_scope is not None:
+            self._sleep_scope.cancel()
+        if self._readiness is not None:
+            self._readiness.wake()
+        if self._waiting_fd is not None and sniffio.current_async_library() != "asyncio":
+            anyio.notify_closing(self._waiting_fd)
         with anyio.CancelScope(shield=True):
             await self._reader_left.wait()
+
+    def close(self) -> None:
+        """Lets go of the fd (before it is closed). Idempotent."""
+        self._closing = True
+        if self._readiness is not None:
+            self._readiness.close()
+            self._readiness = None

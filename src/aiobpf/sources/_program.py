@@ -139,15 +139,20 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner]):
     def closed(self) -> bool:
         return self._closed
 
+    def detach(self) -> None:
+        """Stops the program's probes; it stays loaded, its maps readable, until closing (which
+        detaches first anyway). Nothing the program makes afterwards reaches the source."""
+        program = self._program
+        if program is not None and not program.closed:
+            program.detach()
+
     async def aclose(self) -> None:
         """Detaches the program, then releases everything: the inner source counts what the
         program delivered before the stop and nobody read (``unread``). Idempotent."""
         self._closed = True
         if self._inner is not None:
-            program = self._program
             try:
-                if program is not None and not program.closed:
-                    program.detach()
+                self.detach()
             finally:
                 await self._inner.aclose()
 

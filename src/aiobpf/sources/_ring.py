@@ -116,12 +116,14 @@ class RingBuffer(ObjectReceiveStream[R]):
         self._wakeups = 0
         self._batches = 0
         self._checkpoint_due = False
+        self._waited_last = False
         self._checkpointed = False
         self._final_stats: RingStats | None = None
         self._layout_error: RecordLayoutError | None = None
         self._malformed = 0  # the reader's count, kept once it is dropped
         self._unread = 0
-        self._gate = ReaderGate()
+        # the mmap reader sees the ring's positions: a stale readiness of the fd costs nothing
+        self._gate = ReaderGate(self._ring_has_bytes if reader.data_size is not None else None)
         self._closed = False
 
     # -- construction ---------------------------------------------------------------------------
@@ -321,8 +323,11 @@ class RingBuffer(ObjectReceiveStream[R]):
                 delay = self._pacing.pause_before_reading(anyio.current_time())
                 if delay > 0:
                     await self._gate.sleep(delay)  # cut short by closing: the loop ends
-                else:
+                elif not self._waited_last or self._ring_has_bytes():
                     await anyio.lowlevel.checkpoint()  # let other tasks run
+                # else: the last call waited on the fd and the ring is empty: the wait below
+                # lets the others run (a loop iteration less per record when they come apart)
+            waited = False
             while True:
                 if self._closed:
                     raise _Closed
@@ -331,6 +336,7 @@ class RingBuffer(ObjectReceiveStream[R]):
                     self._raise_layout_error()  # what the read found wrong, if anything
                 if len(batch):
                     self._checkpoint_due = True
+                    self._waited_last = waited
                     assert self._reader is not None
                     self._pacing.read(
                         len(batch) * self._reader.stride,
@@ -348,6 +354,7 @@ class RingBuffer(ObjectReceiveStream[R]):
                     continue
                 if not await self._gate.wait_readable(self._fd) or self._closed:
                     raise _Closed
+                waited = True
                 self._wakeups += 1
                 self._checkpoint_due = False
                 wait = self._pacing.woken(anyio.current_time())
@@ -506,6 +513,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         self._closed = True
         self._pending, self._pending_batch, self._pending_index = (), None, 0
         self._malformed = self._final_stats.malformed
+        self._gate.close()  # the event loop lets go of the fd before it is closed
         self._reader = None  # drop its arrays over the mapping before unmapping
         callbacks, self._on_close = self._on_close, []
         release_all(reversed(callbacks))

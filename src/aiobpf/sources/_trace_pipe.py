@@ -159,6 +159,7 @@ class TracePipe(ObjectReceiveStream[TraceLine]):
 
     def _release(self) -> None:
         self._closed = True
+        self._gate.close()
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)

@@ -1,0 +1,105 @@
+"""Any aiobpf pipeline as Prometheus metrics: window counts and map readings, exported under a
+name of the user's, on the service's registry (``serve(collectors=...)``) or any other."""
+
+from __future__ import annotations
+
+import collections
+import re
+from collections.abc import AsyncIterable, Hashable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..operators import WindowCount
+from ..sources import MapReading
+
+__all__ = ["StreamMetrics"]
+
+_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+class StreamMetrics(Collector):
+    """Prometheus metrics of a stream of :class:`aiobpf.WindowCount` (``window_count``,
+    ``top_n``, ``execve_window_counts``) or :class:`aiobpf.MapReading` (``MapPoller``,
+    ``execve_counts``), by key:
+
+    * ``<name>_total{<label>=key}``: a counter, everything counted since the start (windows and
+      delta or drain readings are added up; snapshot readings are already totals);
+    * ``<name>_last{<label>=key}``: a gauge, what the last window or reading held;
+    * ``<name>_late_total`` (windows: events that came after their window closed) and
+      ``<name>_dropped`` (readings: the program's count of updates its full map refused).
+
+    Feed it with :meth:`consume` (a task of your own) or :meth:`observe`; register it on a
+    ``prometheus_client`` registry, or give it to :func:`aiobpf.service.serve`, whose
+    ``/metrics`` then carries it behind the service's access control.
+    """
+
+    def __init__(self, name: str, documentation: str, *, label: str = "key") -> None:
+        if not _NAME.match(name) or not _NAME.match(label):
+            raise ValueError(f"not a Prometheus metric or label name: {name!r}, {label!r}")
+        self.name = name
+        self._documentation = documentation
+        self._label = label
+        self._totals: collections.Counter[Hashable] = collections.Counter()
+        self._last: dict[Hashable, int] = {}
+        self._late = 0
+        self._dropped: int | None = None
+        self._kind: type[Any] | None = None
+
+    def observe(self, item: WindowCount | MapReading[Any, Any]) -> None:
+        """Takes one window or reading into the metrics."""
+        if isinstance(item, WindowCount):
+            self._check_kind(WindowCount)
+            self._totals.update(item.counts)
+            self._last = dict(item.counts)
+            self._late += item.late
+        elif isinstance(item, MapReading):
+            self._check_kind(MapReading)
+            values = {key: int(value) for key, value in item.values.items()}
+            if item.mode == "snapshot":
+                self._totals = collections.Counter(values)
+            else:
+                self._totals.update(values)
+            self._last = values
+            self._dropped = item.dropped
+        else:
+            raise TypeError(
+                f"StreamMetrics takes WindowCount or MapReading items, not {type(item).__name__}"
+            )
+
+    def _check_kind(self, kind: type[Any]) -> None:
+        if self._kind is None:
+            self._kind = kind
+        elif self._kind is not kind:
+            raise TypeError(f"{self.name}: a stream of {self._kind.__name__}, not {kind.__name__}")
+
+    async def consume(self, stream: AsyncIterable[WindowCount | MapReading[Any, Any]]) -> None:
+        """Observes every item of ``stream`` until it ends."""
+        async for item in stream:
+            self.observe(item)
+
+    def collect(self) -> Iterator[Metric]:
+        labels = [self._label]
+        total = CounterMetricFamily(self.name, self._documentation, labels=labels)
+        last = GaugeMetricFamily(
+            f"{self.name}_last", f"{self._documentation} (the last window)", labels=labels
+        )
+        for key, count in sorted(self._totals.items(), key=lambda item: str(item[0])):
+            total.add_metric([str(key)], count)
+        for key, count in sorted(self._last.items(), key=lambda item: str(item[0])):
+            last.add_metric([str(key)], count)
+        yield total
+        yield last
+        if self._kind is not MapReading:
+            yield CounterMetricFamily(
+                f"{self.name}_late",
+                f"{self._documentation}: events that came after their window had closed",
+                value=self._late,
+            )
+        if self._dropped is not None:
+            yield GaugeMetricFamily(
+                f"{self.name}_dropped",
+                f"{self._documentation}: updates the program's full map had no room for",
+                value=self._dropped,
+            )

@@ -50,14 +50,20 @@ def go(generator: subprocess.Popen[bytes]) -> tuple[float, float]:
 
 
 def finish(
-    generator: subprocess.Popen[bytes], start: tuple[float, float], counts: dict[str, int]
+    generator: subprocess.Popen[bytes],
+    start: tuple[float, float],
+    counts: dict[str, int],
+    cpu: float | None = None,
 ) -> dict[str, Any]:
     """A trial's figures: what the generator offered, and the consumer's rates, loss and CPU.
 
     ``counts`` has produced, dropped (the kernel's count: the ring was full), received and, for a
-    consumer that can drop in user space, user_dropped; balanced means those add up exactly."""
+    consumer that can drop in user space, user_dropped; balanced means those add up exactly.
+    ``cpu`` is the consumer's CPU seconds when it ran in a process of its own (this process's
+    since ``start`` otherwise)."""
     wall = time.monotonic() - start[0]
-    cpu = time.process_time() - start[1]
+    if cpu is None:
+        cpu = time.process_time() - start[1]
     assert generator.stdout is not None
     offered_calls, offered_seconds = generator.stdout.read().split()
     produced, dropped, received = counts["produced"], counts["dropped"], counts["received"]

@@ -173,29 +173,18 @@ def _libbpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]) -> d
         consumer.stdin.close()  # the generator is done: take what is left and report
         report = json.loads(consumer.stdout.read())  # after "ready": the one JSON line
         consumer.wait()
-        wall = time.monotonic() - start[0]
         produced, dropped = (int(bpf["events_counts"].sum(ctypes.c_int(s)).value) for s in (0, 1))
+        counts = {
+            "produced": produced,
+            "dropped": dropped,
+            "received": report["received"],
+            "wakeups": report["wakeups"],
+        }
+        result = finish(generator, start, counts, cpu=report["cpu_s"])
     finally:
         bpf.cleanup()
-    assert generator.stdout is not None
-    offered_calls, offered_seconds = generator.stdout.read().split()
-    received, wakeups, cpu = report["received"], report["wakeups"], report["cpu_s"]
     return {
-        "produced": produced,
-        "dropped": dropped,
-        "received": received,
-        "user_dropped": 0,
-        "wakeups": wakeups,
-        "balanced": produced == received + dropped,
-        "offered_per_s": int(offered_calls) / float(offered_seconds),
-        "received_per_s": received / wall,
-        "drop_pct": 100.0 * dropped / produced if produced else 0.0,
-        "user_drop_pct": 0.0,
-        "cpu_pct": 100.0 * cpu / wall,
-        "cpu_us_per_record": 1e6 * cpu / received if received else 0.0,
-        "cpu_us_per_wakeup": 1e6 * cpu / wakeups if wakeups else 0.0,
-        "wakeups_per_s": wakeups / wall,
-        "wall_s": wall,
+        **result,
         "latency_p50_us": report["latency_p50_us"],
         "latency_p99_us": report["latency_p99_us"],
     }

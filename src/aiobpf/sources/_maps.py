@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -35,13 +35,12 @@ from .._kernel import bcc as _bcc
 from .._kernel.map_io import MapReader
 from .._resource import release_all, warn_unclosed
 from ._stats import MapStats
-from ._validate import check_poll
+from ._validate import Mode, check_poll
 
 __all__ = ["MapPoller", "MapReading", "Mode"]
 
 K = TypeVar("K")
 V = TypeVar("V")
-Mode = Literal["snapshot", "delta", "drain"]
 
 
 @attrs.frozen

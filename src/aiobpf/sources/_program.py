@@ -21,7 +21,7 @@ import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
 from .._kernel.bcc import Program
-from ._ring import RingBuffer
+from ._ring import Batches, RingBuffer
 from ._stats import RingStats
 
 __all__ = ["ProgramRing", "ProgramSource"]
@@ -195,10 +195,10 @@ class ProgramRing(ProgramSource[T, RingBuffer[T]]):
         """The ring's counters (see :class:`aiobpf.RingStats`)."""
         return self.inner.stats
 
-    def batches(self) -> _Batches:
+    def batches(self) -> Batches:
         """Numpy batches of raw records, one per wake-up, opening the source if needed (see
         :meth:`aiobpf.RingBuffer.batches`)."""
-        return _Batches(self)
+        return Batches(self)
 
     async def receive_batch(self) -> npt.NDArray[np.void]:
         """Every available record as one array, opening the source if needed (see
@@ -208,22 +208,3 @@ class ProgramRing(ProgramSource[T, RingBuffer[T]]):
     def drain(self) -> npt.NDArray[np.void]:
         """Every record available now, without waiting (see :meth:`aiobpf.RingBuffer.drain`)."""
         return self.inner.drain()
-
-
-class _Batches:
-    """Batches of a :class:`ProgramRing`, opening it on first use."""
-
-    def __init__(self, source: ProgramRing[Any]) -> None:
-        self._source = source
-
-    def __aiter__(self) -> _Batches:
-        return self
-
-    async def __anext__(self) -> npt.NDArray[np.void]:
-        if self._source.closed:
-            raise StopAsyncIteration
-        ring = await self._source.open()
-        try:
-            return await ring.receive_batch()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None

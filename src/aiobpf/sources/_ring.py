@@ -12,7 +12,7 @@ import os
 import platform
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 import anyio
 import anyio.lowlevel
@@ -120,7 +120,6 @@ class RingBuffer(ObjectReceiveStream[R]):
         self._checkpointed = False
         self._final_stats: RingStats | None = None
         self._layout_error: RecordLayoutError | None = None
-        self._malformed = 0  # the reader's count, kept once it is dropped
         self._unread = 0
         # the mmap reader sees the ring's positions: a stale readiness of the fd costs nothing
         self._gate = ReaderGate(self._ring_has_bytes if reader.data_size is not None else None)
@@ -332,8 +331,6 @@ class RingBuffer(ObjectReceiveStream[R]):
                 if self._closed:
                     raise _Closed
                 batch = self._take()
-                if not len(batch):
-                    self._raise_layout_error()  # what the read found wrong, if anything
                 if len(batch):
                     self._checkpoint_due = True
                     self._waited_last = waited
@@ -344,6 +341,7 @@ class RingBuffer(ObjectReceiveStream[R]):
                         anyio.current_time(),
                     )
                     return batch
+                self._raise_layout_error()  # what the read found wrong, if anything
                 if self._ring_has_bytes():
                     # A reserved record not yet committed heads the ring; poll() would report the
                     # fd readable at once, so yield to the loop and look again. BPF programs run
@@ -404,14 +402,14 @@ class RingBuffer(ObjectReceiveStream[R]):
         self._pending_index = index + 1
         return self._pending[index]
 
-    def batches(self) -> _Batches:
+    def batches(self) -> Batches:
         """An async iterator of numpy structured arrays, one per wake-up.
 
         Each array is a copy, owned by the caller and valid for as long as it is kept: the ring
         space was already given back to the kernel. Records taken but not handed out by per-record
         iteration come first.
         """
-        return _Batches(self)
+        return Batches(self)
 
     async def receive_batch(self) -> npt.NDArray[np.void]:
         """Every available record as one array, waiting for at least one; raises as receive()."""
@@ -468,7 +466,7 @@ class RingBuffer(ObjectReceiveStream[R]):
             produced=produced,
             wakeups=self._wakeups,
             batches=self._batches,
-            malformed=self._reader.malformed if self._reader is not None else self._malformed,
+            malformed=self._reader.malformed if self._reader is not None else 0,
             unread=self._unread,
         )
 
@@ -512,7 +510,6 @@ class RingBuffer(ObjectReceiveStream[R]):
             self._final_stats = self._current_stats()
         self._closed = True
         self._pending, self._pending_batch, self._pending_index = (), None, 0
-        self._malformed = self._final_stats.malformed
         self._gate.close()  # the event loop lets go of the fd before it is closed
         self._reader = None  # drop its arrays over the mapping before unmapping
         callbacks, self._on_close = self._on_close, []
@@ -525,19 +522,29 @@ class RingBuffer(ObjectReceiveStream[R]):
         self._release()
 
 
-class _Batches:
-    """The async iterator :meth:`RingBuffer.batches` returns."""
+class BatchSource(Protocol):
+    """What :class:`Batches` iterates: a ring source, or a program source that opens one."""
 
-    def __init__(self, ring: RingBuffer[Any]) -> None:
-        self._ring = ring
+    @property
+    def closed(self) -> bool: ...
 
-    def __aiter__(self) -> _Batches:
+    async def receive_batch(self) -> npt.NDArray[np.void]: ...
+
+
+class Batches:
+    """The async iterator of numpy batches :meth:`RingBuffer.batches` returns (and a program
+    source's ``batches()``): it ends when the source is closed."""
+
+    def __init__(self, source: BatchSource) -> None:
+        self._source = source
+
+    def __aiter__(self) -> Batches:
         return self
 
     async def __anext__(self) -> npt.NDArray[np.void]:
-        if self._ring.closed:
+        if self._source.closed:
             raise StopAsyncIteration
         try:
-            return await self._ring.receive_batch()
+            return await self._source.receive_batch()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None

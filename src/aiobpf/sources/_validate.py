@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import mmap
 import operator
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["MODES", "check_id", "check_poll", "check_reading_mode", "ring_pages"]
+__all__ = ["MODES", "Mode", "check_id", "check_poll", "check_reading_mode", "ring_pages"]
 
 #: How a map poller reads (see :class:`aiobpf.MapPoller`).
-MODES = ("snapshot", "delta", "drain")
+Mode = Literal["snapshot", "delta", "drain"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 def ring_pages(ring_size: int) -> int:

@@ -37,9 +37,10 @@ def plot(name: str, x: str) -> list[str]:
 
 BASELINES = ["--consumers", "bcc-callback,bcc-perf,aiobpf-batches", "--loops", "asyncio"]
 #: Real arrivals: calls spaced evenly, one at a time, at rates where each wakes the consumer;
-#: aiobpf's batch and record paths on both loops, against BCC's callback and the C floor.
+#: aiobpf's batch and record paths on both loops, at default settings and reading at once,
+#: against BCC's callback and the C floor.
 ARRIVALS = [
-    *("--pattern", "even", "--rates", "10000,100000", "--budgets", "0,1"),
+    *("--pattern", "even", "--rates", "1000,10000,100000", "--budgets", "auto,0"),
     *("--consumers", "bcc-callback,libbpf-c,aiobpf-batches,aiobpf-records"),
     *("--loops", "asyncio,trio"),
 ]
@@ -119,9 +120,9 @@ PLANS: dict[str, list[list[str]]] = {
             "--repeat",
             "3",
             "--rates",
-            "0,2000",
+            "0,1000",
             "--budgets",
-            "0,10",
+            "auto,0,10",
         ],
         ["dispatch_overhead", "--calls", "2000000", "--repeat", "5"],
         ["window_pushdown", "--execs", "10000", "--repeat", "3"],

@@ -96,3 +96,20 @@ def latency_percentiles(samples: list[int]) -> dict[str, float]:
         "latency_p99_us": p99 / 1e3,
         "latency_max_us": max(samples) / 1e3,
     }
+
+
+def budgets(text: str) -> list[float | str]:
+    """aiobpf latency budgets from the command line: milliseconds, or ``auto`` (the default)."""
+    return [item if item == "auto" else float(item) for item in text.split(",")]
+
+
+def max_latency(budget_ms: float | str) -> Any:
+    """The ``max_latency`` argument for a budget in milliseconds (or ``auto``)."""
+    return budget_ms if isinstance(budget_ms, str) else budget_ms / 1e3
+
+
+def budget_label(budget_ms: float | str) -> str:
+    """A budget as a series label suffix: ``+auto``, ``+1ms``, or nothing for reading at once."""
+    if isinstance(budget_ms, str):
+        return f"+{budget_ms}"
+    return f"+{budget_ms:g}ms" if budget_ms else ""

@@ -35,10 +35,13 @@ from benchmarks._common import (
     CONSUMER_CPU,
     GENERATOR_CPU,
     ROOT,
+    budget_label,
+    budgets,
     finish,
     go,
     latency_percentiles,
     machine,
+    max_latency,
     run_trial,
 )
 
@@ -51,7 +54,9 @@ RING_SIZE = 256 * 1024
 LATENCY_EVERY = 8
 
 
-def _trial(consumer: str, loop: str, execs: int, rate: float, budget_ms: float) -> dict[str, Any]:
+def _trial(
+    consumer: str, loop: str, execs: int, rate: float, budget_ms: float | str
+) -> dict[str, Any]:
     os.sched_setaffinity(0, {CONSUMER_CPU})
     generator = _loadgen.start(_loadgen.build_exec_storm(), execs, rate, GENERATOR_CPU)
     try:
@@ -60,7 +65,7 @@ def _trial(consumer: str, loop: str, execs: int, rate: float, budget_ms: float) 
         import anyio
 
         batches = consumer == "aiobpf-batches"
-        return anyio.run(_aiobpf_trial, generator, batches, budget_ms / 1e3, backend=loop)
+        return anyio.run(_aiobpf_trial, generator, batches, max_latency(budget_ms), backend=loop)
     finally:
         generator.kill()
         generator.wait()
@@ -107,7 +112,7 @@ def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
 
 
 async def _aiobpf_trial(
-    generator: subprocess.Popen[bytes], batches: bool, max_latency: float
+    generator: subprocess.Popen[bytes], batches: bool, budget: Any
 ) -> dict[str, Any]:
     import anyio
     import anyio.to_thread
@@ -116,7 +121,7 @@ async def _aiobpf_trial(
 
     received = 0
     latencies: list[int] = []
-    async with execve_events(ring_size=RING_SIZE, max_latency=max_latency) as events:
+    async with execve_events(ring_size=RING_SIZE, max_latency=budget) as events:
         done = False
 
         def complete() -> bool:
@@ -167,7 +172,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rates", default="0,2000", help="offered rates, execs/s (0 = unpaced)")
     parser.add_argument(
-        "--budgets", default="0", help="aiobpf latency budgets (max_latency), milliseconds"
+        "--budgets",
+        default="auto,0",
+        help="aiobpf latency budgets (max_latency), milliseconds, or auto (the default)",
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "out" / "execve_throughput.ndjson"
@@ -178,13 +185,13 @@ def main() -> None:
         print(json.dumps(_trial(*json.loads(args.trial))))
         return
     rates = [float(rate) for rate in args.rates.split(",")]
-    budgets = [float(budget) for budget in args.budgets.split(",")]
+    series = _series(budgets(args.budgets))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with args.out.open("w") as out:
         for repetition in range(args.repeat):
             for rate in rates:
-                for consumer, loop, budget_ms in _series(budgets):
+                for consumer, loop, budget_ms in series:
                     row: dict[str, Any] = {
                         "consumer": consumer,
                         "loop": loop,
@@ -206,7 +213,7 @@ def main() -> None:
     _summary(rows, args)
 
 
-def _series(budgets: list[float]) -> list[tuple[str, str, float]]:
+def _series(budgets: list[float | str]) -> list[tuple[str, str, float | str]]:
     """consumer, loop and latency budget of each trial of a repetition (BCC has no budget)."""
     return [
         (consumer, loop, budget_ms)
@@ -216,8 +223,8 @@ def _series(budgets: list[float]) -> list[tuple[str, str, float]]:
     ]
 
 
-def _label(consumer: str, budget_ms: float) -> str:
-    return f"{consumer}+{budget_ms:g}ms" if budget_ms else consumer
+def _label(consumer: str, budget_ms: float | str) -> str:
+    return consumer + budget_label(budget_ms)
 
 
 def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -239,7 +246,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
         bcc = [per_event(row) for row in group if row["consumer"] == "bcc-callback"]
         base = statistics.median(bcc) if bcc else None
-        for consumer, loop, budget_ms in _series([float(b) for b in args.budgets.split(",")]):
+        for consumer, loop, budget_ms in _series(budgets(args.budgets)):
             series = (consumer, loop, budget_ms)
             runs = [r for r in group if (r["consumer"], r["loop"], r["budget_ms"]) == series]
             if not runs:

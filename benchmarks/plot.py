@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt
 
+from benchmarks._common import budget_label
 from benchmarks.ring_throughput import BCC_CONSUMERS
 
 AXES = {
@@ -42,7 +43,7 @@ def series_label(row: dict[str, Any], x: str) -> str:
     """Consumer, loop and (unless it is on the x axis) budget."""
     if row["consumer"] in BCC_CONSUMERS:
         return str(row["consumer"])
-    mode = f" +{row['budget_ms']:g}ms" if row["budget_ms"] and x != "budget" else ""
+    mode = " " + budget_label(row["budget_ms"]) if row["budget_ms"] and x != "budget" else ""
     if row.get("busy_poll_us"):
         mode = f" +poll{row['busy_poll_us']:g}us"
     return f"{row['consumer'].removeprefix('aiobpf-')}{mode} ({row['loop']})"
@@ -74,6 +75,8 @@ def plot(rows: list[dict[str, Any]], x: str, title: str, out: Path) -> None:
     # a point is (series, configuration); the configuration is everything but the repetition
     points: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
+        if x == "budget" and isinstance(row["budget_ms"], str):
+            continue  # the adaptive budget has no place on a budget axis
         configuration = (
             row["rate"],
             row["ring_kib"],

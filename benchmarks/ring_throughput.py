@@ -34,10 +34,13 @@ from benchmarks._common import (
     CONSUMER_CPU,
     GENERATOR_CPU,
     ROOT,
+    budget_label,
+    budgets,
     finish,
     go,
     latency_percentiles,
     machine,
+    max_latency,
     run_trial,
 )
 
@@ -206,7 +209,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
         generator.pid,
         ring_size=spec["ring_kib"] * 1024,
         record_size=spec["record_bytes"],
-        max_latency=spec["budget_ms"] / 1e3,
+        max_latency=max_latency(spec["budget_ms"]),
         busy_poll=spec.get("busy_poll_us", 0.0) / 1e6,
     )
     async with ring:
@@ -310,7 +313,9 @@ def _numbers(text: str, kind: type) -> list[Any]:
 def _configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every trial of one repetition: sizes x rates x consumers x loops x reading modes (aiobpf's
     latency budgets, then its busy-polling times; BCC's consumers have neither)."""
-    modes = [(budget_ms, 0.0) for budget_ms in _numbers(args.budgets, float)]
+    modes: list[tuple[float | str, float]] = [
+        (budget_ms, 0.0) for budget_ms in budgets(args.budgets)
+    ]
     modes += [(0.0, poll_us) for poll_us in _numbers(args.busy_polls, float) if poll_us]
     specs = []
     sizes = itertools.product(_numbers(args.ring_kib, int), _numbers(args.record_bytes, int))
@@ -356,7 +361,9 @@ def main() -> None:
     parser.add_argument("--ring-kib", default="256", help="ring sizes, KiB (powers of two)")
     parser.add_argument("--record-bytes", default="32", help="record sizes (multiples of 8, >= 32)")
     parser.add_argument(
-        "--budgets", default="0,1", help="aiobpf latency budgets (max_latency), milliseconds"
+        "--budgets",
+        default="auto,0,1",
+        help="aiobpf latency budgets (max_latency), milliseconds, or auto (the default)",
     )
     parser.add_argument(
         "--busy-polls",
@@ -402,7 +409,7 @@ def _label(row: dict[str, Any]) -> str:
     """consumer, loop and reading mode: one series in the tables and plots."""
     if row["consumer"] in NATIVE_CONSUMERS:
         return str(row["consumer"])
-    mode = f"+{row['budget_ms']:g}ms" if row["budget_ms"] else ""
+    mode = budget_label(row["budget_ms"])
     if row.get("busy_poll_us"):
         mode = f"+poll{row['busy_poll_us']:g}us"
     return f"{row['consumer']}{mode} ({row['loop']})"

@@ -163,7 +163,10 @@ def test_creating_a_source_touches_nothing_and_every_source_is_an_anyio_stream()
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: aiobpf.execve_events(max_latency=float("inf")), "max_latency must be a finite"),
+        (
+            lambda: aiobpf.execve_events(max_latency=float("inf")),
+            "max_latency must be 'auto' or a finite",
+        ),
         (lambda: aiobpf.execve_events(busy_poll=float("nan")), "busy_poll must be a finite"),
         (lambda: aiobpf.execve_counts(interval=float("inf")), "interval must be a finite"),
         (lambda: aiobpf.execve_counts(uids=[1 << 40]), "a uid is a whole number"),

@@ -6,12 +6,14 @@ nothing behind in the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import random
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +251,29 @@ def test_killed_process_leaves_nothing_attached(sig: signal.Signals) -> None:
     assert kernel.wait_until_unloaded(childs) == set()
 
 
+@contextlib.contextmanager
+def _generator(
+    calls: int, rate: float, pattern: str = "burst"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The getppid load generator, started paused on CPU 1 (``go`` starts it); killed after."""
+    from benchmarks import _loadgen
+
+    generator = _loadgen.start(_loadgen.build(), calls, rate, 1, pattern=pattern)
+    try:
+        yield generator
+    finally:
+        generator.kill()
+        generator.wait()
+        assert generator.stdout is not None
+        generator.stdout.close()
+
+
+def _go(generator: subprocess.Popen[bytes]) -> None:
+    assert generator.stdin is not None
+    generator.stdin.write(b"g")
+    generator.stdin.close()
+
+
 async def test_a_budget_the_ring_cannot_hold_is_not_waited_out() -> None:
     """A 16 KiB ring holds about 10 ms of a 40 k/s producer. Waiting out a 100 ms latency budget
     every time would lose some nine records in ten, in at most 31 reads over the 3 s; the
@@ -257,12 +282,9 @@ async def test_a_budget_the_ring_cannot_hold_is_not_waited_out() -> None:
     What follows from the code, whatever the machine's load: many more reads than budgets fit
     in the run, and far fewer losses than waiting them out. (How few depends on how long the
     scheduler leaves the consumer off a CPU: about 3,600 idle, 8,800 beside two CPU hogs.)"""
-    from benchmarks import _loadgen
-
     calls = 120_000  # three seconds
-    generator = _loadgen.start(_loadgen.build(), calls, 40_000.0, 1)
     received = 0
-    try:
+    with _generator(calls, 40_000.0) as generator:
         async with getppid_ring(generator.pid, ring_size=16384, max_latency=0.1) as ring:
             exited = anyio.Event()
 
@@ -270,9 +292,7 @@ async def test_a_budget_the_ring_cannot_hold_is_not_waited_out() -> None:
                 await anyio.to_thread.run_sync(generator.wait, abandon_on_cancel=True)
                 exited.set()
 
-            assert generator.stdin is not None
-            generator.stdin.write(b"g")
-            generator.stdin.close()
+            _go(generator)
             with anyio.fail_after(60):
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(wait_generator)
@@ -282,14 +302,30 @@ async def test_a_budget_the_ring_cannot_hold_is_not_waited_out() -> None:
                             break
                     await exited.wait()
             stats = ring.stats
-    finally:
-        generator.kill()
-        generator.wait()
-        assert generator.stdout is not None
-        generator.stdout.close()
     assert stats.produced == calls == received + (stats.dropped or 0)
     assert stats.batches > 10 * 31, stats  # waiting out every budget allows at most 31 reads
     assert (stats.dropped or 0) < 108_000 // 2, stats  # waiting them out loses about 108,000
+
+
+async def test_the_default_budget_shares_reads_among_evenly_spaced_records() -> None:
+    """At 5,000 evenly spaced records a second, a source with default settings gathers the
+    records that come within its 4 ms bound into one read (about 20), where reading at once
+    would wake it for each: fewer than a third as many reads as records, and every record
+    received or counted as dropped. A loaded machine only makes batches bigger (a late
+    consumer finds more in the ring; a late generator catches up in bursts)."""
+    calls = 10_000  # two seconds
+    received = 0
+    with _generator(calls, 5_000.0, pattern="even") as generator:
+        async with getppid_ring(generator.pid) as ring:
+            _go(generator)
+            with anyio.fail_after(60):
+                async for batch in ring.batches():
+                    received += len(batch)
+                    if received + (ring.stats.dropped or 0) == calls:
+                        break
+            stats = ring.stats
+    assert stats.produced == calls == received + (stats.dropped or 0)
+    assert stats.batches * 3 < received, stats
 
 
 async def test_a_ring_read_through_bcc_can_be_read_again_by_another_source() -> None:

@@ -13,7 +13,6 @@ import pytest
 
 import aiobpf
 from aiobpf import RingBuffer
-from aiobpf.sources._pacing import Pacing
 
 from .synthetic import SyntheticRing, record_bytes
 
@@ -181,42 +180,10 @@ async def test_unclosed_source_warns_and_is_released(ring: SyntheticRing) -> Non
 
 def test_negative_latency_budget_is_refused(ring: SyntheticRing) -> None:
     """max_latency must be >= 0; the message names it and the value."""
-    with pytest.raises(ValueError, match="max_latency must be a finite number >= 0 seconds, got"):
+    with pytest.raises(
+        ValueError, match="max_latency must be 'auto' or a finite number >= 0 seconds, got"
+    ):
         ring.source(max_latency=-1)
-
-
-def test_the_fill_rate_a_latency_budget_is_weighed_against_is_averaged() -> None:
-    """A ring of 64 KiB fed 58 MB/s (600 24-byte records every 0.25 ms) cannot hold a 1 ms
-    budget twice, so the source reads without waiting. One small read just after a wake-up
-    does not make that producer look slow (waiting then would overflow the ring); a quiet
-    second does."""
-    pacing = Pacing(max_latency=0.001)
-    start = 100.0
-    behind = []
-    for i in range(200):
-        pacing.read(600 * 24, 65536, start + i * 0.00025)
-        behind.append(pacing.behind)
-    assert behind[-1]
-    assert not behind[0]  # no rate is known at the first read
-    assert pacing.pause_before_reading(start + 0.05) == 0  # behind: read at once
-    pacing.read(24, 65536, start + 0.05 + 5e-6)
-    assert pacing.behind
-    pacing.read(24, 65536, start + 1.05)
-    assert not pacing.behind
-    assert pacing.pause_before_reading(start + 1.05) == pytest.approx(0.001)
-
-
-def test_pacing_without_a_budget_never_waits() -> None:
-    pacing = Pacing()
-    pacing.read(65536, 65536, 1.0)
-    assert (pacing.behind, pacing.pause_before_reading(1.0), pacing.woken(1.0)) == (False, 0, 0)
-
-
-def test_a_reader_that_cannot_see_the_ring_is_never_behind() -> None:
-    pacing = Pacing(max_latency=0.01)
-    pacing.read(1 << 30, None, 1.0)
-    assert not pacing.behind
-    assert pacing.woken(2.0) == 0.01
 
 
 async def test_busy_polling_sees_records_without_a_wake_up(ring: SyntheticRing) -> None:

@@ -39,7 +39,7 @@ from .programs._execve_event import ExecveEvent
 from .programs._hello import hello_world
 from .programs._uid_counts import execve_counts
 from .sources._trace_pipe import trace_pipe
-from .sources._validate import ring_pages
+from .sources._validate import MaxLatency, ring_pages
 
 __all__ = ["main"]
 
@@ -57,6 +57,15 @@ def _positive(text: str) -> float:
     value = float(text)
     if not value > 0 or math.isnan(value):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _latency(text: str) -> MaxLatency:
+    if text == "auto":
+        return "auto"
+    value = float(text)
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number >= 0, got {text!r}")
     return value
 
 
@@ -532,9 +541,10 @@ def _parser() -> argparse.ArgumentParser:
     reading = snoop.add_mutually_exclusive_group()
     reading.add_argument(
         "--max-latency",
-        type=_positive,
-        default=0.0,
-        help="latency budget, seconds: read at most this often (less CPU)",
+        type=_latency,
+        default="auto",
+        help="latency budget, seconds: read at most this often (less CPU); "
+        "auto (default): 4 ms while 750 execs/s or more come, else at once; 0: at once",
     )
     reading.add_argument(
         "--busy-poll",
@@ -632,9 +642,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     web.add_argument(
         "--max-latency",
-        type=_positive,
-        default=0.0,
-        help="latency budget of the kernel source, seconds (less CPU under exec storms)",
+        type=_latency,
+        default="auto",
+        help="latency budget of the kernel source, seconds (less CPU under exec storms); "
+        "auto (default): 4 ms while 750 execs/s or more come, else at once",
     )
     web.add_argument(
         "--send-buffer",

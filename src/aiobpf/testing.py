@@ -22,7 +22,7 @@ from .programs._text import include_flags, program_text
 from .sources import Reader, RingBuffer
 from .sources._program import ProgramRing
 from .sources._records import record_type
-from .sources._validate import check_reading_mode, ring_pages
+from .sources._validate import MaxLatency, check_reading_mode, ring_pages
 
 __all__ = [
     "GetppidRing",
@@ -92,7 +92,7 @@ class GetppidRing(ProgramRing[Any]):
         ring_size: int,
         record_size: int,
         wakeup: Literal["default", "never", "always"],
-        max_latency: float,
+        max_latency: MaxLatency,
         busy_poll: float,
         reader: Reader,
     ) -> None:
@@ -123,7 +123,7 @@ def getppid_ring(
     ring_size: int = 256 * 1024,
     record_size: int = 32,
     wakeup: Literal["default", "never", "always"] = "default",
-    max_latency: float = 0.0,
+    max_latency: MaxLatency = "auto",
     busy_poll: float = 0.0,
     reader: Reader = "auto",
 ) -> GetppidRing:

@@ -34,7 +34,7 @@ from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from ..sources._records import RecordType
 from ..sources._stats import RingStats
-from ..sources._validate import check_id, check_reading_mode, ring_pages
+from ..sources._validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from . import _constants as C
 from ._constants import comm_key
 from ._text import include_flags, program_text
@@ -267,7 +267,7 @@ class SyscallEvents(ProgramRing[SyscallEvent]):
         default: Default,
         user_handlers: str,
         ring_size: int,
-        max_latency: float,
+        max_latency: MaxLatency,
     ) -> None:
         super().__init__()
         if default not in _DEFAULTS:
@@ -346,7 +346,7 @@ class SyscallDispatch(AsyncContextManagerMixin):
         default: Default = "count",
         user_handlers: str = "",
         ring_size: int = 1 << 20,
-        max_latency: float = 0.0,
+        max_latency: MaxLatency = "auto",
         buffer_size: int = 1024,
         policy: Policy = "block",
     ) -> None:
@@ -448,7 +448,7 @@ def syscall_events(
     uids: Iterable[int] = (),
     comms: Iterable[str] = (),
     ring_size: int = 1 << 20,
-    max_latency: float = 0.0,
+    max_latency: MaxLatency = "auto",
 ) -> SyscallEvents:
     """The given syscalls (all of them if None) of the tasks in scope, as :class:`SyscallEvent`:
     ``async with aiobpf.syscall_events(syscalls=["openat"]) as calls: async for call in calls``.

@@ -8,7 +8,7 @@ from .._kernel.bcc import Program
 from .._kernel.btf import member_offset
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
-from ..sources._validate import check_reading_mode, ring_pages
+from ..sources._validate import MaxLatency, check_reading_mode, ring_pages
 from ._execve_event import EXECVE_EVENTS, ExecveEvent
 from ._filters import KernelFilters, check_values
 from ._text import include_flags, program_text
@@ -51,7 +51,7 @@ class ExecveEvents(ProgramRing[ExecveEvent]):
         self,
         *,
         ring_size: int = 1024 * 1024,
-        max_latency: float = 0.0,
+        max_latency: MaxLatency = "auto",
         busy_poll: float = 0.0,
         max_args: int = 20,
     ) -> None:
@@ -135,7 +135,7 @@ class ExecveEvents(ProgramRing[ExecveEvent]):
 def execve_events(
     *,
     ring_size: int = 1024 * 1024,
-    max_latency: float = 0.0,
+    max_latency: MaxLatency = "auto",
     busy_poll: float = 0.0,
     max_args: int = 20,
 ) -> ExecveEvents:
@@ -144,8 +144,9 @@ def execve_events(
     Use ``async with aiobpf.execve_events() as events: async for ev in events: ...`` for
     deterministic release; a bare ``async for`` also works and releases when the source is
     collected. ``ring_size`` is the ring's size in bytes (a power-of-two number of pages; an
-    event takes about 2.4 KiB of it); ``max_latency`` is the latency budget and ``busy_poll``
-    the low-latency mode, in seconds (see :meth:`RingBuffer.from_bcc`); ``max_args`` how many
+    event takes about 2.4 KiB of it); ``max_latency`` is the latency budget (adaptive by default,
+    a few milliseconds at most) and ``busy_poll`` the low-latency mode, in seconds (see
+    :meth:`RingBuffer.from_bcc`); ``max_args`` how many
     arguments of argv to keep (0 to 64; like BCC's execsnoop, 20 by default).
 
     Raises :class:`ValueError` for a ring size that is not a power-of-two number of pages, a

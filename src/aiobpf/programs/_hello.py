@@ -10,7 +10,7 @@ from .._kernel.bcc import Program
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from ..sources._records import RecordType
-from ..sources._validate import check_reading_mode
+from ..sources._validate import MaxLatency, check_reading_mode
 from . import _constants as C
 from ._text import include_flags, program_text
 
@@ -65,7 +65,7 @@ class HelloWorld(ProgramRing[LogRecord]):
 
     _name = "hello_world()"
 
-    def __init__(self, *, max_latency: float = 0.0) -> None:
+    def __init__(self, *, max_latency: MaxLatency = "auto") -> None:
         super().__init__()
         check_reading_mode(max_latency, 0.0)
         self._max_latency = max_latency
@@ -80,7 +80,7 @@ class HelloWorld(ProgramRing[LogRecord]):
         )
 
 
-def hello_world(*, max_latency: float = 0.0) -> HelloWorld:
+def hello_world(*, max_latency: MaxLatency = "auto") -> HelloWorld:
     """The hello world program, as a source of its structured log records:
     ``async with aiobpf.hello_world() as logs: async for record in logs: ...``.
 

@@ -23,6 +23,7 @@ from ..programs._execve import ExecveEvents, execve_events
 from ..programs._execve_event import ExecveEvent
 from ..programs._filters import CAPACITY
 from ..programs._uid_counts import ExecveCounts, execve_counts
+from ..sources._validate import MaxLatency
 
 __all__ = ["EventHub", "HubStats", "Subscriber"]
 
@@ -89,7 +90,7 @@ class EventHub(AsyncContextManagerMixin):
         *,
         uids: Iterable[int] | None = None,
         client_buffer: int = 1024,
-        max_latency: float = 0.0,
+        max_latency: MaxLatency = "auto",
     ) -> None:
         self._uids = None if uids is None else frozenset(uids)
         self._client_buffer = client_buffer

@@ -36,6 +36,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .._defaults import DEFAULT_SOCKET
 from ..errors import InsecureListenerError, ListenError
+from ..sources._validate import MaxLatency
 from ._access import AccessControl, AccessPolicy, install_peer_credentials, new_token
 from ._app import create_app
 from ._hub import EventHub
@@ -69,7 +70,7 @@ async def serve(
     insecure: bool = False,
     uids: Iterable[int] | None = None,
     client_buffer: int = 1024,
-    max_latency: float = 0.0,
+    max_latency: MaxLatency = "auto",
     send_buffer: int | None = None,
     stalled_client_timeout: float = 60.0,
     app: Callable[[EventHub], Any] | None = None,

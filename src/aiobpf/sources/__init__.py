@@ -13,14 +13,18 @@ sources of the programs aiobpf ships.
 from __future__ import annotations
 
 from ._maps import MapPoller, MapReading, Mode
+from ._pacing import AUTO_MAX_LATENCY
 from ._ring import Reader, RingBuffer
 from ._stats import MapStats, RingStats, TraceStats
 from ._trace_pipe import TraceLine, TracePipe, trace_pipe
+from ._validate import MaxLatency
 
 __all__ = [
+    "AUTO_MAX_LATENCY",
     "MapPoller",
     "MapReading",
     "MapStats",
+    "MaxLatency",
     "Mode",
     "Reader",
     "RingBuffer",

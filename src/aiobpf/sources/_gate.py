@@ -6,11 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import anyio
 import sniffio
 
+if TYPE_CHECKING:
+    import trio
+
 __all__ = ["ReaderGate"]
+
+
+def _set_result(future: asyncio.Future[bool], result: bool) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 class _Readiness:
@@ -81,7 +90,8 @@ class ReaderGate:
         self._closing = False
         self._waiting_fd: int | None = None
         self._readiness: _Readiness | None = None
-        self._sleep_scope: anyio.CancelScope | None = None
+        self._sleep_scope: trio.CancelScope | None = None
+        self._sleeping: asyncio.Future[bool] | None = None
         self._reader_left: anyio.Event | None = None
 
     @contextlib.contextmanager
@@ -120,16 +130,35 @@ class ReaderGate:
 
     async def sleep(self, seconds: float) -> bool:
         """Sleeps (a latency budget, say): True, or False when :meth:`wake_and_wait` cut it
-        short, so that closing never waits a budget out."""
+        short, so that closing never waits a budget out.
+
+        A source with a budget sleeps once per read, so the sleep is each loop's cheapest: on
+        asyncio a loop timer sets a future, as ``asyncio.sleep`` does (an anyio cancel scope
+        around each sleep cost a third of such a read); on trio one cancel scope with a
+        deadline. A cancel of the task still ends the sleep.
+        """
         if self._closing:
             return False
-        with anyio.CancelScope() as scope:
+        if sniffio.current_async_library() == "asyncio":
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[bool] = loop.create_future()
+            timer = loop.call_later(seconds, _set_result, future, True)
+            self._sleeping = future
+            try:
+                return await future
+            finally:
+                timer.cancel()
+                self._sleeping = None
+        import trio  # the other backend anyio runs on; imported once it is running
+
+        # One trio cancel scope with a deadline: trio.sleep inside an anyio scope makes three
+        with trio.CancelScope(deadline=trio.current_time() + seconds) as scope:
             self._sleep_scope = scope
             try:
-                await anyio.sleep(seconds)
+                await trio.sleep_forever()
             finally:
                 self._sleep_scope = None
-        return not scope.cancelled_caught
+        return not self._closing
 
     async def wake_and_wait(self) -> None:
         """Wakes the reader waiting on the fd (or sleeping), if any, and waits until it has left
@@ -141,6 +170,8 @@ class ReaderGate:
         self._reader_left = anyio.Event()
         if self._sleep_scope is not None:
             self._sleep_scope.cancel()
+        if self._sleeping is not None:
+            _set_result(self._sleeping, False)
         if self._readiness is not None:
             self._readiness.wake()
         if self._waiting_fd is not None and sniffio.current_async_library() != "asyncio":

@@ -7,11 +7,22 @@ import mmap
 import operator
 from typing import Any, Literal, get_args
 
-__all__ = ["MODES", "Mode", "check_id", "check_poll", "check_reading_mode", "ring_pages"]
+__all__ = [
+    "MODES",
+    "MaxLatency",
+    "Mode",
+    "check_id",
+    "check_poll",
+    "check_reading_mode",
+    "ring_pages",
+]
 
 #: How a map poller reads (see :class:`aiobpf.MapPoller`).
 Mode = Literal["snapshot", "delta", "drain"]
 MODES: tuple[str, ...] = get_args(Mode)
+
+#: A ring source's latency budget: seconds, or "auto" (adaptive, see :class:`Pacing`).
+MaxLatency = float | Literal["auto"]
 
 
 def ring_pages(ring_size: int) -> int:
@@ -30,11 +41,16 @@ def ring_pages(ring_size: int) -> int:
     return ring_size // page
 
 
-def check_reading_mode(max_latency: float, busy_poll: float) -> None:
-    """A ring source's latency budget and busy-polling time: each >= 0 seconds, and not both
-    (one saves wake-ups, the other spends a core to avoid them)."""
-    if not (max_latency >= 0 and math.isfinite(max_latency)):
-        raise ValueError(f"max_latency must be a finite number >= 0 seconds, got {max_latency!r}")
+def check_reading_mode(max_latency: MaxLatency, busy_poll: float) -> None:
+    """A ring source's latency budget ("auto" or >= 0 seconds) and busy-polling time (>= 0
+    seconds), and not both (one saves wake-ups, the other spends a core to avoid them; with
+    ``busy_poll``, "auto" means no budget)."""
+    if max_latency == "auto":
+        max_latency = 0.0
+    elif isinstance(max_latency, str) or not (max_latency >= 0 and math.isfinite(max_latency)):
+        raise ValueError(
+            f"max_latency must be 'auto' or a finite number >= 0 seconds, got {max_latency!r}"
+        )
     if not (busy_poll >= 0 and math.isfinite(busy_poll)):
         raise ValueError(f"busy_poll must be a finite number >= 0 seconds, got {busy_poll!r}")
     if busy_poll and max_latency:

@@ -53,6 +53,7 @@ COLOURS = {
     "bcc-callback": "black",
     "bcc-perf": "grey",
     "aiobpf-batches": "tab:blue",
+    "aiobpf-perf": "tab:cyan",
     "aiobpf-records": "tab:orange",
     "aiobpf-operators": "tab:green",
     "aiobpf-route": "tab:purple",

@@ -49,6 +49,7 @@ CONSUMERS = {
     "bcc-callback": "BCC's open_ring_buffer callback, decoding with table.event()",
     "bcc-perf": "BCC's open_perf_buffer callback with lost_cb (a perf buffer of the ring's size)",
     "aiobpf-batches": "async for batch in ring.batches() (numpy arrays)",
+    "aiobpf-perf": "async for batch in PerfBuffer.batches(): a perf buffer of the ring's size",
     "aiobpf-records": "async for record in ring, reading a field of each",
     "aiobpf-operators": "records through filter() | map()",
     "aiobpf-route": "batches through route(..., 'cpu'): two views, each drained by a task",
@@ -198,20 +199,38 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
     import anyio.to_thread
     import numpy as np
 
+    from aiobpf import PerfBuffer, RingStats
+    from aiobpf.lowlevel import Program
     from aiobpf.operators import filter, map, route
-    from aiobpf.testing import getppid_ring
+    from aiobpf.testing import getppid_program, getppid_record, getppid_ring
 
     consumer = spec["consumer"]
     received = 0
     lossy: list[Any] = []  # a lossy router, then its views: what they dropped in user space
     latencies: list[int] = []
-    ring = getppid_ring(
-        generator.pid,
-        ring_size=spec["ring_kib"] * 1024,
-        record_size=spec["record_bytes"],
-        max_latency=max_latency(spec["budget_ms"]),
-        busy_poll=spec.get("busy_poll_us", 0.0) / 1e6,
-    )
+    ring: Any
+    if consumer == "aiobpf-perf":  # the generator's CPU gets a buffer of the ring's size
+        text, flags = getppid_program(
+            generator.pid, record_size=spec["record_bytes"], output="perf"
+        )
+        program = Program.compile(text, cflags=flags)
+        ring = PerfBuffer.from_bcc(
+            program.bpf,
+            "events",
+            record=getppid_record(spec["record_bytes"]),
+            page_cnt=spec["ring_kib"] * 1024 // 4096,
+            max_latency=max_latency(spec["budget_ms"]),
+            busy_poll=spec.get("busy_poll_us", 0.0) / 1e6,
+            owned=[program.close],
+        )
+    else:
+        ring = getppid_ring(
+            generator.pid,
+            ring_size=spec["ring_kib"] * 1024,
+            record_size=spec["record_bytes"],
+            max_latency=max_latency(spec["budget_ms"]),
+            busy_poll=spec.get("busy_poll_us", 0.0) / 1e6,
+        )
     async with ring:
         done = False
 
@@ -226,7 +245,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
             in the kernel or in user space."""
             if not done:
                 return False
-            stats = ring.stats
+            stats: RingStats = ring.stats
             return stats.produced == received + (stats.dropped or 0) + user_dropped()
 
         def took_batch(batch: np.ndarray[Any, Any]) -> None:
@@ -272,7 +291,7 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
         async with anyio.create_task_group() as tasks:
             scope = tasks.cancel_scope
             tasks.start_soon(wait_generator, scope)
-            if consumer == "aiobpf-batches":
+            if consumer in ("aiobpf-batches", "aiobpf-perf"):
                 await drain(ring.batches(), took_batch, scope)
             elif consumer == "aiobpf-records":
                 await drain(ring, took_typed, scope)

@@ -1,11 +1,12 @@
 """Reading the ring buffer of your own BCC program with aiobpf: a record per exec.
 
 sudo .venv/bin/python examples/ring_from_bcc.py
+
+The record type comes from the C struct the program writes (char arrays as text); declare one
+with ``record=`` (a numpy dtype or a ctypes.Structure) only where BCC cannot see the struct.
 """
 
 from __future__ import annotations
-
-import ctypes
 
 import anyio
 from bcc import BPF
@@ -47,25 +48,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 """
 
 
-class Data(ctypes.Structure):
-    _fields_ = [
-        ("pid", ctypes.c_uint32),
-        ("uid", ctypes.c_uint32),
-        ("command", ctypes.c_char * 16),
-        ("message", ctypes.c_char * 12),
-    ]
-
-
 async def main() -> None:
     bpf = BPF(text=PROGRAM)
     try:
-        async with aiobpf.RingBuffer.from_bcc(bpf, "events", record=Data) as ring:
+        async with aiobpf.RingBuffer.from_bcc(bpf, "events") as ring:
             with anyio.move_on_after(5):
                 async for data in ring:
-                    print(
-                        f"pid={data.pid} uid={data.uid} comm={data.command.decode()} "
-                        f"msg={data.message.decode()}"
-                    )
+                    print(f"pid={data.pid} uid={data.uid} comm={data.command} msg={data.message}")
             print(ring.stats)
     finally:
         bpf.cleanup()

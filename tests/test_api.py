@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import importlib
 import pkgutil
+import subprocess
+import sys
 import warnings
 
 import anyio
@@ -39,6 +41,7 @@ TOP_LEVEL = [
     "MapReading",
     "MapStats",
     "MapTypeError",
+    "PerfBuffer",
     "PrivilegeError",
     "RecordLayoutError",
     "RingBuffer",
@@ -49,6 +52,7 @@ TOP_LEVEL = [
     "TraceLine",
     "TracefsError",
     "UnknownMapError",
+    "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
     "WindowCount",
@@ -96,6 +100,28 @@ def test_the_top_level_is_pinned() -> None:
     assert sorted(aiobpf.__all__) == sorted(TOP_LEVEL)
     for name in aiobpf.__all__:
         assert getattr(aiobpf, name) is not None
+
+
+def test_every_top_level_name_has_one_home() -> None:
+    """The lazily imported names and the pinned top level are the same list."""
+    lazy = set(aiobpf._HOME_OF) | aiobpf._SUBMODULES
+    eager = {name for name in aiobpf.__all__ if name in vars(aiobpf.errors)} | {"errors"}
+    assert lazy | eager == set(aiobpf.__all__)
+    assert not lazy & eager
+
+
+def test_importing_aiobpf_imports_only_what_it_needs() -> None:
+    """``import aiobpf`` loads neither numpy, BCC, anyio nor the service stack: a program pays
+    for them when it first uses a name that needs them."""
+    code = (
+        "import sys, aiobpf\n"
+        "heavy = ['numpy', 'bcc', 'anyio', 'trio', 'starlette', 'aiobpf.sources']\n"
+        "print(' '.join(name for name in heavy if name in sys.modules))\n"
+        "aiobpf.execve_events\n"
+        "print('numpy' in sys.modules, 'bcc' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["", "True False"]
 
 
 def test_only_the_intended_modules_are_public() -> None:

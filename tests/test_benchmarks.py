@@ -28,6 +28,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.timeout(300)  # 21 trials, each its own process that compiles its program
 def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) -> None:
     """One small trial of each consumer, the C libbpf floor included, with evenly spaced calls:
     every run balances exactly (produced == received + kernel drops + user-side drops), the
@@ -39,6 +40,7 @@ def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) ->
         *("--calls", "20000", "--seconds", "1", "--repeat", "1", "--rates", "20000"),
         *("--budgets", "0,1", "--busy-polls", "0,2000", "--loops", "trio", "--out", str(out)),
         *("--pattern", "even"),
+        timeout=280,
     )
     assert done.returncode == 0, done.stderr
     rows = _rows(out)
@@ -46,14 +48,15 @@ def test_ring_throughput_compares_every_consumer_and_balances(tmp_path: Path) ->
         "bcc-callback",
         "bcc-perf",
         "aiobpf-batches",
+        "aiobpf-perf",
         "aiobpf-records",
         "aiobpf-operators",
         "aiobpf-route",
         "aiobpf-route-lossy",
         "libbpf-c",
     }
-    # BCC's two and the C floor, and aiobpf's five: without a budget, with one, and busy polling
-    assert len(rows) == 3 + 5 * 3
+    # BCC's two and the C floor, and aiobpf's six: without a budget, with one, and busy polling
+    assert len(rows) == 3 + 6 * 3
     for row in rows:
         assert row["balanced"], row
         assert row["produced"] == 20000

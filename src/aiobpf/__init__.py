@@ -20,8 +20,7 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from . import errors, lowlevel, operators, programs, sources
-from ._kernel.syscalls import syscall_name, syscall_number
+from . import errors
 from .errors import (
     AiobpfError,
     AttachError,
@@ -40,33 +39,47 @@ from .errors import (
     SetupError,
     TracefsError,
     UnknownMapError,
+    UnknownSymbolError,
     UnknownSyscallError,
     UnknownTracepointError,
 )
-from .operators import (
-    WindowCount,
-    batch,
-    filter_comm,
-    filter_pid,
-    filter_uid,
-    merge,
-    pipe,
-    route,
-    top_n,
-    window_count,
-)
-from .programs import (
-    ExecveEvent,
-    LogRecord,
-    SyscallDispatch,
-    SyscallEvent,
-    execve_counts,
-    execve_events,
-    execve_window_counts,
-    hello_world,
-    syscall_events,
-)
-from .sources import MapPoller, MapReading, MapStats, RingBuffer, RingStats, TraceLine, trace_pipe
+
+if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf`` stays cheap
+    from . import lowlevel, operators, programs, sources
+    from ._kernel.syscalls import syscall_name, syscall_number
+    from .operators import (
+        WindowCount,
+        batch,
+        filter_comm,
+        filter_pid,
+        filter_uid,
+        merge,
+        pipe,
+        route,
+        top_n,
+        window_count,
+    )
+    from .programs import (
+        ExecveEvent,
+        LogRecord,
+        SyscallDispatch,
+        SyscallEvent,
+        execve_counts,
+        execve_events,
+        execve_window_counts,
+        hello_world,
+        syscall_events,
+    )
+    from .sources import (
+        MapPoller,
+        MapReading,
+        MapStats,
+        PerfBuffer,
+        RingBuffer,
+        RingStats,
+        TraceLine,
+        trace_pipe,
+    )
 
 __all__ = [
     "AiobpfError",
@@ -86,6 +99,7 @@ __all__ = [
     "MapReading",
     "MapStats",
     "MapTypeError",
+    "PerfBuffer",
     "PrivilegeError",
     "RecordLayoutError",
     "RingBuffer",
@@ -96,6 +110,7 @@ __all__ = [
     "TraceLine",
     "TracefsError",
     "UnknownMapError",
+    "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
     "WindowCount",
@@ -138,15 +153,68 @@ _MOVED = {
 }
 
 
-if not TYPE_CHECKING:  # type checkers see only the names above
+#: Where each public name lives. ``import aiobpf`` imports only the errors; a name is imported
+#: from its home the first time it is used, so a program pays (numpy, BCC, the operators) only
+#: for what it touches.
+_HOMES = {
+    "aiobpf._kernel.syscalls": ("syscall_name", "syscall_number"),
+    "aiobpf.operators": (
+        "WindowCount",
+        "batch",
+        "filter_comm",
+        "filter_pid",
+        "filter_uid",
+        "merge",
+        "pipe",
+        "route",
+        "top_n",
+        "window_count",
+    ),
+    "aiobpf.programs": (
+        "ExecveEvent",
+        "LogRecord",
+        "SyscallDispatch",
+        "SyscallEvent",
+        "execve_counts",
+        "execve_events",
+        "execve_window_counts",
+        "hello_world",
+        "syscall_events",
+    ),
+    "aiobpf.sources": (
+        "MapPoller",
+        "MapReading",
+        "MapStats",
+        "PerfBuffer",
+        "RingBuffer",
+        "RingStats",
+        "TraceLine",
+        "trace_pipe",
+    ),
+}
+_HOME_OF = {name: home for home, names in _HOMES.items() for name in names}
+_SUBMODULES = frozenset({"lowlevel", "operators", "programs", "sources"})
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above
 
     def __getattr__(name: str) -> Any:
-        if name not in _MOVED:
+        if name in _SUBMODULES:
+            value = importlib.import_module(f"aiobpf.{name}")
+        elif name in _HOME_OF:
+            value = getattr(importlib.import_module(_HOME_OF[name]), name)
+        elif name in _MOVED:
+            module, instead = _MOVED[name]
+            warnings.warn(
+                f"aiobpf.{name} is deprecated and will be removed in 0.3: use {instead}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(importlib.import_module(module), name)
+        else:
             raise AttributeError(f"module 'aiobpf' has no attribute {name!r}")
-        module, instead = _MOVED[name]
-        warnings.warn(
-            f"aiobpf.{name} is deprecated and will be removed in 0.3: use {instead}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(module), name)
+        globals()[name] = value  # the next use finds it at once
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

@@ -21,6 +21,7 @@ The tree::
     ├── UnknownTracepointError      (LookupError) no tracepoint of that name
     ├── UnknownSyscallError         (LookupError) no syscall of that name on this kernel
     ├── UnknownMapError             (LookupError) the program has no map of that name
+    ├── UnknownSymbolError          (LookupError) no binary, or no symbol in it, for a uprobe
     ├── MapTypeError                (TypeError) a map is not of the type needed
     ├── MapError                    (OSError) a map operation failed; ``errno`` says why
     ├── RecordLayoutError           (ValueError) records do not match the declared layout
@@ -52,6 +53,7 @@ __all__ = [
     "SetupError",
     "TracefsError",
     "UnknownMapError",
+    "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
 ]
@@ -103,6 +105,10 @@ class AttachError(AiobpfError, OSError):
 
 class UnknownTracepointError(AiobpfError, LookupError):
     """The running kernel has no tracepoint of that name."""
+
+
+class UnknownSymbolError(AiobpfError, LookupError):
+    """A uprobe's binary cannot be found, or has no symbol of that name."""
 
 
 class UnknownSyscallError(AiobpfError, LookupError):

@@ -19,6 +19,7 @@ import errno
 import importlib
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -42,8 +43,9 @@ from ..errors import (
     PrivilegeError,
     RecordLayoutError,
     UnknownMapError,
+    UnknownSymbolError,
 )
-from .ring_protocol import record_stride
+from .ring_protocol import MalformedRecords, record_stride
 from .tracefs import ensure_tracefs, require_tracepoint
 
 __all__ = ["BccRingConsumer", "Program", "import_bcc", "map_fd", "percpu_sums"]
@@ -145,6 +147,21 @@ def map_types(bpf: Any, name: str) -> tuple[Any, Any]:
     return table.Key, getattr(table, "sLeaf", table.Leaf)
 
 
+def event_fields(bpf: Any, name: str) -> list[tuple[str, str]]:
+    """The fields of the struct the program writes into ring or perf buffer ``name``, as BCC's
+    front end parsed them from its ``ringbuf_output``/``ringbuf_reserve``/``perf_submit``
+    calls: ``(name, C type)`` in order; empty when it saw none."""
+    bcc = import_bcc()
+    lib, module, key = bcc.libbcc.lib, bpf.module, name.encode()
+    fields = []
+    for index in range(lib.bpf_perf_event_fields(module, key)):
+        field_name, _, field_type = (
+            lib.bpf_perf_event_field(module, key, index).decode().partition("#")
+        )
+        fields.append((field_name, field_type))
+    return fields
+
+
 def has_map(bpf: Any, name: str) -> bool:
     try:
         bpf[name.encode()]
@@ -172,7 +189,7 @@ def percpu_sums(bpf: Any, name: str) -> Callable[[], list[int]]:
 _CONSUMERS: weakref.WeakKeyDictionary[Any, dict[str, BccRingConsumer]] = weakref.WeakKeyDictionary()
 
 
-class BccRingConsumer:
+class BccRingConsumer(MalformedRecords):
     """BCC's own per-record ring consumer, for CPUs where the mmap reader's ordering argument fails.
 
     Each record is copied out of the ring inside BCC's callback (the pointer is only valid there).
@@ -219,8 +236,7 @@ class BccRingConsumer:
 
         def on_record(_ctx: Any, data: int, length: int) -> int:
             if length != size:  # skipped and counted, as the mmap reader does
-                self._malformed += 1
-                self._error = self._error or (
+                self._count_malformed(
                     f"ring record is {length} bytes, the declared record is {size}; records "
                     f"of another size are skipped and counted"
                 )
@@ -242,14 +258,6 @@ class BccRingConsumer:
         """Bytes of records taken from the ring (by any source's consume call) and not read."""
         return sum(len(chunk) for chunk in self._chunks)
 
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def take_error(self) -> str | None:
-        error, self._error = self._error, None
-        return error
-
     def read(self) -> npt.NDArray[np.void]:
         """Drains every ring of the BPF object; the records as a new array (records of another
         size than declared are skipped, counted in :attr:`malformed` and told by
@@ -257,6 +265,24 @@ class BccRingConsumer:
         self._bpf.ring_buffer_consume()
         chunks, self._chunks = self._chunks, []
         return np.frombuffer(bytearray(b"".join(chunks)), dtype=self._record)
+
+
+def _find_binary(binary: str) -> str:
+    """The path of a uprobe's binary: as given when it holds a slash, else a command on PATH,
+    else a library (``"c"``: libc); UnknownSymbolError when there is none."""
+    if os.sep in binary:
+        if not os.path.isfile(binary):
+            raise UnknownSymbolError(f"no binary {binary!r} to attach a uprobe to")
+        return binary
+    command = shutil.which(binary)
+    if command is not None:
+        return os.path.realpath(command)
+    library = import_bcc().BPF.find_library(binary.encode())
+    if library:
+        return bytes(library).decode()
+    raise UnknownSymbolError(
+        f"no binary {binary!r} on PATH and no library lib{binary}.so: give its path"
+    )
 
 
 def _kprobes_available() -> bool:
@@ -454,6 +480,49 @@ class Program:
         except Exception as exc:
             raise AttachError(f"attaching kprobe {fn_name!r} to {function} failed: {exc}") from exc
 
+    def attach_uprobe(
+        self,
+        binary: str,
+        symbol: str,
+        fn_name: str,
+        *,
+        retprobe: bool = False,
+        pid: int | None = None,
+    ) -> None:
+        """Attaches ``fn_name`` to the entry of function ``symbol`` in ``binary`` (with
+        ``retprobe``, to its return, where ``PT_REGS_RC(ctx)`` is its return value), in every
+        process that runs it or only in ``pid``. ``binary`` is a path, a command found on
+        ``PATH`` (``"bash"``) or a library name (``"c"`` for libc). Uprobes need no kprobes.
+
+        Raises :class:`UnknownSymbolError` for a binary that cannot be found or a symbol it
+        does not have, and :class:`AttachError` when the kernel refuses the probe.
+        """
+        path = _find_binary(binary)
+        bcc = import_bcc()
+        try:
+            bcc.BPF._check_path_symbol(
+                path.encode(), symbol.encode(), 0, -1 if pid is None else pid
+            )
+        except Exception:
+            raise UnknownSymbolError(
+                f"{path} has no symbol {symbol!r} (see `nm -D {path}`; a stripped binary "
+                "keeps only its dynamic symbols)"
+            ) from None
+        self._load(fn_name, bcc.BPF.KPROBE)  # uprobe programs are of the kprobe type
+        attach = self.bpf.attach_uretprobe if retprobe else self.bpf.attach_uprobe
+        kind = "uretprobe" if retprobe else "uprobe"
+        try:
+            attach(
+                name=path.encode(),
+                sym=symbol.encode(),
+                fn_name=fn_name.encode(),
+                pid=-1 if pid is None else pid,
+            )
+        except Exception as exc:
+            raise AttachError(
+                f"attaching {kind} {fn_name!r} to {path}:{symbol} failed: {exc}"
+            ) from exc
+
     def detach(self) -> None:
         """Stops every probe of the program; it stays loaded and its maps stay readable, so a
         source can take what the program delivered before the stop, and nothing after it."""
@@ -465,6 +534,8 @@ class Program:
                 bpf.detach_raw_tracepoint(tracepoint)
             for event in list(bpf.kprobe_fds):
                 bpf.detach_kprobe_event(event)
+            for event in list(bpf.uprobe_fds):
+                bpf.detach_uprobe_event(event)
         except Exception as exc:
             raise AttachError(f"detaching the program failed: {exc}") from exc
 

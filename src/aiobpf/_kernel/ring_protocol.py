@@ -41,6 +41,7 @@ __all__ = [
     "BUSY_BIT",
     "DISCARD_BIT",
     "HEADER_SIZE",
+    "MalformedRecords",
     "RecordReader",
     "RingReader",
     "record_stride",
@@ -87,8 +88,29 @@ def record_stride(payload_size: int) -> int:
     return (payload_size + HEADER_SIZE + 7) & ~7
 
 
+class MalformedRecords:
+    """What every reader shares about records of another size than declared: it skips and
+    counts them (``_malformed``) and keeps the first message (``_error``) for the source to
+    raise once, through :meth:`take_error`."""
+
+    _malformed: int
+    _error: str | None
+
+    @property
+    def malformed(self) -> int:
+        return self._malformed
+
+    def take_error(self) -> str | None:
+        error, self._error = self._error, None
+        return error
+
+    def _count_malformed(self, message: str) -> None:
+        self._malformed += 1
+        self._error = self._error or message
+
+
 @attrs.define(eq=False)
-class RingReader:
+class RingReader(MalformedRecords):
     """Reads fixed-size records between the consumer and producer positions, in batches.
 
     ``consumer_pos`` and ``producer_pos`` are one-element ``uint64`` arrays over the two position
@@ -132,14 +154,6 @@ class RingReader:
     def pending_bytes(self) -> int:
         """Bytes between the consumer and producer positions (committed or not)."""
         return int(self.producer_pos[0]) - int(self.consumer_pos[0])
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def take_error(self) -> str | None:
-        error, self._error = self._error, None
-        return error
 
     def read(self) -> npt.NDArray[np.void]:
         """Copies out every committed record up to the first busy one and publishes the position.
@@ -232,8 +246,7 @@ class RingReader:
             )
             return None
         if not header & DISCARD_BIT:
-            self._malformed += 1
-            self._error = self._error or (
+            self._count_malformed(
                 f"ring record at position {pos} is {length} bytes, but the declared record "
                 f"type is {self.record.itemsize} bytes; declare the record exactly as the BPF "
                 f"program submits it (sizeof of its struct). Records of another size are "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._maps import MapPoller, MapReading, Mode
 from ._pacing import AUTO_MAX_LATENCY
+from ._perf import PerfBuffer
 from ._ring import Reader, RingBuffer
 from ._stats import MapStats, RingStats, TraceStats
 from ._trace_pipe import TraceLine, TracePipe, trace_pipe
@@ -26,6 +27,7 @@ __all__ = [
     "MapStats",
     "MaxLatency",
     "Mode",
+    "PerfBuffer",
     "Reader",
     "RingBuffer",
     "RingStats",

@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RecordType", "record_type", "structure_for"]
+__all__ = ["RecordType", "record_type", "structure_for", "with_text"]
 
 R = TypeVar("R")
 
@@ -88,6 +88,18 @@ def structure_for(dtype: np.dtype[np.void], name: str = "Record") -> type[ctypes
             f"not {dtype.itemsize}"
         )
     return structure
+
+
+def with_text(structure: type[ctypes.Structure], names: Sequence[str]) -> type[ctypes.Structure]:
+    """``structure`` whose char array fields ``names`` read as text (UTF-8, up to the first NUL;
+    bytes that are not UTF-8 are replaced), decoded only when read."""
+
+    def text(field: Any) -> property:
+        return property(lambda self: field.__get__(self).decode("utf-8", "replace"))
+
+    namespace: dict[str, Any] = {name: text(getattr(structure, name)) for name in names}
+    namespace["__slots__"] = ()
+    return type(structure.__name__, (structure,), namespace)
 
 
 def structures(structure: type[ctypes.Structure]) -> Decoder[ctypes.Structure]:

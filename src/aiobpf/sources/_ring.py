@@ -26,9 +26,10 @@ from .._kernel.ring_memory import RingMemory
 from .._kernel.ring_protocol import RecordReader, RingReader
 from .._resource import release_all, warn_unclosed
 from ..errors import RecordLayoutError
+from ._c_layout import check_layout, dtype_from_fields, text_fields
 from ._gate import ReaderGate
 from ._pacing import Pacing
-from ._records import RecordType, record_type
+from ._records import RecordType, record_type, structure_for, structures, with_text
 from ._stats import RingStats
 from ._validate import MaxLatency, check_reading_mode
 
@@ -173,13 +174,28 @@ class RingBuffer(ObjectReceiveStream[R]):
         owned: Sequence[Callable[[], None]] = ...,
     ) -> RingBuffer[Any]: ...
 
+    @overload
     @classmethod
     def from_bcc(
         cls,
         bpf: Any,
         name: str,
         *,
-        record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any],
+        record: None = ...,
+        counters: str | None = ...,
+        max_latency: MaxLatency = ...,
+        busy_poll: float = ...,
+        reader: Reader = ...,
+        owned: Sequence[Callable[[], None]] = ...,
+    ) -> RingBuffer[Any]: ...
+
+    @classmethod
+    def from_bcc(
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any] | None = None,
         counters: str | None = "auto",
         max_latency: MaxLatency = "auto",
         busy_poll: float = 0.0,
@@ -190,7 +206,11 @@ class RingBuffer(ObjectReceiveStream[R]):
 
         ``record`` describes one payload: a numpy structured dtype or a ``ctypes.Structure``
         subclass (records come as Structures with the dtype's field names, sharing the batch
-        memory), or a :class:`aiobpf.lowlevel.RecordType` with a decoder of your own.
+        memory), or a :class:`aiobpf.lowlevel.RecordType` with a decoder of your own. Left out,
+        it is the C struct the program writes into the ring (its ``ringbuf_output`` or
+        ``ringbuf_reserve`` calls, as BCC parsed them): fields by name, arrays of any
+        dimension, char arrays as text (bytes in batches). A declared record is checked
+        against that struct when BCC saw one.
 
         ``counters`` names a per-CPU array of two u64 slots, ``[produced, dropped]``, that the
         program updates around ``ringbuf_reserve`` (see ``aiobpf/programs/aiobpf.h``);
@@ -223,7 +243,10 @@ class RingBuffer(ObjectReceiveStream[R]):
         ``program.close`` of an :class:`aiobpf.lowlevel.Program`); they run when the source is
         released, and at once if building the source fails.
 
-        Raises :class:`LookupError` for an unknown map, :class:`aiobpf.MapTypeError` when it is not
+        Raises :class:`LookupError` for an unknown map, :class:`aiobpf.RecordLayoutError` when
+        the declared record is not the program's struct, or when there is no record to derive
+        (no typed struct written, or one with a nested struct), :class:`aiobpf.MapTypeError`
+        when it is not
         a ring buffer or the counters map is not a per-CPU array, :class:`TypeError` for a bad
         ``record``, :class:`ValueError` for a negative ``max_latency`` or ``busy_poll``, for a
         numeric budget with ``busy_poll`` (with it, "auto" means none), or for ``busy_poll``
@@ -233,12 +256,8 @@ class RingBuffer(ObjectReceiveStream[R]):
         ring_reader: RecordReader | None = None
         try:
             check_reading_mode(max_latency, busy_poll)  # before the ring is mapped
-            layout = record_type(record)
-            counter_reader = None
-            if counters == "auto":
-                counters = f"{name}_counts" if _bcc.has_map(bpf, f"{name}_counts") else None
-            if counters is not None:
-                counter_reader = _bcc.percpu_sums(bpf, counters)
+            layout = _record_of(bpf, name, record)
+            counter_reader = _counter_reader(bpf, name, counters)
             if reader == "auto":
                 reader = "mmap" if platform.machine().lower() in _TSO_MACHINES else "bcc"
             elif reader not in ("mmap", "bcc"):
@@ -527,6 +546,37 @@ class RingBuffer(ObjectReceiveStream[R]):
             return
         warn_unclosed(self, f"ring buffer source {self.name!r}")
         self._release()
+
+
+def _counter_reader(bpf: Any, name: str, counters: str | None) -> Callable[[], list[int]] | None:
+    """The reader of the program's ``[produced, dropped]`` counts for map ``name``: the named
+    per-CPU array, ``<name>_counts`` for "auto" when the program has one, or none."""
+    if counters == "auto":
+        counters = f"{name}_counts" if _bcc.has_map(bpf, f"{name}_counts") else None
+    return None if counters is None else _bcc.percpu_sums(bpf, counters)
+
+
+def _record_of(
+    bpf: Any,
+    name: str,
+    record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any] | None,
+    what: str = "",
+) -> RecordType[Any]:
+    """The declared record, checked against the struct the program writes into map ``name``;
+    or, when none is declared, that struct's."""
+    what = what or f"ring {name!r}"
+    fields = _bcc.event_fields(bpf, name) if _bcc.has_map(bpf, name) else []
+    if record is not None:
+        layout = record_type(record)
+        try:
+            program = dtype_from_fields(fields, what)
+        except RecordLayoutError:  # BCC saw no struct, or one it does not describe: unchecked
+            return layout
+        check_layout(layout.dtype, program, what)
+        return layout
+    dtype = dtype_from_fields(fields, what)
+    structure = with_text(structure_for(dtype, name), text_fields(fields))
+    return RecordType(dtype=dtype, decode=structures(structure))
 
 
 class BatchSource(Protocol):

@@ -37,6 +37,9 @@ class RingStats:
     unread: int = 0
     """Records still in the ring when the source closed, taken out and counted then. aiobpf's
     programs are detached first, so nothing comes after."""
+    lost: int | None = None
+    """Perf buffers only: samples the kernel had no room for, as it reported them (with the
+    next sample that fit). Rings keep no such count."""
 
 
 @attrs.frozen

@@ -1,0 +1,120 @@
+"""PerfBuffer: the samples of a ``BPF_PERF_OUTPUT`` map as an async source, read from the
+mapped per-CPU buffers (no BCC callback, no thread), with the same surface as RingBuffer."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+
+from .._kernel import bcc as _bcc
+from .._kernel.perf_buffer import PerfBuffers, open_perf_buffers
+from .._resource import release_all
+from ._records import RecordType
+from ._ring import _TSO_MACHINES, RingBuffer, _counter_reader, _record_of
+from ._stats import RingStats
+from ._validate import MaxLatency, check_reading_mode
+
+__all__ = ["PerfBuffer"]
+
+R = TypeVar("R")
+
+
+class PerfBuffer(RingBuffer[R]):
+    """An async source of the samples of one BPF perf buffer map (``BPF_PERF_OUTPUT``, BCC's
+    ``perf_submit``), the output kernels before 5.8 have. Create it with :meth:`from_bcc`.
+
+    It reads the per-CPU buffers the kernel maps, in numpy batches, waiting on one epoll fd
+    over them on the event loop: the same iteration, ``batches()``, latency budget, closing and
+    cancellation contract as :class:`RingBuffer`.
+
+    **Order**: samples come CPU by CPU within a batch; each CPU's are in the order it wrote
+    them, but samples of different CPUs are not ordered with respect to each other. Give
+    ``order_by`` (a timestamp field) to have each batch sorted by it.
+
+    **Loss**: a CPU's buffer that is full loses the sample; the kernel counts it and reports
+    the count with its next sample. :attr:`stats` ``lost`` is that count; ``dropped`` is the
+    program's own count (``<name>_counts``, as for rings) where it keeps one, else ``lost``.
+    """
+
+    _perf: PerfBuffers
+
+    @classmethod
+    def from_bcc(  # type: ignore[override]
+        cls,
+        bpf: Any,
+        name: str,
+        *,
+        record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any] | None = None,
+        page_cnt: int = 64,
+        counters: str | None = "auto",
+        max_latency: MaxLatency = "auto",
+        busy_poll: float = 0.0,
+        order_by: str | None = None,
+        owned: Sequence[Callable[[], None]] = (),
+    ) -> PerfBuffer[Any]:
+        """A source over perf buffer ``name`` of a ``bcc.BPF`` object (which stays yours to
+        clean up; do not also call its ``open_perf_buffer`` for this map).
+
+        ``record``, ``counters``, ``max_latency``, ``busy_poll`` and ``owned`` are as for
+        :meth:`RingBuffer.from_bcc` (left out, the record is the struct the program passes to
+        ``perf_submit``). ``page_cnt`` is each CPU's buffer size in pages (a power of two).
+        ``order_by`` names a field to sort each batch by (a timestamp the program writes).
+
+        Raises what :meth:`RingBuffer.from_bcc` raises, :class:`aiobpf.MapTypeError` when the
+        map is not a perf event array, :class:`ValueError` for a bad ``page_cnt`` or an unknown
+        ``order_by`` field, :class:`aiobpf.PrivilegeError` without CAP_PERFMON, and
+        :class:`NotImplementedError` on CPUs other than x86-64 (the reader's ordering argument).
+        """
+        on_close: list[Callable[[], None]] = list(owned)
+        reader: PerfBuffers | None = None
+        try:
+            check_reading_mode(max_latency, busy_poll)
+            if platform.machine().lower() not in _TSO_MACHINES:
+                raise NotImplementedError(
+                    f"PerfBuffer reads the mapped buffers, which needs x86-64's memory ordering; "
+                    f"this is {platform.machine()}: use BCC's open_perf_buffer"
+                )
+            layout = _record_of(bpf, name, record, what=f"perf buffer {name!r}")
+            if order_by is not None and order_by not in (layout.dtype.names or ()):
+                raise ValueError(
+                    f"order_by must name a field of the record {layout.dtype.names}, "
+                    f"got {order_by!r}"
+                )
+            counter_reader = _counter_reader(bpf, name, counters)
+            fd = _bcc.map_fd(bpf, name)
+            on_close.append(lambda: os.close(fd))
+            reader, epoll, release = open_perf_buffers(
+                fd, name, layout.dtype, page_cnt, order_by=order_by
+            )
+            on_close.append(release)
+            source: PerfBuffer[Any] = cls(
+                name=name,
+                fd=epoll.fileno(),
+                record=layout,
+                reader=reader,
+                counters=counter_reader,
+                max_latency=max_latency,
+                busy_poll=busy_poll,
+                on_close=on_close,
+            )
+            source._perf = reader
+            return source
+        except BaseException as exc:
+            reader = None
+            traceback.clear_frames(exc.__traceback__)
+            release_all(reversed(on_close), after=exc)
+            raise
+
+    def _current_stats(self) -> RingStats:
+        stats = super()._current_stats()
+        lost = self._perf.lost
+        if self._counters is None:
+            return attrs.evolve(stats, dropped=lost, lost=lost)
+        return attrs.evolve(stats, lost=lost)

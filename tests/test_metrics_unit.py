@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from aiobpf import MapReading, WindowCount
+from aiobpf.operators import Histogram
 from aiobpf.service import StreamMetrics
 
 pytestmark = pytest.mark.anyio
@@ -63,3 +64,39 @@ def test_bad_names_and_mixed_streams_are_refused() -> None:
         metrics.observe(MapReading(time=1.0, values={}, mode="delta", dropped=None))
     with pytest.raises(TypeError, match="not int"):
         metrics.observe(3)  # type: ignore[arg-type]
+
+
+async def test_interval_histograms_add_up_into_one_prometheus_histogram() -> None:
+    """Two intervals' log2 histograms: cumulative buckets whose ``le`` is each slot's highest
+    value, ``+Inf`` holding the count, no sum (nor, with it, a count series); a cumulative
+    (snapshot) histogram replaces the totals."""
+    metrics = StreamMetrics("read_latency_usecs", "read() latency")
+    await metrics.consume(
+        _items([Histogram.from_counts({1: 2, 3: 1}), Histogram.from_counts({3: 4, 4: 1})])
+    )
+    text = _scrape(metrics)
+    for line in [
+        'read_latency_usecs_bucket{le="0"} 0.0',
+        'read_latency_usecs_bucket{le="1"} 2.0',
+        'read_latency_usecs_bucket{le="3"} 2.0',
+        'read_latency_usecs_bucket{le="7"} 7.0',
+        'read_latency_usecs_bucket{le="15"} 8.0',
+        'read_latency_usecs_bucket{le="+Inf"} 8.0',
+    ]:
+        assert line in text, text
+    assert "_sum" not in text
+    assert "_count" not in text
+    metrics.observe(Histogram.from_counts({2: 5}, cumulative=True))
+    assert 'read_latency_usecs_bucket{le="+Inf"} 5.0' in _scrape(metrics)
+
+
+async def test_keyed_histograms_are_labelled_by_key() -> None:
+    metrics = StreamMetrics("syscall_usecs", "syscall latency", label="syscall")
+    metrics.observe(
+        {"read": Histogram.from_counts({2: 1}), "openat": Histogram.from_counts({5: 3})}
+    )
+    text = _scrape(metrics)
+    assert 'syscall_usecs_bucket{le="31",syscall="openat"} 3.0' in text
+    assert 'syscall_usecs_bucket{le="+Inf",syscall="read"} 1.0' in text
+    with pytest.raises(TypeError, match="a stream of Histogram, not WindowCount"):
+        metrics.observe(WindowCount(start=0, end=1, counts={}))

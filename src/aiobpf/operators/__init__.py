@@ -16,11 +16,13 @@ from ._core import (
     map,
     pipe,
 )
+from ._histogram import Histogram, histograms, keyed_histograms
 from ._routing import Lost, Policy, Router, View, ViewStats, route
 from ._streams import Merge, batch, merge
 from ._windows import WindowCount, WindowCounter, top_n, window_count
 
 __all__ = [
+    "Histogram",
     "Lost",
     "Merge",
     "Operator",
@@ -37,6 +39,8 @@ __all__ = [
     "filter_comm",
     "filter_pid",
     "filter_uid",
+    "histograms",
+    "keyed_histograms",
     "map",
     "merge",
     "pipe",

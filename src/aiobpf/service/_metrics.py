@@ -1,17 +1,24 @@
-"""Any aiobpf pipeline as Prometheus metrics: window counts and map readings, exported under a
-name of the user's, on the service's registry (``serve(collectors=...)``) or any other."""
+"""Any aiobpf pipeline as Prometheus metrics: window counts, map readings and histograms,
+exported under a name of the user's, on the service's registry (``serve(collectors=...)``) or
+any other."""
 
 from __future__ import annotations
 
 import collections
+import itertools
 import re
 from collections.abc import AsyncIterable, Hashable, Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from ..operators import WindowCount
+from ..operators import Histogram, WindowCount
 from ..sources import MapReading
 
 __all__ = ["StreamMetrics"]
@@ -30,6 +37,12 @@ class StreamMetrics(Collector):
     * ``<name>_late_total`` (windows: events that came after their window closed) and
       ``<name>_dropped`` (readings: the program's count of updates its full map refused).
 
+    A stream of :class:`aiobpf.operators.Histogram` (``histograms()``), or of dicts of them by
+    key (``histograms(slot=...)``), is exported as one Prometheus histogram ``<name>``:
+    ``_bucket{le=...}`` by key, each bucket's ``le`` its highest value and ``+Inf`` the count
+    (bucket counts cannot give ``_sum``, and prometheus_client writes ``_count`` only with it).
+    Interval histograms are added up; cumulative ones (snapshot readings) replace the totals.
+
     Feed it with :meth:`consume` (a task of your own) or :meth:`observe`; register it on a
     ``prometheus_client`` registry, or give it to :func:`aiobpf.service.serve`, whose
     ``/metrics`` then carries it behind the service's access control.
@@ -46,10 +59,20 @@ class StreamMetrics(Collector):
         self._late = 0
         self._dropped: int | None = None
         self._kind: type[Any] | None = None
+        self._histograms: dict[Hashable, tuple[Histogram, list[int]]] = {}
 
-    def observe(self, item: WindowCount | MapReading[Any, Any]) -> None:
-        """Takes one window or reading into the metrics."""
-        if isinstance(item, WindowCount):
+    def observe(
+        self, item: WindowCount | MapReading[Any, Any] | Histogram | dict[Any, Histogram]
+    ) -> None:
+        """Takes one window, reading or histogram into the metrics."""
+        if isinstance(item, Histogram) or (
+            isinstance(item, dict) and all(isinstance(h, Histogram) for h in item.values())
+        ):
+            self._check_kind(Histogram)
+            by_key = {None: item} if isinstance(item, Histogram) else item
+            for key, histogram in by_key.items():
+                self._add_histogram(key, histogram)
+        elif isinstance(item, WindowCount):
             self._check_kind(WindowCount)
             self._totals.update(item.counts)
             self._last = dict(item.counts)
@@ -65,8 +88,16 @@ class StreamMetrics(Collector):
             self._dropped = item.dropped
         else:
             raise TypeError(
-                f"StreamMetrics takes WindowCount or MapReading items, not {type(item).__name__}"
+                "StreamMetrics takes WindowCount, MapReading or Histogram items, not "
+                f"{type(item).__name__}"
             )
+
+    def _add_histogram(self, key: Hashable, histogram: Histogram) -> None:
+        counts = list(histogram.counts)
+        before = self._histograms.get(key)
+        if before is not None and not histogram.cumulative:  # an interval's: added up
+            counts = [a + b for a, b in itertools.zip_longest(before[1], counts, fillvalue=0)]
+        self._histograms[key] = (histogram, counts)
 
     def _check_kind(self, kind: type[Any]) -> None:
         if self._kind is None:
@@ -74,12 +105,30 @@ class StreamMetrics(Collector):
         elif self._kind is not kind:
             raise TypeError(f"{self.name}: a stream of {self._kind.__name__}, not {kind.__name__}")
 
-    async def consume(self, stream: AsyncIterable[WindowCount | MapReading[Any, Any]]) -> None:
+    def _histogram_family(self) -> Metric:
+        keyed = any(key is not None for key in self._histograms)
+        family = HistogramMetricFamily(
+            self.name, self._documentation, labels=[self._label] if keyed else None
+        )
+        for key, (histogram, counts) in sorted(self._histograms.items(), key=lambda i: str(i[0])):
+            buckets: list[tuple[str, float]] = []
+            running = 0
+            for slot, count in enumerate(counts):
+                running += count
+                buckets.append((str(histogram.bounds(slot)[1]), running))
+            buckets.append(("+Inf", running))
+            family.add_metric([str(key)] if keyed else [], buckets, None)
+        return family
+
+    async def consume(self, stream: AsyncIterable[Any]) -> None:
         """Observes every item of ``stream`` until it ends."""
         async for item in stream:
             self.observe(item)
 
     def collect(self) -> Iterator[Metric]:
+        if self._kind is Histogram:
+            yield self._histogram_family()
+            return
         labels = [self._label]
         total = CounterMetricFamily(self.name, self._documentation, labels=labels)
         last = GaugeMetricFamily(

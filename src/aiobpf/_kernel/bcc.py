@@ -229,8 +229,6 @@ class BccRingConsumer(MalformedRecords):
         self._name = name
         self._record = record
         self._chunks: list[bytes] = []
-        self._error: str | None = None
-        self._malformed = 0
         self._in_use = False
         size = record.itemsize
 
@@ -498,11 +496,10 @@ class Program:
         does not have, and :class:`AttachError` when the kernel refuses the probe.
         """
         path = _find_binary(binary)
+        target = -1 if pid is None else pid  # BCC's "every process"
         bcc = import_bcc()
         try:
-            bcc.BPF._check_path_symbol(
-                path.encode(), symbol.encode(), 0, -1 if pid is None else pid
-            )
+            bcc.BPF._check_path_symbol(path.encode(), symbol.encode(), 0, target)
         except Exception:
             raise UnknownSymbolError(
                 f"{path} has no symbol {symbol!r} (see `nm -D {path}`; a stripped binary "
@@ -516,7 +513,7 @@ class Program:
                 name=path.encode(),
                 sym=symbol.encode(),
                 fn_name=fn_name.encode(),
-                pid=-1 if pid is None else pid,
+                pid=target,
             )
         except Exception as exc:
             raise AttachError(

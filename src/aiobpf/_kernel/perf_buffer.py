@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import mmap
 import os
 import platform
@@ -65,6 +66,11 @@ def sample_size(record_size: int) -> int:
     return 8 + (record_size + 4 + 7) // 8 * 8
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _perf_event_open(cpu: int) -> int:
     """A BPF output perf event on ``cpu`` that wakes its reader on every sample."""
     number = _PERF_EVENT_OPEN.get(platform.machine())
@@ -75,9 +81,8 @@ def _perf_event_open(cpu: int) -> int:
         attr, 0, _PERF_TYPE_SOFTWARE, _ATTR_SIZE, _PERF_COUNT_SW_BPF_OUTPUT, 1, _PERF_SAMPLE_RAW,
         0, 0, 1, 0,
     )  # fmt: skip
-    libc = ctypes.CDLL(None, use_errno=True)
     buffer = (ctypes.c_char * _ATTR_SIZE).from_buffer(attr)
-    fd = int(libc.syscall(number, buffer, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC))
+    fd = int(_libc().syscall(number, buffer, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC))
     if fd < 0:
         err = ctypes.get_errno()
         if err in (1, 13):  # EPERM, EACCES
@@ -178,8 +183,6 @@ class PerfBuffers(MalformedRecords):
         )
         self.lost = 0
         """Samples the kernel had no room for, as its PERF_RECORD_LOST records reported them."""
-        self._malformed = 0
-        self._error: str | None = None
 
     @property
     def data_size(self) -> int:
@@ -301,8 +304,10 @@ def open_perf_buffers(
             )
             slots.append(cpu)
             epoll.register(buffer.fd, select.EPOLLIN)
-            ioctl = ctypes.CDLL(None, use_errno=True).ioctl
-            check(ioctl(buffer.fd, _PERF_EVENT_IOC_ENABLE, 0), f"enabling CPU {cpu}'s perf event")
+            check(
+                _libc().ioctl(buffer.fd, _PERF_EVENT_IOC_ENABLE, 0),
+                f"enabling CPU {cpu}'s perf event",
+            )
     except BaseException:
         release()
         raise

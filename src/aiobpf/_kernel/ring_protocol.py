@@ -93,8 +93,8 @@ class MalformedRecords:
     counts them (``_malformed``) and keeps the first message (``_error``) for the source to
     raise once, through :meth:`take_error`."""
 
-    _malformed: int
-    _error: str | None
+    _malformed: int = 0
+    _error: str | None = None
 
     @property
     def malformed(self) -> int:
@@ -125,8 +125,6 @@ class RingReader(MalformedRecords):
     _framed: np.dtype[np.void] = attrs.field(init=False)
     _stride: int = attrs.field(init=False)
     _view: memoryview = attrs.field(init=False)
-    _malformed: int = attrs.field(default=0, init=False)
-    _error: str | None = attrs.field(default=None, init=False)
     _corrupt: str | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:

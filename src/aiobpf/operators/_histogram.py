@@ -49,10 +49,7 @@ class Histogram:
     ) -> Histogram:
         """From ``{slot: count}`` (a map reading's values); raises ValueError for a negative or
         non-integer slot, an unknown kind or a step below 1."""
-        if kind not in ("log2", "linear"):
-            raise ValueError(f"kind must be 'log2' or 'linear', got {kind!r}")
-        if not (isinstance(step, int) and step >= 1):
-            raise ValueError(f"step must be a whole number >= 1, got {step!r}")
+        _check_shape(kind, step)
         slots = {_slot(key): int(count) for key, count in counts.items()}
         size = max((slot for slot, count in slots.items() if count), default=-1) + 1
         counted = tuple(slots.get(slot, 0) for slot in range(size))
@@ -112,6 +109,13 @@ class Histogram:
         return "\n".join(lines)
 
 
+def _check_shape(kind: Kind, step: int) -> None:
+    if kind not in ("log2", "linear"):
+        raise ValueError(f"kind must be 'log2' or 'linear', got {kind!r}")
+    if not (isinstance(step, int) and step >= 1):
+        raise ValueError(f"step must be a whole number >= 1, got {step!r}")
+
+
 def _slot(key: Any) -> int:
     slot = getattr(key, "value", key)  # a ctypes key
     if isinstance(slot, bool) or not isinstance(slot, int) or slot < 0:
@@ -158,7 +162,7 @@ def histograms(
     ``MapPoller.from_bcc(bpf, "dist", mode="delta") | histograms()`` gives each interval's.
     With ``slot`` (the slot field of a struct key), each reading becomes a dict of histograms
     by the key's other field (see :func:`keyed_histograms`)."""
-    Histogram.from_counts({}, kind, step)  # the arguments are checked at the call
+    _check_shape(kind, step)  # at the call, not at the first reading
     if slot is None:
         return map(
             lambda reading: Histogram.from_counts(

@@ -81,7 +81,7 @@ class PerfBuffer(RingBuffer[R]):
                     f"PerfBuffer reads the mapped buffers, which needs x86-64's memory ordering; "
                     f"this is {platform.machine()}: use BCC's open_perf_buffer"
                 )
-            layout = _record_of(bpf, name, record, what=f"perf buffer {name!r}")
+            layout = _record_of(bpf, name, record, f"perf buffer {name!r}")
             if order_by is not None and order_by not in (layout.dtype.names or ()):
                 raise ValueError(
                     f"order_by must name a field of the record {layout.dtype.names}, "

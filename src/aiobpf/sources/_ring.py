@@ -166,22 +166,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         bpf: Any,
         name: str,
         *,
-        record: np.dtype[Any],
-        counters: str | None = ...,
-        max_latency: MaxLatency = ...,
-        busy_poll: float = ...,
-        reader: Reader = ...,
-        owned: Sequence[Callable[[], None]] = ...,
-    ) -> RingBuffer[Any]: ...
-
-    @overload
-    @classmethod
-    def from_bcc(
-        cls,
-        bpf: Any,
-        name: str,
-        *,
-        record: None = ...,
+        record: np.dtype[Any] | None = ...,
         counters: str | None = ...,
         max_latency: MaxLatency = ...,
         busy_poll: float = ...,
@@ -256,7 +241,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         ring_reader: RecordReader | None = None
         try:
             check_reading_mode(max_latency, busy_poll)  # before the ring is mapped
-            layout = _record_of(bpf, name, record)
+            layout = _record_of(bpf, name, record, f"ring {name!r}")
             counter_reader = _counter_reader(bpf, name, counters)
             if reader == "auto":
                 reader = "mmap" if platform.machine().lower() in _TSO_MACHINES else "bcc"
@@ -560,11 +545,10 @@ def _record_of(
     bpf: Any,
     name: str,
     record: np.dtype[Any] | type[ctypes.Structure] | RecordType[Any] | None,
-    what: str = "",
+    what: str,
 ) -> RecordType[Any]:
     """The declared record, checked against the struct the program writes into map ``name``;
-    or, when none is declared, that struct's."""
-    what = what or f"ring {name!r}"
+    or, when none is declared, that struct's (``what`` names the map in errors)."""
     fields = _bcc.event_fields(bpf, name) if _bcc.has_map(bpf, name) else []
     if record is not None:
         layout = record_type(record)

@@ -143,3 +143,17 @@ async def test_closing_ends_a_consumer_waiting_on_the_buffers() -> None:
     assert received == []
     assert program.closed
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+@pytest.mark.anyio
+async def test_a_sample_that_came_just_before_a_wait_still_wakes_it() -> None:
+    """A sample written after the reader last looked and before its wait registers the fd: the
+    registration's poll takes the perf event's wake-up (perf_poll swaps it for zero), so the
+    loop's own poll would see nothing. The wait looks at the buffers again and ends."""
+    program = _perf_program()
+    async with PerfBuffer.from_bcc(program.bpf, "events", owned=[program.close]) as perf:
+        os.getppid()  # the sample, and its wake-up, before the wait
+        with anyio.fail_after(5):
+            assert await perf._gate.wait_readable(perf._fd)
+        batch = await _receive(perf, 1)
+    assert len(batch) == 1

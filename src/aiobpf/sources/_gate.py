@@ -32,11 +32,20 @@ class _Readiness:
     loop), and the next wait registers it again. ``has_data`` (the ring's own positions) tells a
     stale readiness, reported just before the reader took what made the fd ready, from a real
     one, so that it costs no wake-up.
+
+    An fd whose readiness is consumed by polling it (``consumed_by_poll``: perf events, see
+    :class:`ReaderGate`) stays registered for good: polled again it reports nothing, so it
+    cannot spin the loop, and only the loop's own poll, which reports what it consumed, ever
+    looks at it. The one other poll is the registration's own: a wait that registers looks at
+    ``has_data`` after it.
     """
 
-    def __init__(self, fd: int, has_data: Callable[[], bool] | None) -> None:
+    def __init__(
+        self, fd: int, has_data: Callable[[], bool] | None, *, consumed_by_poll: bool = False
+    ) -> None:
         self._fd = fd
         self._has_data = has_data
+        self._consumed_by_poll = consumed_by_poll
         self._loop = asyncio.get_running_loop()
         self._future: asyncio.Future[bool] | None = None
         self._registered = False
@@ -49,6 +58,8 @@ class _Readiness:
         if not self._registered:
             self._loop.add_reader(self._fd, self._ready)
             self._registered = True
+            if self._consumed_by_poll and self._has_data is not None and self._has_data():
+                return True  # the registration's poll took the readiness of these records
         future: asyncio.Future[bool] = self._loop.create_future()
         self._future = future
         try:
@@ -58,8 +69,9 @@ class _Readiness:
 
     def _ready(self) -> None:
         future = self._future
-        if future is None:  # nobody waits: stop watching until the next wait
-            self.close()
+        if future is None:  # nobody waits: the reader looks at the ring before it waits again
+            if not self._consumed_by_poll:
+                self.close()  # stop watching until the next wait: level-triggered, it would spin
         elif not future.done() and (self._has_data is None or self._has_data()):
             future.set_result(True)
 
@@ -82,10 +94,27 @@ class ReaderGate:
     reader gets :class:`anyio.BusyResourceError`. A close from another task must not release
     the fd (or unmap the ring) under a reader still waiting on it: :meth:`wake_and_wait` wakes
     that wait and returns once the reader has left; :meth:`close` then lets go of the fd.
+
+    **Readiness consumed by polling** (``consumed_by_poll``). A perf event's ``poll`` reports
+    readable once per wake-up: it swaps the buffer's wake-up flag for zero (``perf_poll``), and
+    the epoll fd a perf source waits on passes that on. epoll polls an fd again before it
+    reports it, and an event loop polls it when it registers it: trio registers the fd anew
+    for each wait (``EPOLL_CTL_MOD``, one-shot), asyncio when a reader is added. A record that
+    arrives between the reader's last look at the buffers and that registration has its
+    wake-up taken by the registration's poll; the loop's own poll then sees nothing, and the
+    record would wait for the next one, forever if it was the last. So a wait looks at the
+    buffers (``has_data``) once more after registering: on asyncio the fd stays registered
+    (see :class:`_Readiness`), on trio a callback the loop runs after the waiting task parked
+    looks, and ends the wait when there is data.
     """
 
-    def __init__(self, has_data: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, has_data: Callable[[], bool] | None = None, *, consumed_by_poll: bool = False
+    ) -> None:
+        if consumed_by_poll and has_data is None:
+            raise ValueError("a readiness consumed by polling needs has_data to look again")
         self._has_data = has_data
+        self._consumed_by_poll = consumed_by_poll
         self._reading = False
         self._closing = False
         self._waiting_fd: int | None = None
@@ -118,15 +147,40 @@ class ReaderGate:
                 if readiness is None or readiness.loop is not asyncio.get_running_loop():
                     if readiness is not None:
                         readiness.close()
-                    readiness = self._readiness = _Readiness(fd, self._has_data)
+                    readiness = self._readiness = _Readiness(
+                        fd, self._has_data, consumed_by_poll=self._consumed_by_poll
+                    )
                 return await readiness.wait()
             try:
-                await anyio.wait_readable(fd)
+                if self._consumed_by_poll:
+                    await self._wait_and_look_again(fd)
+                else:
+                    await anyio.wait_readable(fd)
             except anyio.ClosedResourceError:  # notify_closing: the source is closing
                 return False
             return True
         finally:
             self._waiting_fd = None
+
+    async def _wait_and_look_again(self, fd: int) -> None:
+        """trio: waits on ``fd``, and ends the wait early if the buffers hold data once the
+        registration is done (see the class docstring)."""
+        import trio
+
+        has_data = self._has_data
+        assert has_data is not None
+
+        def look_again(scope: trio.CancelScope) -> None:
+            if has_data():
+                scope.cancel()  # a no-op once the wait is over
+
+        with trio.CancelScope() as scope:
+            # runs on the loop after this task parks, so after the registration's poll
+            trio.lowlevel.current_trio_token().run_sync_soon(look_again, scope)
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except trio.ClosedResourceError:  # notify_closing, as anyio.wait_readable says it
+                raise anyio.ClosedResourceError from None
 
     async def sleep(self, seconds: float) -> bool:
         """Sleeps (a latency budget, say): True, or False when :meth:`wake_and_wait` cut it

@@ -44,6 +44,8 @@ class PerfBuffer(RingBuffer[R]):
     """
 
     _perf: PerfBuffers
+    #: a perf event's poll takes its wake-up: waits look at the buffers again after registering
+    _readiness_consumed_by_poll = True
 
     @classmethod
     def from_bcc(  # type: ignore[override]

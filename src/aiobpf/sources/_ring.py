@@ -84,6 +84,9 @@ class RingBuffer(ObjectReceiveStream[R]):
     source at the same time gets :class:`anyio.BusyResourceError`.
     """
 
+    #: a ring's fd is readable while it holds records (``ringbuf_map_poll``): level-triggered
+    _readiness_consumed_by_poll = False
+
     def __init__(
         self,
         *,
@@ -124,7 +127,10 @@ class RingBuffer(ObjectReceiveStream[R]):
         self._layout_error: RecordLayoutError | None = None
         self._unread = 0
         # the mmap reader sees the ring's positions: a stale readiness of the fd costs nothing
-        self._gate = ReaderGate(self._ring_has_bytes if reader.data_size is not None else None)
+        self._gate = ReaderGate(
+            self._ring_has_bytes if reader.data_size is not None else None,
+            consumed_by_poll=self._readiness_consumed_by_poll,
+        )
         self._closed = False
 
     # -- construction ---------------------------------------------------------------------------

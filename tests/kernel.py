@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+from aiobpf.lowlevel import cgroup_root
 from aiobpf.testing import held_bpf_objects, loaded_bpf_ids
 
 
@@ -66,6 +70,24 @@ def uniquely_named_program(directory: Path, name: str) -> Path:
 def setpriv_command(uid: int, program: str | Path) -> list[str]:
     """Runs ``program`` (an absolute path: one execve) as uid/gid ``uid``, setpriv exec'ing it."""
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(program)]
+
+
+@contextlib.contextmanager
+def new_cgroup(parent: Path | None = None) -> Iterator[Path]:
+    """A cgroup v2 of the test's own (under ``parent``, or the root), removed afterwards, once
+    the processes started in it have exited."""
+    path = (parent or cgroup_root()) / f"aiobpf-test-{secrets.token_hex(4)}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        path.rmdir()
+
+
+def in_cgroup_command(cgroup: Path, program: str | Path) -> list[str]:
+    """Runs ``program`` (one execve) in ``cgroup``: a shell moves itself there, then exec's it.
+    The shell's own exec happens in the caller's cgroup."""
+    return ["sh", "-c", 'echo $$ > "$1/cgroup.procs" && exec "$2"', "sh", str(cgroup), str(program)]
 
 
 def spawn_as(uid: int, program: Path) -> subprocess.Popen[bytes]:

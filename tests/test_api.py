@@ -61,6 +61,7 @@ TOP_LEVEL = [
     "execve_counts",
     "execve_events",
     "execve_window_counts",
+    "filter_cgroup",
     "filter_comm",
     "filter_pid",
     "filter_uid",

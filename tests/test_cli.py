@@ -17,6 +17,8 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from aiobpf.lowlevel import cgroup_id
+
 from . import kernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         ["execsnoop", "--uid", "nobody"],
         ["execsnoop", "--max-latency", "0.01", "--busy-poll", "0.01"],
         ["execsnoop", "--busy-poll", "-1"],
+        ["execsnoop", "--cgroup", "no-such-cgroup"],
         ["syscalls", "--pid", "x"],
         ["no-such-tool"],
         [],
@@ -159,11 +162,37 @@ async def test_execsnoop_json_reports_a_known_program(tmp_path: Path) -> None:
             summary = await _json_until(stream, lambda line: True)
     assert set(line) == {
         "type", "time", "uid", "pid", "tid", "ppid", "comm", "syscall", "dirfd", "flags",
-        "filename", "argv", "filename_truncated", "argv_truncated", "retval",
+        "filename", "argv", "filename_truncated", "argv_truncated", "retval", "cgroup_id",
+        "cgroup",
     }  # fmt: skip
     assert (line["type"], line["uid"], line["comm"], line["retval"]) == ("exec", UID, "snoop-me", 0)
     assert (line["filename"], line["argv"]) == (str(program), [str(program), "an argument"])
     assert before <= line["time"] <= after
+    assert summary == {"type": "summary", "seen": 1, "lost": 0}
+    assert process.returncode == 0, error
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("bpf")
+async def test_execsnoop_cgroup_keeps_only_the_cgroups_execs(tmp_path: Path) -> None:
+    """--cgroup PATH: a program run outside the cgroup, then one in a cgroup below it: only the
+    second is shown, with its cgroup's path; the summary counts only it."""
+    outside = kernel.uniquely_named_program(tmp_path, "outside")
+    inside = kernel.uniquely_named_program(tmp_path, "inside")
+    with kernel.new_cgroup() as top, kernel.new_cgroup(top) as inner:
+        expected = (f"/{top.name}/{inner.name}", cgroup_id(inner))
+        args = [sys.executable, "-m", "aiobpf", "execsnoop", "--json", "--cgroup", top.name]
+        with anyio.fail_after(60):
+            async with await anyio.open_process([*args, "--max-latency", "0"]) as process:
+                await _tracing(process)
+                await anyio.run_process([str(outside)])
+                await anyio.run_process(kernel.in_cgroup_command(inner, inside))
+                stream = await _lines(process)
+                line = await _json_until(stream, lambda line: True)
+                error = await _stop(process)
+                summary = await _json_until(stream, lambda line: True)
+    assert (line["comm"], line["filename"]) == ("inside", str(inside))
+    assert (line["cgroup"], line["cgroup_id"]) == expected
     assert summary == {"type": "summary", "seen": 1, "lost": 0}
     assert process.returncode == 0, error
 

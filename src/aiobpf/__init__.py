@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf
     from .operators import (
         WindowCount,
         batch,
+        filter_cgroup,
         filter_comm,
         filter_pid,
         filter_uid,
@@ -119,6 +120,7 @@ __all__ = [
     "execve_counts",
     "execve_events",
     "execve_window_counts",
+    "filter_cgroup",
     "filter_comm",
     "filter_pid",
     "filter_uid",
@@ -161,6 +163,7 @@ _HOMES = {
     "aiobpf.operators": (
         "WindowCount",
         "batch",
+        "filter_cgroup",
         "filter_comm",
         "filter_pid",
         "filter_uid",

@@ -1,6 +1,7 @@
 """The ``aiobpf`` command: ready-made tools built on the library.
 
-    aiobpf execsnoop [--uid UID] [--json] [--max-args N] [--ring-size BYTES] [--duration S]
+    aiobpf execsnoop [--uid UID] [--cgroup PATH] [--json] [--max-args N] [--ring-size BYTES]
+                     [--duration S]
     aiobpf hello [--trace-pipe] [--duration S]
     aiobpf syscalls [--pid PID] [--interval S] [--top N] [--json] [--duration S]
     aiobpf serve [--socket PATH] [--socket-mode 0600] [--port P [--host H] [--token-file F]]
@@ -32,7 +33,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ._defaults import DEFAULT_SOCKET
-from .errors import AiobpfError
+from ._kernel.cgroups import cgroup_path
+from .errors import AiobpfError, SetupError
+from .operators._cgroups import CgroupTree
 from .programs._dispatch import SyscallDispatch
 from .programs._execve import MAX_ARGS, execve_events
 from .programs._execve_event import ExecveEvent
@@ -106,6 +109,13 @@ def _uid(text: str) -> int:
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be a uid (0 to 4294967295), got {text!r}")
     return value
+
+
+def _cgroup(text: str) -> CgroupTree:
+    try:
+        return CgroupTree.of(text)
+    except (OSError, SetupError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- stopping -------------------------------------------------------------------------------------
@@ -193,6 +203,15 @@ def _shown_filename(event: ExecveEvent) -> str:
 _AT_FDCWD = -100
 
 
+@functools.lru_cache(maxsize=4096)
+def _cgroup_name(cgroup: int) -> str | None:
+    """The path of a cgroup id, looked up once per id (a walk of the cgroup tree)."""
+    try:
+        return cgroup_path(cgroup)
+    except SetupError:  # no cgroup2 mount: ids name nothing
+        return None
+
+
 def _execsnoop_line(event: ExecveEvent, as_json: bool) -> str:
     if as_json:
         return json.dumps(
@@ -212,6 +231,8 @@ def _execsnoop_line(event: ExecveEvent, as_json: bool) -> str:
                 "filename_truncated": event.filename_truncated,
                 "argv_truncated": event.argv_truncated,
                 "retval": event.retval,
+                "cgroup_id": event.cgroup_id,
+                "cgroup": _cgroup_name(event.cgroup_id),
             }
         )
     clock = time.strftime("%H:%M:%S", time.localtime(event.time))
@@ -278,6 +299,9 @@ async def _execsnoop(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None
     )
     if args.uid:
         source.push_down("uid", frozenset(args.uid))  # filtered in the kernel
+    if args.cgroup:
+        cgroups = frozenset().union(*(tree.ids for tree in args.cgroup))
+        source.push_down("cgroup", cgroups)  # so is this, cgroups below them included
     tally = _Tally(out, args.json, _Losses(out, args.json))
     async with source as events:
         # said once attached: from here on, every exec is seen
@@ -520,6 +544,14 @@ def _parser() -> argparse.ArgumentParser:
         help="one line per execve/execveat: time, uid, pid, ppid, ret, comm, filename, args",
     )
     snoop.add_argument("--uid", type=_uid, action="append", help="only this user (repeatable)")
+    snoop.add_argument(
+        "--cgroup",
+        type=_cgroup,
+        action="append",
+        metavar="PATH",
+        help="only processes in this cgroup v2 or below it: a path under the cgroup2 mount, "
+        "or as /proc/PID/cgroup shows it (repeatable)",
+    )
     snoop.add_argument(
         "--json",
         action="store_true",

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from ..errors import SetupError
 
-__all__ = ["cgroup_id", "cgroup_of", "cgroup_path", "cgroup_root"]
+__all__ = [
+    "cgroup_directory",
+    "cgroup_id",
+    "cgroup_of",
+    "cgroup_path",
+    "cgroup_root",
+    "find_below",
+    "narrow_cgroups",
+]
 
 
 @functools.cache
@@ -33,26 +41,41 @@ def cgroup_root() -> Path:
 def cgroup_id(path: str | os.PathLike[str]) -> int:
     """The id of cgroup ``path``: absolute under the cgroup2 mount, or relative to it
     (``"system.slice/ssh.service"``). FileNotFoundError when there is no such cgroup."""
+    return cgroup_directory(path).stat().st_ino
+
+
+def cgroup_directory(path: str | os.PathLike[str]) -> Path:
+    """The directory of cgroup ``path`` (as for :func:`cgroup_id`). FileNotFoundError when
+    there is no such cgroup."""
     full = Path(path)
     if not full.is_absolute() or not full.is_relative_to(cgroup_root()):
         full = cgroup_root() / str(path).lstrip("/")
     if not (full / "cgroup.procs").exists():
         raise FileNotFoundError(f"no cgroup {str(path)!r} under {cgroup_root()}")
-    return full.stat().st_ino
+    return full
 
 
 def cgroup_path(cgroup: int) -> str | None:
     """The path of cgroup id ``cgroup`` relative to the cgroup2 mount ("/" for the root), or
     None when no cgroup has that id any more (it was removed)."""
     root = cgroup_root()
-    if root.stat().st_ino == cgroup:
-        return "/"
-    for directory, subdirectories, _ in os.walk(root):
+    found = find_below(root, cgroup)
+    return None if found is None else "/" + os.path.relpath(found, root).removeprefix(".")
+
+
+def find_below(top: str | os.PathLike[str], cgroup: int) -> str | None:
+    """The directory of cgroup id ``cgroup`` if it is ``top`` or below it, else None.
+
+    A cgroup v2 cgroup never moves to another parent and its id is never reused, so an answer
+    stays true for as long as the cgroup exists."""
+    if os.stat(top).st_ino == cgroup:
+        return os.fspath(top)
+    for directory, subdirectories, _ in os.walk(top):
         for name in subdirectories:
             child = os.path.join(directory, name)
             try:
                 if os.stat(child).st_ino == cgroup:
-                    return "/" + os.path.relpath(child, root)
+                    return child
             except FileNotFoundError:  # removed while walking
                 continue
     return None
@@ -65,3 +88,20 @@ def cgroup_of(pid: int) -> str:
         if hierarchy == "0":
             return path
     raise LookupError(f"process {pid} is in no cgroup v2 (no 0:: line in /proc/{pid}/cgroup)")
+
+
+def narrow_cgroups(first: frozenset[int], second: frozenset[int]) -> frozenset[int]:
+    """The cgroups whose trees make up what is in the tree of ``first`` and in that of
+    ``second``: the members of each that are in or below a member of the other (two cgroup
+    trees meet only where one holds the other)."""
+    directories = {cgroup: find_below(cgroup_root(), cgroup) for cgroup in first | second}
+
+    def below(cgroup: int, tops: frozenset[int]) -> bool:
+        return any(
+            (top := directories[other]) is not None and find_below(top, cgroup) is not None
+            for other in tops
+        )
+
+    return frozenset(c for c in first if below(c, second)) | frozenset(
+        c for c in second if below(c, first)
+    )

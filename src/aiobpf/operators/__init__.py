@@ -5,6 +5,7 @@
 See :mod:`aiobpf.operators._core` for how operators compose and push work into the kernel.
 """
 
+from ._cgroups import filter_cgroup
 from ._core import (
     Operator,
     Pipeline,
@@ -36,6 +37,7 @@ __all__ = [
     "WindowCounter",
     "batch",
     "filter",
+    "filter_cgroup",
     "filter_comm",
     "filter_pid",
     "filter_uid",

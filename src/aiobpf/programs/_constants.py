@@ -22,6 +22,11 @@ FILTER_CAPACITY = 1024
 FILTER_UID = 1
 FILTER_PID = 2
 FILTER_COMM = 4
+FILTER_CGROUP = 8
+
+#: execve.bpf.c: the deepest cgroup level a cgroup filter looks at (the root is level 0): a
+#: task below it passes a cgroup filter only through its nearer ancestors.
+CGROUP_DEPTH = 32
 
 #: execve.bpf.c: sizes of a record's strings, the syscall it reports and its truncation flags.
 FILENAME_SIZE = 256

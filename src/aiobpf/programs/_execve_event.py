@@ -22,6 +22,7 @@ __all__ = ["EXECVE_EVENTS", "EXECVE_RECORD", "MONOTONIC_TO_WALL_NS", "ExecveEven
 EXECVE_RECORD: np.dtype[np.void] = np.dtype(
     [
         ("timestamp_ns", "<u8"),
+        ("cgroup_id", "<u8"),
         ("pid", "<u4"),
         ("tid", "<u4"),
         ("ppid", "<u4"),
@@ -73,7 +74,8 @@ class ExecveEvent:
     execveat's (``AT_FDCWD``, -100, and 0 for execve). ``filename`` is the path as the caller
     gave it; ``argv`` the arguments, up to the source's ``max_args`` and 2 KiB in all (256
     bytes each); ``filename_truncated`` and ``argv_truncated`` say when something did not fit.
-    ``comm`` is the process name after the call (the new program's, for a successful exec);
+    ``cgroup_id`` is the caller's cgroup v2 id (:func:`aiobpf.lowlevel.cgroup_path` gives its
+    path). ``comm`` is the process name after the call (the new program's, for a successful exec);
     ``retval`` is 0 or the negative errno of a failed exec; ``timestamp_ns`` is CLOCK_MONOTONIC
     at the return (``time.monotonic_ns()`` scale) and ``time`` the same instant as wall-clock
     seconds (see :data:`MONOTONIC_TO_WALL_NS`).
@@ -96,6 +98,7 @@ class ExecveEvent:
     filename_truncated: bool
     argv_truncated: bool
     message: str
+    cgroup_id: int
 
     @classmethod
     def decode(cls, batch: npt.NDArray[np.void]) -> list[ExecveEvent]:
@@ -127,6 +130,7 @@ _COPIED = (
     "timestamp_ns",
     "dirfd",
     "flags",
+    "cgroup_id",
     *_TEXT_FIELDS,
 )
 

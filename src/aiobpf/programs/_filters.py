@@ -1,8 +1,9 @@
 """Filter sets a kernel source applies in its BPF program, changeable while it runs.
 
 A program declares ``filter_config`` (an array of one u32 flag word) and one hash per kind of
-filter (``filter_uids``, ``filter_pids`` keyed by u32, ``filter_comms`` keyed by char[16]);
-events whose value is not in an enabled set are dropped before they reach the ring.
+filter (``filter_uids``, ``filter_pids`` keyed by u32, ``filter_comms`` keyed by char[16],
+``filter_cgroups`` keyed by u64 cgroup ids); events whose value is not in an enabled set are
+dropped before they reach the ring (a cgroup set also passes the cgroups below its members).
 
 Two kinds of request meet here. Filters pushed down by operators only ever narrow the stream
 (each one intersects with the last), so that the filters a pipeline states keep holding. A
@@ -13,10 +14,12 @@ selects the union of what they want, and the consumers filter their own part in 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from typing import Any
 
 from .._kernel.bcc import Program, map_fd
+from .._kernel.cgroups import narrow_cgroups
 from .._kernel.libbpf import check, libbpf
 from ..sources._validate import check_id
 from . import _constants as C
@@ -28,6 +31,7 @@ _KINDS = {
     "uid": (C.FILTER_UID, "filter_uids"),
     "pid": (C.FILTER_PID, "filter_pids"),
     "comm": (C.FILTER_COMM, "filter_comms"),
+    "cgroup": (C.FILTER_CGROUP, "filter_cgroups"),
 }
 CAPACITY = C.FILTER_CAPACITY
 """Entries each filter hash holds (its ``max_entries`` in the program)."""
@@ -36,7 +40,17 @@ CAPACITY = C.FILTER_CAPACITY
 def _key(kind: str, value: Any) -> bytes:
     if kind == "comm":
         return comm_key(str(value))
+    if kind == "cgroup":
+        return check_id("cgroup id", value, bits=64).to_bytes(8, "little")
     return check_id(kind, value).to_bytes(4, "little")
+
+
+def _intersect(kind: str, first: frozenset[bytes], second: frozenset[bytes]) -> frozenset[bytes]:
+    """The set of ``kind`` that passes what both ``first`` and ``second`` pass."""
+    if kind != "cgroup":
+        return first & second
+    ids = [frozenset(int.from_bytes(key, "little") for key in keys) for keys in (first, second)]
+    return frozenset(_key(kind, cgroup) for cgroup in narrow_cgroups(*ids))
 
 
 def check_values(kind: str, values: frozenset[Any]) -> None:
@@ -67,7 +81,7 @@ class KernelFilters:
     def restrict(self, kind: str, values: frozenset[Any]) -> None:
         """Keeps only events whose ``kind`` is in ``values`` (and in any earlier set of it)."""
         keys = _keys(kind, values)
-        self._pushed[kind] = self._pushed.get(kind, keys) & keys
+        self._pushed[kind] = _intersect(kind, self._pushed.get(kind, keys), keys)
         self._apply(kind)
 
     def select(self, kind: str, values: frozenset[Any] | None) -> None:
@@ -91,12 +105,12 @@ class KernelFilters:
             keys for keys in (self._pushed.get(kind), self._selected.get(kind)) if keys is not None
         ]
         applied = self._applied.get(kind, frozenset())
-        keys = frozenset.intersection(*wanted) if wanted else frozenset()
         if not wanted:
             self._applied.pop(kind, None)
             self._write_flags()  # off first: the kernel then ignores the set
             self._remove(kind, applied)
             return
+        keys = functools.reduce(lambda first, second: _intersect(kind, first, second), wanted)
         in_force = kind in self._applied
         self._applied[kind] = applied & keys
         self._remove(kind, applied - keys)

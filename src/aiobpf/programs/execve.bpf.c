@@ -24,6 +24,7 @@
 
 struct execve_event {
     u64 timestamp_ns;
+    u64 cgroup_id;
     u32 pid;
     u32 tid;
     u32 ppid;
@@ -53,19 +54,36 @@ struct zero_args {
 };
 BPF_ARRAY(zero_args, struct zero_args, 1);
 
-/* Filters pushed down from user space (aiobpf.filter_uid / filter_pid / filter_comm): a flag
- * word says which sets are in force, each set is a hash of allowed values. User space changes
- * them while the program runs. */
+/* Filters pushed down from user space (aiobpf.filter_uid / filter_pid / filter_comm /
+ * filter_cgroup): a flag word says which sets are in force, each set is a hash of allowed
+ * values. User space changes them while the program runs. */
 BPF_ARRAY(filter_config, u32, 1);
 BPF_HASH(filter_uids, u32, u8, AIOBPF_FILTER_CAPACITY);
 BPF_HASH(filter_pids, u32, u8, AIOBPF_FILTER_CAPACITY);
 BPF_HASH(filter_comms, struct comm_key, u8, AIOBPF_FILTER_CAPACITY);
+BPF_HASH(filter_cgroups, u64, u8, AIOBPF_FILTER_CAPACITY);
 
 static __always_inline u32 filter_flags(void)
 {
     u32 zero = 0;
     u32 *flags = filter_config.lookup(&zero);
     return flags ? *flags : 0;
+}
+
+/* Whether the current task is in one of the allowed cgroups or below one: a container's or a
+ * pod's cgroup often has cgroups of its own under it. The task's ancestors are its cgroup v2
+ * ids at each level from the root (level 0) down; past the task's own level the helper
+ * returns 0. */
+static __always_inline bool in_allowed_cgroup(void)
+{
+    for (int level = 0; level < AIOBPF_CGROUP_DEPTH; level++) {
+        u64 id = bpf_get_current_ancestor_cgroup_id(level);
+        if (id == 0)
+            return false;
+        if (filter_cgroups.lookup(&id))
+            return true;
+    }
+    return false;
 }
 
 static __always_inline void count_lost(void)
@@ -141,7 +159,11 @@ static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char
         return 0;
     if ((filter & AIOBPF_FILTER_PID) && !filter_pids.lookup(&tgid))
         return 0;
+    if ((filter & AIOBPF_FILTER_CGROUP) && !in_allowed_cgroup())
+        return 0;
     ev->timestamp_ns = 0;
+    /* exec does not move a task to another cgroup: its cgroup at entry is the event's */
+    ev->cgroup_id = bpf_get_current_cgroup_id();
     ev->pid = tgid;
     ev->tid = tid;
     ev->uid = uid;

@@ -68,12 +68,12 @@ def check_poll(interval: float, mode: str) -> None:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
-def check_id(kind: str, value: Any) -> int:
-    """A pid or uid as the kernel keeps it (an unsigned 32-bit number)."""
+def check_id(kind: str, value: Any, *, bits: int = 32) -> int:
+    """A pid or uid as the kernel keeps it (an unsigned 32-bit number; a cgroup id has 64)."""
     try:
         number = operator.index(value)
     except TypeError:
         number = -1
-    if isinstance(value, bool) or not 0 <= number < 1 << 32:
-        raise ValueError(f"a {kind} is a whole number from 0 to {(1 << 32) - 1}, got {value!r}")
+    if isinstance(value, bool) or not 0 <= number < 1 << bits:
+        raise ValueError(f"a {kind} is a whole number from 0 to {(1 << bits) - 1}, got {value!r}")
     return number

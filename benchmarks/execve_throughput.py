@@ -72,11 +72,20 @@ def _trial(
 
 
 def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
-    from aiobpf.programs._execve import _compile_execve
+    from aiobpf._kernel.btf import member_offset
+    from aiobpf.lowlevel import Program
+    from aiobpf.programs._text import include_flags
     from aiobpf.sources._validate import ring_pages
 
-    program = _compile_execve(ring_pages(RING_SIZE), 20)  # argv kept as execve_events() does
-    program.attach_tracepoints()
+    flags = [
+        *include_flags(),
+        f"-DAIOBPF_RING_PAGES={ring_pages(RING_SIZE)}",
+        "-DAIOBPF_ARGS_KEPT=20",  # argv kept as execve_events() does
+        f"-DAIOBPF_TASK_REAL_PARENT={member_offset('task_struct', 'real_parent')}",
+        f"-DAIOBPF_TASK_TGID={member_offset('task_struct', 'tgid')}",
+    ]
+    text = (Path(__file__).parent / "execve_bcc.bpf.c").read_text()
+    program = Program.compile(text, cflags=flags)
     bpf = program.bpf
     events, counts = bpf["events"], bpf["events_counts"]
     received = 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prepares this machine for aiobpf, idempotently: Debian packages (BCC, kernel headers, libbpf),
-# tracefs/debugfs mounts, and a virtual environment in .venv that can import the system `bcc`.
+# Prepares this machine for aiobpf, idempotently: Debian packages (BCC, kernel headers, libbpf,
+# clang, bpftool), tracefs/debugfs mounts, a virtual environment in .venv that can import the
+# system `bcc`, and aiobpf's CO-RE programs compiled into src/aiobpf/programs/*.bpf.o.
 # Run as root (BPF needs it). Safe to run again: each step checks before it acts.
 # `setup.sh test` also installs what only the tests need: Debian's chromium (the dashboard),
 # bpftrace and stress-ng (independent references for exec tracing).
@@ -31,8 +32,10 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 
 # 1. BCC's Python module and libbpf (used to read kernel BTF and maps).
 missing=()
-# libbpf-dev builds the benchmarks' C ring consumer, the floor aiobpf is compared against.
-for pkg in python3-bpfcc libbpf1 libbpf-dev util-linux; do
+# libbpf-dev builds the benchmarks' C ring consumer, the floor aiobpf is compared against, and
+# gives the CO-RE programs libbpf's BPF headers; clang and bpftool compile those programs once,
+# here (scripts/build_programs.sh), so that running them needs neither.
+for pkg in python3-bpfcc libbpf1 libbpf-dev util-linux clang bpftool; do
     installed "$pkg" || missing+=("$pkg")
 done
 if [ "${1:-}" = test ]; then
@@ -92,4 +95,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 "$venv/bin/python" -c 'import bcc, aiobpf' || { say "the venv cannot import bcc and aiobpf"; exit 1; }
+
+# 5. aiobpf's CO-RE programs, compiled once against the kernel's BTF.
+PYTHON="$venv/bin/python" "$here/scripts/build_programs.sh"
 say "ready"

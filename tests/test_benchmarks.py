@@ -4,6 +4,7 @@ themselves, Ctrl-C included. (Their figures are in benchmarks/RESULTS.md, not ch
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +87,17 @@ def test_execve_storm_counts_every_exec(tmp_path: Path) -> None:
     for row in rows:
         assert row["balanced"], row
         assert row["received"] + row["dropped"] >= 300  # other processes exec too
+
+
+@pytest.mark.skipif(shutil.which("bpftrace") is None, reason="bpftrace is the reference")
+def test_first_event_times_execsnoop_against_bpftrace() -> None:
+    """One start of each tool: both show the probe's exec, and the table gives each a time
+    and a ratio against bpftrace."""
+    done = _benchmark("benchmarks.first_event", "--starts", "1")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and " ms |" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| aiobpf execsnoop", "| bpftrace one-liner"]
+    assert rows[1].endswith("| 1.00x |")
 
 
 def test_lifecycle_of_program_owning_sources_returns_to_baseline(tmp_path: Path) -> None:

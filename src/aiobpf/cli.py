@@ -25,24 +25,25 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import attrs
-import numpy as np
-import numpy.typing as npt
 
 from ._defaults import DEFAULT_SOCKET
 from ._kernel.cgroups import cgroup_path
 from .errors import AiobpfError, SetupError
-from .operators._cgroups import CgroupTree
-from .programs._dispatch import SyscallDispatch
-from .programs._execve import MAX_ARGS, execve_events
-from .programs._execve_event import ExecveEvent
-from .programs._hello import hello_world
-from .programs._uid_counts import execve_counts
-from .sources._trace_pipe import trace_pipe
-from .sources._validate import MaxLatency, ring_pages
+from .programs._constants import MAX_ARGS
+
+# Each tool imports its own program, sources and numpy when it runs: a tool's time to its
+# first event is then its own program's loading, not the import of every other tool's.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .operators._cgroups import CgroupTree
+    from .programs._execve_event import ExecveEvent
+    from .sources._validate import MaxLatency
 
 __all__ = ["main"]
 
@@ -89,6 +90,8 @@ def _arg_count(text: str) -> int:
 
 
 def _ring_size(text: str) -> int:
+    from .sources._validate import ring_pages
+
     value = int(text)
     try:
         ring_pages(value)
@@ -112,6 +115,8 @@ def _uid(text: str) -> int:
 
 
 def _cgroup(text: str) -> CgroupTree:
+    from .operators._cgroups import CgroupTree
+
     try:
         return CgroupTree.of(text)
     except (OSError, SetupError) as exc:
@@ -276,6 +281,8 @@ class _Tally:
     seen: int = 0
 
     def events(self, batch: npt.NDArray[np.void]) -> None:
+        from .programs._execve_event import ExecveEvent
+
         for event in ExecveEvent.decode(batch):
             print(_execsnoop_line(event, self.as_json), file=self.out)
         self.seen += len(batch)
@@ -291,6 +298,8 @@ class _Tally:
 
 
 async def _execsnoop(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
+    from .programs._execve import execve_events
+
     source = execve_events(
         ring_size=args.ring_size,
         max_latency=args.max_latency,
@@ -338,6 +347,8 @@ def _top_table(counts: dict[int, int], top: int) -> str:
 
 
 async def _top_uids(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
+    from .programs._uid_counts import execve_counts
+
     in_place = out.isatty() and not args.json
     losses = _Losses(out, args.json, "exec calls not counted (map full)")
     async with execve_counts(interval=args.interval, uids=args.uid) as counts:
@@ -379,6 +390,9 @@ async def _top_uids(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
 
 
 async def _hello(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
+    from .programs._hello import hello_world
+    from .sources._trace_pipe import trace_pipe
+
     async with hello_world() as logs:
         seen = 0
         try:
@@ -413,6 +427,8 @@ async def _hello(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
 
 
 async def _syscalls(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
+    from .programs._dispatch import SyscallDispatch
+
     in_place = out.isatty() and not args.json
     async with SyscallDispatch(tgids=args.pid or (), default="count") as dispatch:
         previous: dict[str, int] = {}

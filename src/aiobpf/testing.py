@@ -80,7 +80,7 @@ def getppid_program(
     return program_text("getppid_load"), flags
 
 
-class GetppidRing(ProgramRing[Any]):
+class GetppidRing(ProgramRing[Any, Program]):
     """The load program's ring source (see :func:`getppid_ring`)."""
 
     _name = "getppid_ring()"

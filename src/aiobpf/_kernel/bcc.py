@@ -40,19 +40,16 @@ from ..errors import (
     KernelHeadersError,
     KprobesUnavailableError,
     MapTypeError,
-    PrivilegeError,
     RecordLayoutError,
     UnknownMapError,
     UnknownSymbolError,
 )
+from .privileges import check_privileges
 from .ring_protocol import MalformedRecords, record_stride
 from .tracefs import ensure_tracefs, require_tracepoint
 
 __all__ = ["BccRingConsumer", "Program", "import_bcc", "map_fd", "percpu_sums"]
 
-_CAP_SYS_ADMIN = 21
-_CAP_PERFMON = 38
-_CAP_BPF = 39
 _TRACEPOINT_NAME = re.compile(r"^tracepoint__(\w+?)__(\w+)$")
 
 
@@ -67,25 +64,6 @@ def import_bcc() -> ModuleType:
             "(scripts/setup.sh makes such a venv in .venv)"
         ) from exc
     return bcc
-
-
-def _effective_capabilities() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return 0
-
-
-def check_privileges() -> None:
-    """Raises :class:`PrivilegeError` unless the process may load and attach tracing programs."""
-    caps = _effective_capabilities()
-    has_bpf = caps & (1 << _CAP_BPF) and caps & (1 << _CAP_PERFMON)
-    if not (has_bpf or caps & (1 << _CAP_SYS_ADMIN)):
-        raise PrivilegeError(
-            f"loading BPF programs needs root or CAP_BPF+CAP_PERFMON; this process "
-            f"(uid {os.geteuid()}) has effective capabilities {caps:#x}; run it as root with full "
-            f"capabilities (sudo), or grant it CAP_BPF and CAP_PERFMON"
-        )
 
 
 def check_headers() -> None:

@@ -8,19 +8,23 @@ starts it; leaving detaches it. The common ones are also at the top level
 
 from __future__ import annotations
 
-from ._dispatch import (
-    SYSCALL_RECORD,
-    DispatchStats,
-    SyscallDispatch,
-    SyscallEvent,
-    SyscallEvents,
-    syscall_events,
-)
-from ._execve import ExecveEvents, execve_events
-from ._execve_event import EXECVE_RECORD, ExecveEvent
-from ._hello import LOG_RECORD, HelloWorld, LogRecord, hello_world
-from ._kernel_windows import KernelWindowCounts, execve_window_counts
-from ._uid_counts import ExecveCounts, execve_counts
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for its own program
+    from ._dispatch import (
+        SYSCALL_RECORD,
+        DispatchStats,
+        SyscallDispatch,
+        SyscallEvent,
+        SyscallEvents,
+        syscall_events,
+    )
+    from ._execve import ExecveEvents, execve_events
+    from ._execve_event import EXECVE_RECORD, ExecveEvent
+    from ._hello import LOG_RECORD, HelloWorld, LogRecord, hello_world
+    from ._kernel_windows import KernelWindowCounts, execve_window_counts
+    from ._uid_counts import ExecveCounts, execve_counts
 
 __all__ = [
     "EXECVE_RECORD",
@@ -42,3 +46,33 @@ __all__ = [
     "hello_world",
     "syscall_events",
 ]
+
+#: Where each public name lives, imported the first time it is used.
+_HOMES = {
+    "._dispatch": (
+        "SYSCALL_RECORD",
+        "DispatchStats",
+        "SyscallDispatch",
+        "SyscallEvent",
+        "SyscallEvents",
+        "syscall_events",
+    ),
+    "._execve": ("ExecveEvents", "execve_events"),
+    "._execve_event": ("EXECVE_RECORD", "ExecveEvent"),
+    "._hello": ("LOG_RECORD", "HelloWorld", "LogRecord", "hello_world"),
+    "._kernel_windows": ("KernelWindowCounts", "execve_window_counts"),
+    "._uid_counts": ("ExecveCounts", "execve_counts"),
+}
+_HOME_OF = {name: home for home, names in _HOMES.items() for name in names}
+
+if not TYPE_CHECKING:  # type checkers see the imports above
+
+    def __getattr__(name: str) -> Any:
+        if name not in _HOME_OF:
+            raise AttributeError(f"module 'aiobpf.programs' has no attribute {name!r}")
+        value = getattr(importlib.import_module(_HOME_OF[name], __name__), name)
+        globals()[name] = value  # the next use finds it at once
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

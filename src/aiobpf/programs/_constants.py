@@ -32,6 +32,7 @@ CGROUP_DEPTH = 32
 FILENAME_SIZE = 256
 ARGS_SIZE = 2048  # argv, each argument ending with NUL, back to back
 ARG_SIZE = 256  # the most of one argument kept, NUL included
+MAX_ARGS = 64  # the most arguments of argv an event can keep (execve_events(max_args=))
 SYSCALL_EXECVE = 0
 SYSCALL_EXECVEAT = 1
 TRUNCATED_FILENAME = 1

@@ -250,7 +250,7 @@ class _Kernel:
             self.fds.clear()
 
 
-class SyscallEvents(ProgramRing[SyscallEvent]):
+class SyscallEvents(ProgramRing[SyscallEvent, Program]):
     """An async source of :class:`SyscallEvent` from the dispatcher's ring; also the kernel half
     of :class:`SyscallDispatch`. Entering compiles, fills the scope and table, and attaches."""
 

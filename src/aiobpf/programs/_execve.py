@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 from typing import Any
 
-from .._kernel.bcc import Program
-from .._kernel.btf import member_offset
+from .._kernel.libbpf import check, libbpf
+from .._kernel.objects import BpfObject, percpu_sums
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from ..sources._validate import MaxLatency, check_reading_mode, ring_pages
+from . import _constants as C
 from ._execve_event import EXECVE_EVENTS, ExecveEvent
 from ._filters import KernelFilters, check_values
-from ._text import include_flags, program_text
+from ._text import prebuilt_path
 
 __all__ = ["ExecveEvents", "execve_events"]
 
 
-#: The most arguments of argv an event can keep (the program's loop is bounded by it).
-MAX_ARGS = 64
+#: The most arguments of argv an event can keep.
+MAX_ARGS = C.MAX_ARGS
 
 
-def _compile_execve(pages: int, max_args: int) -> Program:
-    flags = [
-        *include_flags(),
-        f"-DAIOBPF_RING_PAGES={pages}",
-        f"-DAIOBPF_MAX_ARGS={max_args}",
-        f"-DAIOBPF_TASK_REAL_PARENT={member_offset('task_struct', 'real_parent')}",
-        f"-DAIOBPF_TASK_TGID={member_offset('task_struct', 'tgid')}",
-    ]
-    return Program.compile(program_text("execve"), cflags=flags, attach=False)
+def load_execve(pages: int) -> BpfObject:
+    """The prebuilt execve object, loaded with a ring of ``pages`` pages (not attached)."""
+    return BpfObject.load(prebuilt_path("execve"), max_entries={"events": pages * 4096})
 
 
-class ExecveEvents(ProgramRing[ExecveEvent]):
+def _set_max_args(program: BpfObject, max_args: int) -> None:
+    fd = program.map_fd("execve_config")
+    try:
+        zero, value = ctypes.c_uint32(0), ctypes.c_uint32(max_args)
+        check(
+            libbpf().bpf_map_update_elem(fd, ctypes.byref(zero), ctypes.byref(value), 0),
+            "execve_config",
+        )
+    finally:
+        os.close(fd)
+
+
+class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
     """An async source of :class:`ExecveEvent`, one per ``execve`` or ``execveat`` call on the
     machine.
 
@@ -69,27 +78,35 @@ class ExecveEvents(ProgramRing[ExecveEvent]):
         self._wanted: list[tuple[str, frozenset[Any]]] = []
         self._selected: dict[str, frozenset[Any] | None] = {}
 
-    def _compile(self) -> Program:
-        return _compile_execve(self._pages, self._max_args)
+    def _compile(self) -> BpfObject:
+        return load_execve(self._pages)
 
-    def _wrap(self, program: Program) -> RingBuffer[ExecveEvent]:
+    def _wrap(self, program: BpfObject) -> RingBuffer[ExecveEvent]:
+        owned = [program.close]
         try:
-            filters = KernelFilters(program)
+            filters = KernelFilters(program.map_fd)
+            owned.append(filters.close)
+            counts = program.map_fd("events_counts")
+            owned.append(lambda: os.close(counts))
+            ring = program.map_fd("events")
         except BaseException:
-            program.close()
+            for release in reversed(owned):
+                release()
             raise
         self._filters = filters
-        return RingBuffer.from_bcc(
-            program.bpf,
-            "events",
+        return RingBuffer.from_fd(
+            ring,
+            name="events",
             record=EXECVE_EVENTS,
+            counters=percpu_sums(counts, 2),
             max_latency=self._max_latency,
             busy_poll=self._busy_poll,
-            owned=[program.close, filters.close],
+            owned=owned,
         )
 
-    def _configure(self, program: Program, inner: RingBuffer[ExecveEvent]) -> None:
+    def _configure(self, program: BpfObject, inner: RingBuffer[ExecveEvent]) -> None:
         assert self._filters is not None
+        _set_max_args(program, self._max_args)
         for kind, values in self._wanted:
             self._filters.restrict(kind, values)
         for kind, selection in self._selected.items():

@@ -16,9 +16,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
-from .._kernel.bcc import Program, map_fd
 from .._kernel.cgroups import narrow_cgroups
 from .._kernel.libbpf import check, libbpf
 from ..sources._validate import check_id
@@ -71,9 +71,16 @@ class KernelFilters:
 
     kinds = frozenset(_KINDS)
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, map_fd: Callable[[str], int]) -> None:
+        """``map_fd(name)``: a duplicate of the fd of the program's map ``name``."""
         names = ["filter_config", *(name for _, name in _KINDS.values())]
-        self._fds = {name: map_fd(program.bpf, name) for name in names}
+        self._fds: dict[str, int] = {}
+        try:
+            for name in names:
+                self._fds[name] = map_fd(name)
+        except BaseException:
+            self.close()
+            raise
         self._pushed: dict[str, frozenset[bytes]] = {}
         self._selected: dict[str, frozenset[bytes]] = {}
         self._applied: dict[str, frozenset[bytes]] = {}

@@ -59,7 +59,7 @@ class LogRecord:
         ]
 
 
-class HelloWorld(ProgramRing[LogRecord]):
+class HelloWorld(ProgramRing[LogRecord, Program]):
     """An async source of :class:`LogRecord`: the hello world program's structured log lines,
     one per exec, from its own ring. Attaches when entered, detaches when closed."""
 

@@ -21,7 +21,7 @@ from ._text import include_flags, program_text
 __all__ = ["KernelWindowCounts", "execve_window_counts"]
 
 
-class KernelWindowCounts(ProgramSource[WindowCount, MapPoller[Any, int]]):
+class KernelWindowCounts(ProgramSource[WindowCount, MapPoller[Any, int], Program]):
     """An async source of :class:`aiobpf.WindowCount` whose counting ran in the kernel.
 
     Each window is what the map held when drained: ``start`` and ``end`` are the drain times

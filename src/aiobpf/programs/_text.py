@@ -4,10 +4,15 @@ compiled with."""
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from ._constants import shared_flags
 
-__all__ = ["include_flags", "program_text"]
+__all__ = ["PREBUILT", "include_flags", "prebuilt_path", "program_text"]
+
+#: The programs set-up compiles into CO-RE objects (``<name>.bpf.o`` beside their C), which
+#: libbpf loads: no BCC, clang or kernel headers at run time. The others are BCC's to compile.
+PREBUILT = ("execve",)
 
 _HERE = resources.files(__package__ or "aiobpf.programs")
 
@@ -15,6 +20,11 @@ _HERE = resources.files(__package__ or "aiobpf.programs")
 def program_text(name: str) -> str:
     """The C text of ``aiobpf/programs/<name>.bpf.c``."""
     return _HERE.joinpath(f"{name}.bpf.c").read_text()
+
+
+def prebuilt_path(name: str) -> Path:
+    """Where the CO-RE object of program ``name`` is (``aiobpf/programs/<name>.bpf.o``)."""
+    return Path(str(_HERE.joinpath(f"{name}.bpf.o")))
 
 
 def include_flags() -> list[str]:

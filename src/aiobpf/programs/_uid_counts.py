@@ -34,7 +34,7 @@ def _compile(uids: tuple[int, ...] | None) -> Program:
     return program
 
 
-class ExecveCounts(ProgramSource[MapReading[int, int], MapPoller[int, int]]):
+class ExecveCounts(ProgramSource[MapReading[int, int], MapPoller[int, int], Program]):
     """An async source of :class:`aiobpf.MapReading` of ``{uid: exec calls}``, one per
     interval; attaches when entered, detaches when closed."""
 

@@ -1,9 +1,9 @@
 /* exec events: every execve and execveat, paired entry/exit as execsnoop does.
  *
  * On sys_enter_execve / sys_enter_execveat the program records who is executing what (the
- * syscall, dirfd and flags, filename, argv, ids, parent) in a map keyed by the calling thread;
- * on the syscall's return it completes that record with the result and the new comm, and
- * submits it to the ring. Failed execs are reported with their negative errno.
+ * syscall, dirfd and flags, filename, argv, ids, parent, cgroup) in a map keyed by the calling
+ * thread; on the syscall's return it completes that record with the result and the new comm,
+ * and submits it to the ring. Failed execs are reported with their negative errno.
  *
  * Pairing follows the kernel's own paths, not the syscall names:
  * - a successful execveat returns through sys_exit_execve, a failed one through
@@ -15,12 +15,18 @@
  * Nothing is lost silently: a record the pending map has no room for is counted as produced and
  * dropped at once, like a record the ring has no room for.
  *
- * Compiled with -DAIOBPF_TASK_REAL_PARENT=<off> -DAIOBPF_TASK_TGID=<off>: offsets of
- * task_struct members read from the running kernel's BTF, because the headers BCC compiles
- * against may belong to another kernel version; -DAIOBPF_MAX_ARGS=<n>: how many arguments of
- * argv to keep.
+ * A CO-RE object: compiled once by clang against the kernel's BTF (vmlinux.h), loaded by libbpf,
+ * which relocates the task_struct reads for the running kernel. User space sizes the ring
+ * (``events``'s max_entries) before loading, and writes how many arguments of argv to keep
+ * (``execve_config``) before attaching.
  */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+
 #include "aiobpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
 
 struct execve_event {
     u64 timestamp_ns;
@@ -43,31 +49,81 @@ struct execve_event {
     char args[AIOBPF_ARGS_SIZE];
 };
 
-BPF_RINGBUF_OUTPUT(events, AIOBPF_RING_PAGES);
-BPF_PERCPU_ARRAY(events_counts, u64, 2);
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20); /* resized by user space before loading */
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 2);
+    __type(key, u32);
+    __type(value, u64);
+} events_counts SEC(".maps");
+
 /* In-flight execs. Not preallocated: a record is large, and few execs are in flight at once. */
-BPF_F_TABLE("hash", u32, struct execve_event, execve_pending, 10240, BPF_F_NO_PREALLOC);
-BPF_PERCPU_ARRAY(execve_scratch, struct execve_event, 1);
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 10240);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, u32);
+    __type(value, struct execve_event);
+} execve_pending SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct execve_event);
+} execve_scratch SEC(".maps");
+
 /* AIOBPF_ARGS_SIZE zero bytes to clear a record's argv with: too large a memset for BPF code. */
 struct zero_args {
     char bytes[AIOBPF_ARGS_SIZE];
 };
-BPF_ARRAY(zero_args, struct zero_args, 1);
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct zero_args);
+} zero_args SEC(".maps");
+
+/* [0]: how many arguments of argv to keep (at most AIOBPF_MAX_ARGS). */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u32);
+} execve_config SEC(".maps");
 
 /* Filters pushed down from user space (aiobpf.filter_uid / filter_pid / filter_comm /
  * filter_cgroup): a flag word says which sets are in force, each set is a hash of allowed
  * values. User space changes them while the program runs. */
-BPF_ARRAY(filter_config, u32, 1);
-BPF_HASH(filter_uids, u32, u8, AIOBPF_FILTER_CAPACITY);
-BPF_HASH(filter_pids, u32, u8, AIOBPF_FILTER_CAPACITY);
-BPF_HASH(filter_comms, struct comm_key, u8, AIOBPF_FILTER_CAPACITY);
-BPF_HASH(filter_cgroups, u64, u8, AIOBPF_FILTER_CAPACITY);
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u32);
+} filter_config SEC(".maps");
 
-static __always_inline u32 filter_flags(void)
+#define FILTER_SET(name, key_type)                                                              \
+    struct {                                                                                    \
+        __uint(type, BPF_MAP_TYPE_HASH);                                                        \
+        __uint(max_entries, AIOBPF_FILTER_CAPACITY);                                            \
+        __type(key, key_type);                                                                  \
+        __type(value, u8);                                                                      \
+    } name SEC(".maps")
+
+FILTER_SET(filter_uids, u32);
+FILTER_SET(filter_pids, u32);
+FILTER_SET(filter_comms, struct comm_key);
+FILTER_SET(filter_cgroups, u64);
+
+static __always_inline u32 config_word(void *map)
 {
     u32 zero = 0;
-    u32 *flags = filter_config.lookup(&zero);
-    return flags ? *flags : 0;
+    u32 *word = bpf_map_lookup_elem(map, &zero);
+    return word ? *word : 0;
 }
 
 /* Whether the current task is in one of the allowed cgroups or below one: a container's or a
@@ -80,26 +136,29 @@ static __always_inline bool in_allowed_cgroup(void)
         u64 id = bpf_get_current_ancestor_cgroup_id(level);
         if (id == 0)
             return false;
-        if (filter_cgroups.lookup(&id))
+        if (bpf_map_lookup_elem(&filter_cgroups, &id))
             return true;
     }
     return false;
 }
 
+static __always_inline void count(u32 slot)
+{
+    aiobpf_count(bpf_map_lookup_elem(&events_counts, &slot));
+}
+
 static __always_inline void count_lost(void)
 {
-    u32 slot = AIOBPF_PRODUCED;
-    aiobpf_count(events_counts.lookup(&slot));
-    slot = AIOBPF_DROPPED;
-    aiobpf_count(events_counts.lookup(&slot));
+    count(AIOBPF_PRODUCED);
+    count(AIOBPF_DROPPED);
 }
 
 /* Moves ``value`` (or nothing) to ``key``; a move the map has no room for is counted lost. */
 static __always_inline void put_pending(u32 key, struct execve_event *value)
 {
     if (!value)
-        execve_pending.delete(&key);
-    else if (execve_pending.update(&key, value) != 0)
+        bpf_map_delete_elem(&execve_pending, &key);
+    else if (bpf_map_update_elem(&execve_pending, &key, value, BPF_ANY) != 0)
         count_lost();
 }
 
@@ -112,41 +171,63 @@ static __always_inline bool ends_at(const char *text, u32 at)
     return c == 0;
 }
 
+/* Reads argv into a record, one argument per bpf_loop() turn: the verifier checks the loop's
+ * body once, whatever the number of turns (an unrolled or bounded loop of 64 turns is too much
+ * for it). */
+struct args_reader {
+    struct execve_event *ev;
+    const char *const *argv;
+    u32 offset;
+    u32 max_args;
+    u16 argc;
+};
+
+static long read_arg(u32 index, void *data)
+{
+    struct args_reader *reader = data;
+    struct execve_event *ev = reader->ev;
+    const char *arg = NULL;
+    if (bpf_probe_read_user(&arg, sizeof(arg), &reader->argv[index]) < 0 || !arg)
+        return 1; /* the end of argv */
+    if (index >= reader->max_args) { /* one more than the source keeps */
+        ev->truncated |= AIOBPF_TRUNCATED_ARGS;
+        return 1;
+    }
+    u32 offset = reader->offset;
+    if (offset > AIOBPF_ARGS_SIZE - AIOBPF_ARG_SIZE) { /* no room left for a whole argument */
+        ev->truncated |= AIOBPF_TRUNCATED_ARGS;
+        return 1;
+    }
+    long length = bpf_probe_read_user_str(&ev->args[offset], AIOBPF_ARG_SIZE, arg);
+    if (length <= 0)
+        return 1;
+    if (length == AIOBPF_ARG_SIZE && !ends_at(arg, AIOBPF_ARG_SIZE - 1))
+        ev->truncated |= AIOBPF_TRUNCATED_ARGS;
+    /* Both written so that the verifier sees the same state at every turn and checks the body
+     * a few times, not once per turn (four times less work, the better part of loading): the
+     * mask keeps the offset's known range fixed (the sum is at most AIOBPF_ARGS_SIZE, so it
+     * changes nothing), and argc follows the turn's index instead of counting up. */
+    reader->offset = (offset + length) & (2 * AIOBPF_ARGS_SIZE - 1);
+    reader->argc = index + 1;
+    return 0;
+}
+
 static __always_inline void read_args(struct execve_event *ev, const char *const *argv)
 {
-    u32 offset = 0;
-    u16 argc = 0;
-    for (int i = 0; i < AIOBPF_MAX_ARGS; i++) {
-        const char *arg = NULL;
-        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) < 0 || !arg)
-            goto done;
-        if (offset > AIOBPF_ARGS_SIZE - AIOBPF_ARG_SIZE) { /* no room left for a whole argument */
-            ev->truncated |= AIOBPF_TRUNCATED_ARGS;
-            goto done;
-        }
-        long length = bpf_probe_read_user_str(&ev->args[offset], AIOBPF_ARG_SIZE, arg);
-        if (length <= 0)
-            goto done;
-        if (length == AIOBPF_ARG_SIZE && !ends_at(arg, AIOBPF_ARG_SIZE - 1))
-            ev->truncated |= AIOBPF_TRUNCATED_ARGS;
-        offset += length;
-        argc++;
-    }
-    {
-        const char *more = NULL;
-        if (bpf_probe_read_user(&more, sizeof(more), &argv[AIOBPF_MAX_ARGS]) == 0 && more)
-            ev->truncated |= AIOBPF_TRUNCATED_ARGS;
-    }
-done:
-    ev->argc = argc;
-    ev->args_size = offset;
+    u32 max_args = config_word(&execve_config);
+    if (max_args > AIOBPF_MAX_ARGS)
+        max_args = AIOBPF_MAX_ARGS;
+    struct args_reader reader = {.ev = ev, .argv = argv, .max_args = max_args};
+    bpf_loop(max_args + 1, read_arg, &reader, 0); /* the turn after the last: any more? */
+    ev->argc = reader.argc;
+    ev->args_size = reader.offset;
 }
 
 static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char *filename,
                                     const char *const *argv)
 {
     u32 zero = 0;
-    struct execve_event *ev = execve_scratch.lookup(&zero);
+    struct execve_event *ev = bpf_map_lookup_elem(&execve_scratch, &zero);
     if (!ev)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -154,10 +235,10 @@ static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char
     u32 tgid = pid_tgid >> 32;
     u32 tid = (u32)pid_tgid;
     u32 uid = (u32)uid_gid;
-    u32 filter = filter_flags();
-    if ((filter & AIOBPF_FILTER_UID) && !filter_uids.lookup(&uid))
+    u32 filter = config_word(&filter_config);
+    if ((filter & AIOBPF_FILTER_UID) && !bpf_map_lookup_elem(&filter_uids, &uid))
         return 0;
-    if ((filter & AIOBPF_FILTER_PID) && !filter_pids.lookup(&tgid))
+    if ((filter & AIOBPF_FILTER_PID) && !bpf_map_lookup_elem(&filter_pids, &tgid))
         return 0;
     if ((filter & AIOBPF_FILTER_CGROUP) && !in_allowed_cgroup())
         return 0;
@@ -173,21 +254,15 @@ static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char
     ev->flags = flags;
     ev->syscall = syscall;
     ev->truncated = 0;
-
-    char *task = (char *)bpf_get_current_task();
-    char *parent = NULL;
-    u32 ppid = 0;
-    bpf_probe_read_kernel(&parent, sizeof(parent), task + AIOBPF_TASK_REAL_PARENT);
-    if (parent)
-        bpf_probe_read_kernel(&ppid, sizeof(ppid), parent + AIOBPF_TASK_TGID);
-    ev->ppid = ppid;
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
 
     __builtin_memset(ev->comm, 0, sizeof(ev->comm));
     __builtin_memcpy(ev->message, "hello world", 12);
     /* The scratch record is reused per CPU and bpf_probe_read_user_str() stops at the string's
      * end: without clearing, a short string would carry the tail of a longer earlier one. */
     __builtin_memset(ev->filename, 0, sizeof(ev->filename));
-    struct zero_args *zeros = zero_args.lookup(&zero);
+    struct zero_args *zeros = bpf_map_lookup_elem(&zero_args, &zero);
     if (zeros)
         bpf_probe_read_kernel(ev->args, sizeof(ev->args), zeros);
     long length = bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), filename);
@@ -196,7 +271,7 @@ static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char
     else if (length == sizeof(ev->filename) && !ends_at(filename, sizeof(ev->filename) - 1))
         ev->truncated |= AIOBPF_TRUNCATED_FILENAME;
     read_args(ev, argv);
-    if (execve_pending.update(&tid, ev) != 0)
+    if (bpf_map_update_elem(&execve_pending, &tid, ev, BPF_ANY) != 0)
         count_lost(); /* no room to follow it: counted, not silent */
     return 0;
 }
@@ -204,50 +279,52 @@ static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char
 static __always_inline int on_exit(long ret)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct execve_event *pending = execve_pending.lookup(&tid);
+    struct execve_event *pending = bpf_map_lookup_elem(&execve_pending, &tid);
     if (!pending)
         return 0; /* filtered out at entry, or entered before the program was attached */
-    if (filter_flags() & AIOBPF_FILTER_COMM) {
+    if (config_word(&filter_config) & AIOBPF_FILTER_COMM) {
         struct comm_key key = {};
         bpf_get_current_comm(key.comm, sizeof(key.comm)); /* the comm after the exec */
-        if (!filter_comms.lookup(&key)) {
-            execve_pending.delete(&tid);
+        if (!bpf_map_lookup_elem(&filter_comms, &key)) {
+            bpf_map_delete_elem(&execve_pending, &tid);
             return 0;
         }
     }
-    u32 slot = AIOBPF_PRODUCED;
-    aiobpf_count(events_counts.lookup(&slot));
-    struct execve_event *ev = events.ringbuf_reserve(sizeof(struct execve_event));
+    count(AIOBPF_PRODUCED);
+    struct execve_event *ev = bpf_ringbuf_reserve(&events, sizeof(struct execve_event), 0);
     if (!ev) {
-        slot = AIOBPF_DROPPED;
-        aiobpf_count(events_counts.lookup(&slot));
-        execve_pending.delete(&tid);
+        count(AIOBPF_DROPPED);
+        bpf_map_delete_elem(&execve_pending, &tid);
         return 0;
     }
     bpf_probe_read_kernel(ev, sizeof(*ev), pending); /* too large for an inlined memcpy */
     ev->timestamp_ns = bpf_ktime_get_ns();
     ev->retval = ret;
     bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-    events.ringbuf_submit(ev, 0);
-    execve_pending.delete(&tid);
+    bpf_ringbuf_submit(ev, 0);
+    bpf_map_delete_elem(&execve_pending, &tid);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+SEC("tracepoint/syscalls/sys_enter_execve")
+int sys_enter_execve(struct trace_event_raw_sys_enter *ctx)
 {
-    return on_enter(AIOBPF_SYSCALL_EXECVE, -100 /* AT_FDCWD */, 0, args->filename, args->argv);
+    return on_enter(AIOBPF_SYSCALL_EXECVE, -100 /* AT_FDCWD */, 0, (const char *)ctx->args[0],
+                    (const char *const *)ctx->args[1]);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int sys_enter_execveat(struct trace_event_raw_sys_enter *ctx)
 {
-    return on_enter(AIOBPF_SYSCALL_EXECVEAT, (s32)args->fd, (u32)args->flags, args->filename,
-                    args->argv);
+    return on_enter(AIOBPF_SYSCALL_EXECVEAT, (s32)ctx->args[0], (u32)ctx->args[4],
+                    (const char *)ctx->args[1], (const char *const *)ctx->args[2]);
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exec)
+SEC("tracepoint/sched/sched_process_exec")
+int sched_process_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
-    u32 old_tid = args->old_pid;
-    u32 tid = args->pid;
+    u32 old_tid = ctx->old_pid;
+    u32 tid = ctx->pid;
     if (old_tid == tid)
         return 0;
     /* A thread other than the leader exec'd: de_thread() swapped its id with the leader's, so
@@ -255,11 +332,11 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
      * its own) as ``old_tid``. Their pending records swap keys the same way. The scratch
      * record holds one while the other moves: programs do not nest on a CPU. */
     u32 zero = 0;
-    struct execve_event *scratch = execve_scratch.lookup(&zero);
+    struct execve_event *scratch = bpf_map_lookup_elem(&execve_scratch, &zero);
     if (!scratch)
         return 0;
-    struct execve_event *mine = execve_pending.lookup(&old_tid);
-    struct execve_event *leader = execve_pending.lookup(&tid);
+    struct execve_event *mine = bpf_map_lookup_elem(&execve_pending, &old_tid);
+    struct execve_event *leader = bpf_map_lookup_elem(&execve_pending, &tid);
     if (leader)
         bpf_probe_read_kernel(scratch, sizeof(*scratch), leader);
     else if (!mine)
@@ -269,12 +346,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+SEC("tracepoint/syscalls/sys_exit_execve")
+int sys_exit_execve(struct trace_event_raw_sys_exit *ctx)
 {
-    return on_exit(args->ret);
+    return on_exit(ctx->ret);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int sys_exit_execveat(struct trace_event_raw_sys_exit *ctx)
 {
-    return on_exit(args->ret);
+    return on_exit(ctx->ret);
 }

@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
-from .._kernel.bcc import Program
 from ._ring import Batches, RingBuffer
 from ._stats import RingStats
 
@@ -46,7 +45,24 @@ class InnerSource(Protocol[T_co]):
 Inner = TypeVar("Inner", bound=InnerSource[Any])
 
 
-class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner]):
+class Loaded(Protocol):
+    """What a program source needs of its program: BCC's :class:`aiobpf.lowlevel.Program`, or a
+    prebuilt object libbpf loaded (:class:`aiobpf._kernel.objects.BpfObject`)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def attach_tracepoints(self) -> None: ...
+
+    def detach(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+P = TypeVar("P", bound=Loaded)
+
+
+class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner, P]):
     """Base of the sources of aiobpf's programs; subclasses say how to compile, wrap and attach.
 
     Items are what the inner source yields, passed through :meth:`_convert`.
@@ -57,24 +73,24 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner]):
 
     def __init__(self) -> None:
         self._inner: Inner | None = None
-        self._program: Program | None = None
+        self._program: P | None = None
         self._opening = False
         self._closed = False
 
     # -- what subclasses provide ----------------------------------------------------------------
 
-    def _compile(self) -> Program:
-        """Compiles the program without attaching it; runs in a worker thread."""
+    def _compile(self) -> P:
+        """Compiles (or loads) the program without attaching it; runs in a worker thread."""
         raise NotImplementedError
 
-    def _wrap(self, program: Program) -> Inner:
+    def _wrap(self, program: P) -> Inner:
         """The inner source over ``program``, owning it: on failure it must release it."""
         raise NotImplementedError
 
-    def _configure(self, program: Program, inner: Inner) -> None:
+    def _configure(self, program: P, inner: Inner) -> None:
         """Fills the program's maps before it is attached (filters, scope, tables)."""
 
-    def _attach(self, program: Program) -> None:
+    def _attach(self, program: P) -> None:
         """Attaches the program; runs in a worker thread. Tracepoints by default."""
         program.attach_tracepoints()
 
@@ -182,7 +198,7 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner]):
         return self._convert(await inner.__anext__())
 
 
-class ProgramRing(ProgramSource[T, RingBuffer[T]]):
+class ProgramRing(ProgramSource[T, RingBuffer[T], P]):
     """A program source whose inner source is a ring: its batches, drain and stats too."""
 
     @property

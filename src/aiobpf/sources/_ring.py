@@ -260,15 +260,7 @@ class RingBuffer(ObjectReceiveStream[R]):
                 on_close.append(consumer.release)
                 ring_reader = consumer
             else:
-                memory = RingMemory.open(fd, name)
-                on_close.append(memory.close)
-                ring_reader = RingReader(
-                    consumer_pos=memory.consumer_pos,
-                    producer_pos=memory.producer_pos,
-                    data=memory.data,
-                    data_size=memory.data_size,
-                    record=layout.dtype,
-                )
+                ring_reader = _mapped_reader(fd, name, layout.dtype, on_close)
             return cls(
                 name=name,
                 fd=fd,
@@ -283,6 +275,45 @@ class RingBuffer(ObjectReceiveStream[R]):
             # The ring cannot be unmapped under arrays over it: drop the reader's, and those
             # the error's frames hold (their locals; the traceback itself stays).
             ring_reader = None
+            traceback.clear_frames(exc.__traceback__)
+            release_all(reversed(on_close), after=exc)
+            raise
+
+    @classmethod
+    def from_fd(
+        cls,
+        fd: int,
+        *,
+        name: str,
+        record: RecordType[T],
+        counters: Callable[[], list[int]] | None = None,
+        max_latency: MaxLatency = "auto",
+        busy_poll: float = 0.0,
+        owned: Sequence[Callable[[], None]] = (),
+    ) -> RingBuffer[T]:
+        """A source over the ring buffer map ``fd`` of a program another loader loaded (libbpf,
+        a map pinned in bpffs): the source owns ``fd`` and closes it. ``counters`` reads the
+        program's ``[produced, dropped]`` counts; the other arguments are as for
+        :meth:`from_bcc`. Reads the mapped ring (x86-64). Raises :class:`aiobpf.MapTypeError`
+        when ``fd`` is not a ring buffer."""
+        on_close: list[Callable[[], None]] = [*owned, lambda: os.close(fd)]
+        ring_reader: RecordReader | None = None
+        try:
+            check_reading_mode(max_latency, busy_poll)
+            ring_reader = _mapped_reader(fd, name, record.dtype, on_close)
+            source: RingBuffer[T] = RingBuffer(
+                name=name,
+                fd=fd,
+                record=record,
+                reader=ring_reader,
+                counters=counters,
+                max_latency=max_latency,
+                busy_poll=busy_poll,
+                on_close=on_close,
+            )
+            return source
+        except BaseException as exc:
+            ring_reader = None  # as in from_bcc: no array over the ring may outlive it
             traceback.clear_frames(exc.__traceback__)
             release_all(reversed(on_close), after=exc)
             raise
@@ -537,6 +568,21 @@ class RingBuffer(ObjectReceiveStream[R]):
             return
         warn_unclosed(self, f"ring buffer source {self.name!r}")
         self._release()
+
+
+def _mapped_reader(
+    fd: int, name: str, record: np.dtype[np.void], on_close: list[Callable[[], None]]
+) -> RingReader:
+    """The mmap reader of ring ``fd``; the unmapping goes on ``on_close``."""
+    memory = RingMemory.open(fd, name)
+    on_close.append(memory.close)
+    return RingReader(
+        consumer_pos=memory.consumer_pos,
+        producer_pos=memory.producer_pos,
+        data=memory.data,
+        data_size=memory.data_size,
+        record=record,
+    )
 
 
 def _counter_reader(bpf: Any, name: str, counters: str | None) -> Callable[[], list[int]] | None:

@@ -1,0 +1,233 @@
+"""Prebuilt CO-RE objects loaded by libbpf: aiobpf's own programs with no BCC, clang or kernel
+headers on the host.
+
+Set-up compiles aiobpf's programs once with clang against the kernel's BTF (``vmlinux.h``)
+into ``aiobpf/programs/<name>.bpf.o``. Loading one is libbpf's job, called through ctypes: it
+sizes the maps, relocates every field read for the running kernel from its BTF
+(``/sys/kernel/btf/vmlinux``), loads the programs and attaches each to the hook its section
+names (``SEC("tracepoint/syscalls/sys_enter_execve")``). libbpf's messages (the verifier's
+log among them) are collected while it works and end up in the error raised, instead of on
+stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AttachError, CompileError, SetupError, UnknownMapError
+from .libbpf import check, libbpf
+from .privileges import check_privileges
+from .tracefs import require_tracepoint
+
+__all__ = ["BpfObject", "percpu_sums"]
+
+_P = ctypes.c_void_p
+_PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
+    "bpf_object__open_file": ([ctypes.c_char_p, _P], _P),
+    "bpf_object__load": ([_P], ctypes.c_int),
+    "bpf_object__close": ([_P], None),
+    "bpf_object__find_map_by_name": ([_P, ctypes.c_char_p], _P),
+    "bpf_map__set_max_entries": ([_P, ctypes.c_uint32], ctypes.c_int),
+    "bpf_map__fd": ([_P], ctypes.c_int),
+    "bpf_object__next_program": ([_P, _P], _P),
+    "bpf_program__name": ([_P], ctypes.c_char_p),
+    "bpf_program__section_name": ([_P], ctypes.c_char_p),
+    "bpf_program__attach": ([_P], _P),
+    "bpf_link__destroy": ([_P], ctypes.c_int),
+    "libbpf_set_print": ([_P], _P),
+}
+_WARN, _INFO = 0, 1  # libbpf_print_level; DEBUG (2) is left out
+_collected = threading.local()
+
+
+def _print_message(level: int, text_format: bytes, arguments: int) -> int:
+    """libbpf's print callback: formats a message (``va_list``, a pointer on x86-64) into the
+    current thread's collection, if one is open. Never raises: ctypes would only print it."""
+    messages: list[str] | None = getattr(_collected, "messages", None)
+    if messages is None or level > _INFO:
+        return 0
+    buffer = ctypes.create_string_buffer(4096)
+    _vsnprintf()(buffer, len(buffer), text_format, arguments)
+    messages.append(buffer.value.decode(errors="replace"))
+    return 0
+
+
+_print = _PRINT(_print_message)  # kept referenced: libbpf holds the pointer for good
+_libc: ctypes.CDLL | None = None
+
+
+def _vsnprintf() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _P]
+        _libc.vsnprintf.restype = ctypes.c_int
+    return _libc.vsnprintf
+
+
+_prepared = False
+
+
+def _lib() -> ctypes.CDLL:
+    """libbpf with the object API's prototypes, printing through :func:`_print`."""
+    global _prepared
+    lib = libbpf()
+    if not _prepared:
+        for name, (argtypes, restype) in _PROTOTYPES.items():
+            function = getattr(lib, name)
+            function.argtypes = argtypes
+            function.restype = restype
+        _vsnprintf()
+        _prepared = True
+    return lib
+
+
+@contextlib.contextmanager
+def _messages() -> Iterator[list[str]]:
+    """What libbpf says on this thread meanwhile. libbpf has one print callback for the whole
+    process, and BCC (which links the same libbpf) sets its own when it compiles: ours is put
+    in for the call, and the one before it back afterwards."""
+    messages: list[str] = []
+    _collected.messages = messages
+    previous = _lib().libbpf_set_print(ctypes.cast(_print, _P))
+    try:
+        yield messages
+    finally:
+        _lib().libbpf_set_print(previous)
+        _collected.messages = None
+
+
+def _said(messages: list[str], lines: int = 30) -> str:
+    text = "".join(messages).rstrip()
+    tail = text.splitlines()[-lines:]
+    return ("\n" + "\n".join(tail)) if tail else ""
+
+
+class BpfObject:
+    """One CO-RE object, opened, loaded and (once :meth:`attach_tracepoints` is called)
+    attached; :meth:`close` detaches and unloads it. The same surface as
+    :class:`aiobpf.lowlevel.Program` where the program sources use it."""
+
+    def __init__(self, handle: int, path: Path) -> None:
+        self._handle: int | None = handle
+        self.path = path
+        self._links: list[int] = []
+
+    @classmethod
+    def load(cls, path: Path, *, max_entries: dict[str, int] | None = None) -> BpfObject:
+        """Opens the object at ``path``, sets the ``max_entries`` of the maps named, and loads
+        it (the kernel verifies every program). Raises :class:`aiobpf.SetupError` when the file
+        is missing, :class:`aiobpf.PrivilegeError` without CAP_BPF and CAP_PERFMON (or root),
+        :class:`aiobpf.CompileError`
+        (with libbpf's and the verifier's words) when the kernel refuses a program."""
+        if not path.is_file():
+            raise SetupError(
+                f"aiobpf's prebuilt program {path.name} is missing from {path.parent}: run "
+                "scripts/setup.sh, which compiles the programs with clang"
+            )
+        lib = _lib()
+        with _messages() as said:
+            handle = lib.bpf_object__open_file(os.fsencode(path), None)
+            if not handle:
+                err = ctypes.get_errno()
+                raise SetupError(f"libbpf cannot open {path}: {os.strerror(err)}{_said(said)}")
+            loaded = cls(handle, path)
+            try:
+                for name, entries in (max_entries or {}).items():
+                    check(
+                        lib.bpf_map__set_max_entries(loaded._map(name), entries),
+                        f"sizing map {name!r} of {path.name}",
+                    )
+                check_privileges()  # EACCES from the kernel may be the verifier's refusal
+                result = lib.bpf_object__load(handle)
+                if result < 0:
+                    err = -result
+                    raise CompileError(
+                        f"the kernel refused to load {path.name}: {os.strerror(err)}{_said(said)}"
+                    )
+            except BaseException:
+                loaded.close()
+                raise
+        return loaded
+
+    def _map(self, name: str) -> int:
+        if self._handle is None:
+            raise ValueError(f"{self.path.name} is closed")
+        found = _lib().bpf_object__find_map_by_name(self._handle, name.encode())
+        if not found:
+            raise UnknownMapError(f"the BPF program {self.path.name} has no map named {name!r}")
+        return int(found)
+
+    def map_fd(self, name: str) -> int:
+        """A duplicate of the fd of map ``name`` (the caller closes it)."""
+        return os.dup(check(_lib().bpf_map__fd(self._map(name)), f"map {name!r}"))
+
+    def attach_tracepoints(self) -> None:
+        """Attaches every program to the hook its section names; on a failure, detaches the
+        ones attached and raises :class:`aiobpf.AttachError` (:class:`aiobpf.TracefsError`
+        when tracefs is not mounted and cannot be, :class:`aiobpf.UnknownTracepointError` for
+        a tracepoint this kernel does not have)."""
+        lib = _lib()
+        program = None
+        with _messages() as said:
+            try:
+                while program := lib.bpf_object__next_program(self._handle, program):
+                    section = (lib.bpf_program__section_name(program) or b"?").decode()
+                    kind, _, hook = section.partition("/")
+                    if kind == "tracepoint":  # said plainly, as for BCC's programs
+                        require_tracepoint(*hook.split("/", 1))
+                    link = lib.bpf_program__attach(program)
+                    if not link:
+                        err = ctypes.get_errno()
+                        raise AttachError(
+                            f"attaching {self.path.name}'s program to {section} failed: "
+                            f"{os.strerror(err)}{_said(said)}"
+                        )
+                    self._links.append(link)
+            except BaseException:
+                self.detach()
+                raise
+
+    def detach(self) -> None:
+        """Detaches every program; the object stays loaded, its maps readable."""
+        lib = _lib()
+        while self._links:
+            lib.bpf_link__destroy(self._links.pop())
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def close(self) -> None:
+        """Detaches and unloads; idempotent."""
+        self.detach()
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            _lib().bpf_object__close(handle)
+
+
+def percpu_sums(fd: int, slots: int) -> Callable[[], list[int]]:
+    """A reader of per-CPU array ``fd`` of ``slots`` u64 values: each slot summed over CPUs."""
+    cpus = check(libbpf().libbpf_num_possible_cpus(), "counting the possible CPUs")
+    values = np.zeros(cpus, dtype=np.uint64)
+    key = ctypes.c_uint32()
+    lookup = libbpf().bpf_map_lookup_elem
+
+    def read() -> list[int]:
+        sums = []
+        for slot in range(slots):
+            key.value = slot
+            check(lookup(fd, ctypes.byref(key), values.ctypes.data), "reading counters")
+            sums.append(int(values.sum()))
+        return sums
+
+    return read

@@ -1,0 +1,119 @@
+"""Prebuilt CO-RE objects loaded by libbpf: aiobpf's execve program needs neither BCC nor kernel
+headers at run time, and what goes wrong loading an object is a typed error with libbpf's and
+the verifier's words; nothing stays loaded after an error or a close."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import aiobpf
+from aiobpf._kernel.objects import BpfObject
+from aiobpf.programs._text import prebuilt_path
+
+from . import kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+REFUSED = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int reads_null(void *ctx)
+{
+    volatile int *nowhere = 0;
+    return *nowhere;
+}
+"""
+
+NO_BCC = r"""
+import sys
+sys.modules["bcc"] = None  # import bcc fails from here on
+import subprocess, anyio, aiobpf
+
+async def main():
+    async with aiobpf.execve_events() | aiobpf.filter_comm("no-bcc-here") as events:
+        subprocess.run([sys.argv[1]], check=True)
+        with anyio.fail_after(10):
+            event = await events.receive()
+    print(event.comm, event.filename, "bcc" in sys.modules and sys.modules["bcc"] is not None)
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.usefixtures("bpf")
+def test_the_execve_object_loads_and_releases_everything() -> None:
+    """Loaded, it has its maps (an unknown one is a typed LookupError) and programs; closed
+    (twice), none of its programs is left loaded."""
+    before = kernel.held_program_ids()
+    program = BpfObject.load(prebuilt_path("execve"), max_entries={"events": 1 << 16})
+    try:
+        loaded = kernel.held_program_ids() - before
+        assert len(loaded) == 5  # two entries, two exits, sched_process_exec
+        os.close(program.map_fd("events"))
+        with pytest.raises(aiobpf.UnknownMapError, match="no map named 'nope'") as caught:
+            program.map_fd("nope")
+        assert isinstance(caught.value, LookupError)
+        program.attach_tracepoints()
+    finally:
+        program.close()
+        program.close()
+    assert program.closed
+    assert kernel.wait_until_unloaded(loaded) == set()
+
+
+def test_a_missing_object_says_how_to_build_it(tmp_path: Path) -> None:
+    """No file: a SetupError naming it and the set-up script that builds it."""
+    with pytest.raises(aiobpf.SetupError, match=r"nope\.bpf\.o is missing.*scripts/setup\.sh"):
+        BpfObject.load(tmp_path / "nope.bpf.o")
+
+
+def test_a_file_that_is_no_object_is_a_setup_error(tmp_path: Path) -> None:
+    """Not an ELF object: libbpf's refusal, as a SetupError naming the file."""
+    path = tmp_path / "garbage.bpf.o"
+    path.write_bytes(b"not an object at all\n" * 10)
+    with pytest.raises(aiobpf.SetupError, match=r"libbpf cannot open .*garbage\.bpf\.o"):
+        BpfObject.load(path)
+
+
+@pytest.mark.usefixtures("bpf")
+@pytest.mark.skipif(shutil.which("clang") is None, reason="clang is needed to build the object")
+def test_a_program_the_verifier_refuses_is_a_compile_error_with_its_words(tmp_path: Path) -> None:
+    """A program that reads through a NULL pointer: the kernel's verifier refuses it, and the
+    CompileError carries the verifier's log; nothing of the object stays loaded."""
+    source, built = tmp_path / "refused.bpf.c", tmp_path / "refused.bpf.o"
+    source.write_text(REFUSED)
+    multiarch = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"  # asm/types.h
+    flags = ["-g", "-O2", "-target", "bpf", f"-I/usr/include/{multiarch}"]
+    subprocess.run(["clang", *flags, "-c", str(source), "-o", str(built)], check=True)
+    before = kernel.loaded_program_ids()
+    with pytest.raises(aiobpf.CompileError, match=r"refused to load refused\.bpf\.o") as caught:
+        BpfObject.load(built)
+    assert "invalid mem access" in str(caught.value), caught.value
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - before) == set()
+
+
+@pytest.mark.usefixtures("bpf")
+def test_exec_events_need_no_bcc(tmp_path: Path) -> None:
+    """A process where ``import bcc`` fails sees a known exec through execve_events(), filtered
+    in the kernel; BCC was never imported."""
+    program = kernel.uniquely_named_program(tmp_path, "no-bcc-here")
+    done = subprocess.run(
+        [sys.executable, "-c", NO_BCC, str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["no-bcc-here", str(program), "False"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import aiobpf
-from aiobpf.programs._text import include_flags, program_text
+from aiobpf._kernel.objects import BpfObject
+from aiobpf.programs._text import prebuilt_path
 from aiobpf.testing import getppid_program
 
 from . import kernel
@@ -40,18 +41,57 @@ async def test_snapshot_counts_exactly_the_executions_of_a_fresh_uid() -> None:
     assert first.mode == "snapshot"
 
 
+#: Exec calls per uid as a user would write it for BCC (aiobpf's own is a prebuilt object).
+COUNTS_FOR_BCC = r"""
+BPF_HASH(counts, u32, u64, 10240);
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    u32 uid = (u32)bpf_get_current_uid_gid();
+    u64 zero = 0;
+    u64 *count = counts.lookup_or_try_init(&uid, &zero);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    return 0;
+}
+"""
+
+
+def _counts_poller(
+    loader: str, mode: aiobpf.sources.Mode, batch: bool
+) -> aiobpf.MapPoller[Any, Any]:
+    """A poller of a uid -> exec calls map: of a BCC program, or of aiobpf's prebuilt one."""
+    if loader == "bcc":
+        program = aiobpf.lowlevel.Program.compile(COUNTS_FOR_BCC)
+        return aiobpf.MapPoller.from_bcc(
+            program.bpf, "counts", interval=0.05, mode=mode, batch=batch, owned=[program.close]
+        )
+    prebuilt = BpfObject.load(prebuilt_path("top_uids"))
+    prebuilt.attach_tracepoints()
+    (fd,) = prebuilt.map_fds("counts")
+    return aiobpf.MapPoller.from_fd(
+        fd,
+        name="counts",
+        key=np.uint32,
+        value=np.uint64,
+        interval=0.05,
+        mode=mode,
+        batch=batch,
+        owned=[prebuilt.close],
+    )
+
+
+@pytest.mark.parametrize("loader", ["bcc", "libbpf"])
 @pytest.mark.parametrize(("mode", "batch"), [("delta", True), ("drain", True), ("drain", False)])
 async def test_windows_add_up_while_execs_keep_happening(
-    mode: aiobpf.sources.Mode, batch: bool
+    mode: aiobpf.sources.Mode, batch: bool, loader: str
 ) -> None:
-    """Delta and drain readings taken while execs run add up to exactly the execs made."""
+    """Delta and drain readings taken while execs run add up to exactly the execs made, for a
+    map of a program BCC compiled and of one libbpf loaded."""
     made = 0
     seen = 0
     with anyio.fail_after(60):
-        program = aiobpf.lowlevel.Program.compile(program_text("top_uids"), cflags=include_flags())
-        poller = aiobpf.MapPoller.from_bcc(
-            program.bpf, "counts", interval=0.05, mode=mode, batch=batch, owned=[program.close]
-        )
+        poller = _counts_poller(loader, mode, batch)
         async with poller:
             readings = 0
             async with anyio.create_task_group() as tasks:

@@ -36,16 +36,24 @@ int reads_null(void *ctx)
 """
 
 NO_BCC = r"""
-import sys
+import os, subprocess, sys
 sys.modules["bcc"] = None  # import bcc fails from here on
-import subprocess, anyio, aiobpf
+import anyio, aiobpf
 
 async def main():
-    async with aiobpf.execve_events() | aiobpf.filter_comm("no-bcc-here") as events:
-        subprocess.run([sys.argv[1]], check=True)
+    probe = sys.argv[1]
+    async with (
+        aiobpf.execve_events() | aiobpf.filter_comm(os.path.basename(probe)) as events,
+        aiobpf.hello_world() as logs,
+        aiobpf.execve_counts(interval=0.05, uids=[os.getuid()]) as counts,
+    ):
+        subprocess.run([probe], check=True)
         with anyio.fail_after(10):
             event = await events.receive()
-    print(event.comm, event.filename, "bcc" in sys.modules and sys.modules["bcc"] is not None)
+            log = await logs.receive()
+            while not (await counts.receive()).values.get(os.getuid()):
+                pass
+    print(event.comm, event.filename, log.text, sys.modules["bcc"] is None)
 
 anyio.run(main)
 """
@@ -104,16 +112,25 @@ def test_a_program_the_verifier_refuses_is_a_compile_error_with_its_words(tmp_pa
 
 
 @pytest.mark.usefixtures("bpf")
-def test_exec_events_need_no_bcc(tmp_path: Path) -> None:
-    """A process where ``import bcc`` fails sees a known exec through execve_events(), filtered
-    in the kernel; BCC was never imported."""
+def test_the_prebuilt_programs_need_neither_bcc_nor_kernel_headers(tmp_path: Path) -> None:
+    """In a process where ``import bcc`` fails, with /lib/modules/$(uname -r) hidden, the
+    prebuilt programs run: execve_events() sees a known exec (filtered in the kernel),
+    hello_world() logs it, execve_counts() counts it; BCC was never imported."""
     program = kernel.uniquely_named_program(tmp_path, "no-bcc-here")
+    empty = tmp_path / "no-headers"
+    empty.mkdir()
+    modules = Path("/lib/modules") / os.uname().release
+    hide = (
+        f'mount --bind {empty} {modules} && exec "$0" "$@"'
+        if modules.exists()
+        else 'exec "$0" "$@"'
+    )
     done = subprocess.run(
-        [sys.executable, "-c", NO_BCC, str(program)],
+        ["unshare", "-m", "sh", "-c", hide, sys.executable, "-c", NO_BCC, str(program)],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["no-bcc-here", str(program), "False"]
+    assert done.stdout.split() == ["no-bcc-here", str(program), "Hello", "World!", "True"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -24,7 +25,7 @@ from ..errors import MapError, MapTypeError
 from .libbpf import check, libbpf
 from .ring_memory import map_info
 
-__all__ = ["MapReader"]
+__all__ = ["MapReader", "percpu_sums", "write_element"]
 
 HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH = 1, 2, 5, 6, 9, 10
 _READABLE = {HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH}
@@ -168,3 +169,27 @@ class MapReader:
             # After a delete the walk restarts from the first key: the deleted one is gone.
             previous = None if delete else key
         return self._decode(b"".join(keys), b"".join(values), len(keys))
+
+
+def write_element(fd: int, key: bytes, value: bytes, what: str) -> None:
+    """Puts ``value`` at ``key`` in map ``fd`` (both laid out as the map holds them);
+    :class:`aiobpf.MapError` names ``what`` when the kernel refuses."""
+    check(libbpf().bpf_map_update_elem(fd, key, value, 0), what)
+
+
+def percpu_sums(fd: int, slots: int) -> Callable[[], list[int]]:
+    """A reader of per-CPU array ``fd`` of ``slots`` u64 values: each slot summed over CPUs."""
+    cpus = check(libbpf().libbpf_num_possible_cpus(), "counting the possible CPUs")
+    values = np.zeros(cpus, dtype=np.uint64)
+    key = ctypes.c_uint32()
+    lookup = libbpf().bpf_map_lookup_elem
+
+    def read() -> list[int]:
+        sums = []
+        for slot in range(slots):
+            key.value = slot
+            check(lookup(fd, ctypes.byref(key), values.ctypes.data), "reading counters")
+            sums.append(int(values.sum()))
+        return sums
+
+    return read

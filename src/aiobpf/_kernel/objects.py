@@ -16,18 +16,16 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..errors import AttachError, CompileError, SetupError, UnknownMapError
 from .libbpf import check, libbpf
 from .privileges import check_privileges
 from .tracefs import require_tracepoint
 
-__all__ = ["BpfObject", "percpu_sums"]
+__all__ = ["BpfObject"]
 
 _P = ctypes.c_void_p
 _PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
@@ -171,6 +169,21 @@ class BpfObject:
         """A duplicate of the fd of map ``name`` (the caller closes it)."""
         return os.dup(check(_lib().bpf_map__fd(self._map(name)), f"map {name!r}"))
 
+    def map_fds(self, *names: str) -> list[int]:
+        """Duplicates of the fds of maps ``names``, in order (the caller closes them); on an
+        error, none is left open and the object is closed: a source wrapping the object owns
+        it from the call on."""
+        fds: list[int] = []
+        try:
+            for name in names:
+                fds.append(self.map_fd(name))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            self.close()
+            raise
+        return fds
+
     def attach_tracepoints(self) -> None:
         """Attaches every program to the hook its section names; on a failure, detaches the
         ones attached and raises :class:`aiobpf.AttachError` (:class:`aiobpf.TracefsError`
@@ -213,21 +226,3 @@ class BpfObject:
         handle, self._handle = self._handle, None
         if handle is not None:
             _lib().bpf_object__close(handle)
-
-
-def percpu_sums(fd: int, slots: int) -> Callable[[], list[int]]:
-    """A reader of per-CPU array ``fd`` of ``slots`` u64 values: each slot summed over CPUs."""
-    cpus = check(libbpf().libbpf_num_possible_cpus(), "counting the possible CPUs")
-    values = np.zeros(cpus, dtype=np.uint64)
-    key = ctypes.c_uint32()
-    lookup = libbpf().bpf_map_lookup_elem
-
-    def read() -> list[int]:
-        sums = []
-        for slot in range(slots):
-            key.value = slot
-            check(lookup(fd, ctypes.byref(key), values.ctypes.data), "reading counters")
-            sums.append(int(values.sum()))
-        return sums
-
-    return read

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 from typing import Any
 
-from .._kernel.libbpf import check, libbpf
-from .._kernel.objects import BpfObject, percpu_sums
+from .._kernel.map_io import percpu_sums, write_element
+from .._kernel.objects import BpfObject
+from .._resource import release_all
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from ..sources._validate import MaxLatency, check_reading_mode, ring_pages
@@ -31,11 +31,7 @@ def load_execve(pages: int) -> BpfObject:
 def _set_max_args(program: BpfObject, max_args: int) -> None:
     fd = program.map_fd("execve_config")
     try:
-        zero, value = ctypes.c_uint32(0), ctypes.c_uint32(max_args)
-        check(
-            libbpf().bpf_map_update_elem(fd, ctypes.byref(zero), ctypes.byref(value), 0),
-            "execve_config",
-        )
+        write_element(fd, bytes(4), max_args.to_bytes(4, "little"), "execve_config")
     finally:
         os.close(fd)
 
@@ -82,16 +78,12 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
         return load_execve(self._pages)
 
     def _wrap(self, program: BpfObject) -> RingBuffer[ExecveEvent]:
-        owned = [program.close]
+        ring, counts = program.map_fds("events", "events_counts")
+        owned = [program.close, lambda: os.close(counts)]
         try:
             filters = KernelFilters(program.map_fd)
-            owned.append(filters.close)
-            counts = program.map_fd("events_counts")
-            owned.append(lambda: os.close(counts))
-            ring = program.map_fd("events")
-        except BaseException:
-            for release in reversed(owned):
-                release()
+        except BaseException as exc:
+            release_all([lambda: os.close(ring), *reversed(owned)], after=exc)
             raise
         self._filters = filters
         return RingBuffer.from_fd(
@@ -101,7 +93,7 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
             counters=percpu_sums(counts, 2),
             max_latency=self._max_latency,
             busy_poll=self._busy_poll,
-            owned=owned,
+            owned=[*owned, filters.close],
         )
 
     def _configure(self, program: BpfObject, inner: RingBuffer[ExecveEvent]) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .._kernel.bcc import Program
+from .._kernel.map_io import percpu_sums
+from .._kernel.objects import BpfObject
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from ..sources._records import RecordType
 from ..sources._validate import MaxLatency, check_reading_mode
 from . import _constants as C
-from ._text import include_flags, program_text
+from ._text import prebuilt_path
 
 __all__ = ["LOG_RECORD", "HelloWorld", "LogRecord", "hello_world"]
 
@@ -59,7 +62,7 @@ class LogRecord:
         ]
 
 
-class HelloWorld(ProgramRing[LogRecord, Program]):
+class HelloWorld(ProgramRing[LogRecord, BpfObject]):
     """An async source of :class:`LogRecord`: the hello world program's structured log lines,
     one per exec, from its own ring. Attaches when entered, detaches when closed."""
 
@@ -70,13 +73,18 @@ class HelloWorld(ProgramRing[LogRecord, Program]):
         check_reading_mode(max_latency, 0.0)
         self._max_latency = max_latency
 
-    def _compile(self) -> Program:
-        return Program.compile(program_text("hello"), cflags=include_flags(), attach=False)
+    def _compile(self) -> BpfObject:
+        return BpfObject.load(prebuilt_path("hello"))
 
-    def _wrap(self, program: Program) -> RingBuffer[LogRecord]:
-        record = RecordType(dtype=LOG_RECORD, decode=LogRecord.decode)
-        return RingBuffer.from_bcc(
-            program.bpf, "logs", record=record, max_latency=self._max_latency, owned=[program.close]
+    def _wrap(self, program: BpfObject) -> RingBuffer[LogRecord]:
+        ring, counts = program.map_fds("logs", "logs_counts")
+        return RingBuffer.from_fd(
+            ring,
+            name="logs",
+            record=RecordType(dtype=LOG_RECORD, decode=LogRecord.decode),
+            counters=percpu_sums(counts, 2),
+            max_latency=self._max_latency,
+            owned=[program.close, lambda: os.close(counts)],
         )
 
 
@@ -85,7 +93,8 @@ def hello_world(*, max_latency: MaxLatency = "auto") -> HelloWorld:
     ``async with aiobpf.hello_world() as logs: async for record in logs: ...``.
 
     The program also prints "Hello World!" to the trace pipe on each exec, as ``bpf_trace_printk``
-    examples do (see :func:`aiobpf.trace_pipe`). Entering raises what
-    :meth:`aiobpf.lowlevel.Program.compile` raises.
+    examples do (see :func:`aiobpf.trace_pipe`). Entering raises
+    :class:`aiobpf.PrivilegeError`, :class:`aiobpf.SetupError` (the prebuilt program is
+    missing: run scripts/setup.sh) or :class:`aiobpf.AttachError`.
     """
     return HelloWorld(max_latency=max_latency)

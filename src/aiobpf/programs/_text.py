@@ -12,7 +12,7 @@ __all__ = ["PREBUILT", "include_flags", "prebuilt_path", "program_text"]
 
 #: The programs set-up compiles into CO-RE objects (``<name>.bpf.o`` beside their C), which
 #: libbpf loads: no BCC, clang or kernel headers at run time. The others are BCC's to compile.
-PREBUILT = ("execve",)
+PREBUILT = ("execve", "hello", "top_uids")
 
 _HERE = resources.files(__package__ or "aiobpf.programs")
 

@@ -2,39 +2,48 @@
 
 from __future__ import annotations
 
-import ctypes
-from collections.abc import Iterable
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
 
-from .._kernel.bcc import Program
-from .._kernel.libbpf import check, libbpf
+import numpy as np
+
+from .._kernel.map_io import percpu_sums, write_element
+from .._kernel.objects import BpfObject
 from ..sources import MapPoller, MapReading, MapStats, Mode
 from ..sources._program import ProgramSource
 from ..sources._validate import check_id, check_poll
-from ._text import include_flags, program_text
+from ._text import prebuilt_path
 
 __all__ = ["ExecveCounts", "execve_counts"]
 
 
-def _compile(uids: tuple[int, ...] | None) -> Program:
-    flags = [*include_flags(), *([] if uids is None else ["-DAIOBPF_UID_FILTER"])]
-    program = Program.compile(program_text("top_uids"), cflags=flags, attach=False)
+def _load(uids: tuple[int, ...] | None) -> BpfObject:
+    """The prebuilt counting program, loaded, its uid filter filled (not attached)."""
+    program = BpfObject.load(prebuilt_path("top_uids"))
     try:
         if uids is not None:
-            fd = program.bpf[b"uid_filter"].get_fd()
-            present = ctypes.c_uint8(1)
-            for uid in uids:
-                key = ctypes.c_uint32(uid)
-                check(
-                    libbpf().bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(present), 0),
-                    f"adding uid {uid} to the filter",
-                )
+            with _fd(program, "uid_filter") as filter_fd:
+                for uid in uids:
+                    write_element(filter_fd, uid.to_bytes(4, "little"), b"\1", f"uid {uid}")
+            with _fd(program, "counts_config") as config_fd:
+                write_element(config_fd, bytes(4), (1).to_bytes(4, "little"), "counts_config")
     except BaseException:
         program.close()
         raise
     return program
 
 
-class ExecveCounts(ProgramSource[MapReading[int, int], MapPoller[int, int], Program]):
+@contextlib.contextmanager
+def _fd(program: BpfObject, name: str) -> Iterator[int]:
+    fd = program.map_fd(name)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class ExecveCounts(ProgramSource[MapReading[int, int], MapPoller[int, int], BpfObject]):
     """An async source of :class:`aiobpf.MapReading` of ``{uid: exec calls}``, one per
     interval; attaches when entered, detaches when closed."""
 
@@ -47,12 +56,20 @@ class ExecveCounts(ProgramSource[MapReading[int, int], MapPoller[int, int], Prog
         self._mode: Mode = mode
         self._uids = uids
 
-    def _compile(self) -> Program:
-        return _compile(self._uids)
+    def _compile(self) -> BpfObject:
+        return _load(self._uids)
 
-    def _wrap(self, program: Program) -> MapPoller[int, int]:
-        return MapPoller.from_bcc(
-            program.bpf, "counts", interval=self._interval, mode=self._mode, owned=[program.close]
+    def _wrap(self, program: BpfObject) -> MapPoller[int, int]:
+        counts_fd, dropped_fd = program.map_fds("counts", "counts_dropped")
+        return MapPoller.from_fd(
+            counts_fd,
+            name="counts",
+            key=np.uint32,
+            value=np.uint64,
+            interval=self._interval,
+            mode=self._mode,
+            dropped=percpu_sums(dropped_fd, 1),
+            owned=[program.close, lambda: os.close(dropped_fd)],
         )
 
     def read(self) -> MapReading[int, int]:
@@ -75,8 +92,9 @@ def execve_counts(
 
     ``uids`` counts only those users, filtering in the kernel (others cost one map lookup).
     ``mode`` as in :class:`aiobpf.MapPoller`; the default snapshot is cumulative since start.
-    Raises :class:`ValueError` for a bad ``interval`` or ``mode`` or uid; entering raises what
-    :meth:`aiobpf.lowlevel.Program.compile` raises.
+    Raises :class:`ValueError` for a bad ``interval`` or ``mode`` or uid; entering raises
+    :class:`aiobpf.PrivilegeError`, :class:`aiobpf.SetupError` (the prebuilt program is
+    missing: run scripts/setup.sh) or :class:`aiobpf.AttachError`.
     """
     wanted = None if uids is None else tuple(sorted({check_id("uid", uid) for uid in uids}))
     return ExecveCounts(interval=interval, mode=mode, uids=wanted)

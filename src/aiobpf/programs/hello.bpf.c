@@ -1,12 +1,19 @@
 /* Hello world on every exec, written twice:
  *
- *  - the classic way, bpf_trace_printk onto the machine-wide trace pipe;
+ *  - the classic way, bpf_printk (bpf_trace_printk) onto the machine-wide trace pipe;
  *  - a structured log channel: a typed record into this program's own ring buffer, so its lines
  *    arrive unmixed with anyone else's, with the process that triggered them (what aya-log does).
+ *
+ * A CO-RE object, prebuilt at set-up and loaded by libbpf (see execve.bpf.c).
  */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
 #include "aiobpf.h"
 
 #define AIOBPF_LOG_INFO 2
+
+char LICENSE[] SEC("license") = "GPL";
 
 struct log_record {
     u64 timestamp_ns;
@@ -17,19 +24,32 @@ struct log_record {
     char text[64];
 };
 
-BPF_RINGBUF_OUTPUT(logs, 16);
-BPF_PERCPU_ARRAY(logs_counts, u64, 2);
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 16 * 4096);
+} logs SEC(".maps");
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 2);
+    __type(key, u32);
+    __type(value, u64);
+} logs_counts SEC(".maps");
+
+static __always_inline void count(u32 slot)
 {
-    bpf_trace_printk("Hello World!\n");
+    aiobpf_count(bpf_map_lookup_elem(&logs_counts, &slot));
+}
 
-    u32 slot = AIOBPF_PRODUCED;
-    aiobpf_count(logs_counts.lookup(&slot));
-    struct log_record *record = logs.ringbuf_reserve(sizeof(struct log_record));
+SEC("tracepoint/syscalls/sys_enter_execve")
+int hello(void *ctx)
+{
+    bpf_printk("Hello World!\n");
+
+    count(AIOBPF_PRODUCED);
+    struct log_record *record = bpf_ringbuf_reserve(&logs, sizeof(struct log_record), 0);
     if (!record) {
-        slot = AIOBPF_DROPPED;
-        aiobpf_count(logs_counts.lookup(&slot));
+        count(AIOBPF_DROPPED);
         return 0;
     }
     record->timestamp_ns = bpf_ktime_get_ns();
@@ -39,6 +59,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve)
     bpf_get_current_comm(record->comm, sizeof(record->comm));
     __builtin_memset(record->text, 0, sizeof(record->text));
     __builtin_memcpy(record->text, "Hello World!", 13);
-    logs.ringbuf_submit(record, 0);
+    bpf_ringbuf_submit(record, 0);
     return 0;
 }

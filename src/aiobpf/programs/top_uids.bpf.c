@@ -3,41 +3,75 @@
  * Counted at the calls' entry, by the caller's uid. A uid the full map has no room for is not
  * lost silently: counts_dropped (per CPU) counts those calls.
  *
- * With -DAIOBPF_UID_FILTER, only the uids present in uid_filter are counted: the filter is a
- * map, so user space can change it while the program runs.
+ * While counts_config[0] is 1, only the uids present in uid_filter are counted: both are maps,
+ * so user space can change them while the program runs.
+ *
+ * A CO-RE object, prebuilt at set-up and loaded by libbpf (see execve.bpf.c).
  */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
 #include "aiobpf.h"
 
-BPF_HASH(counts, u32, u64, 10240);
-BPF_PERCPU_ARRAY(counts_dropped, u64, 1);
-#ifdef AIOBPF_UID_FILTER
-BPF_HASH(uid_filter, u32, u8, AIOBPF_FILTER_CAPACITY);
-#endif
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 10240);
+    __type(key, u32);
+    __type(value, u64);
+} counts SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u64);
+} counts_dropped SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, u32);
+} counts_config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, AIOBPF_FILTER_CAPACITY);
+    __type(key, u32);
+    __type(value, u8);
+} uid_filter SEC(".maps");
 
 static __always_inline int count_exec(void)
 {
     u32 uid = (u32)bpf_get_current_uid_gid();
-#ifdef AIOBPF_UID_FILTER
-    if (!uid_filter.lookup(&uid))
+    u32 zero = 0;
+    u32 *filtered = bpf_map_lookup_elem(&counts_config, &zero);
+    if (filtered && *filtered && !bpf_map_lookup_elem(&uid_filter, &uid))
         return 0;
-#endif
-    u64 zero = 0;
-    u64 *count = counts.lookup_or_try_init(&uid, &zero);
+    u64 *count = bpf_map_lookup_elem(&counts, &uid);
+    if (!count) { /* a new uid: put a zero in (another CPU may have raced us to it) */
+        u64 initial = 0;
+        bpf_map_update_elem(&counts, &uid, &initial, BPF_NOEXIST);
+        count = bpf_map_lookup_elem(&counts, &uid);
+    }
     if (count) {
         __sync_fetch_and_add(count, 1);
     } else {
-        u32 slot = 0;
-        aiobpf_count(counts_dropped.lookup(&slot));
+        aiobpf_count(bpf_map_lookup_elem(&counts_dropped, &zero));
     }
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+SEC("tracepoint/syscalls/sys_enter_execve")
+int sys_enter_execve(void *ctx)
 {
     return count_exec();
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int sys_enter_execveat(void *ctx)
 {
     return count_exec();
 }

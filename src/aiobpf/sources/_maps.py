@@ -198,6 +198,39 @@ class MapPoller(ObjectReceiveStream[MapReading[K, V]]):
             release_all(reversed(on_close), after=exc)
             raise
 
+    @classmethod
+    def from_fd(
+        cls,
+        fd: int,
+        *,
+        name: str,
+        key: Any,
+        value: Any,
+        interval: float = 2.0,
+        mode: Mode = "snapshot",
+        dropped: Callable[[], list[int]] | None = None,
+        batch: bool = True,
+        owned: Sequence[Callable[[], None]] = (),
+    ) -> MapPoller[Any, Any]:
+        """A poller of the map ``fd`` of a program another loader loaded (libbpf, a map pinned
+        in bpffs): the poller owns ``fd`` and closes it. ``key``/``value``: numpy dtypes or
+        ctypes types of the map's keys and values; ``dropped`` reads the program's count of
+        updates that found the map full (first slot). The rest and the errors are as for
+        :meth:`from_bcc`."""
+        on_close: list[Callable[[], None]] = [*owned, lambda: os.close(fd)]
+        try:
+            reader = MapReader(
+                fd=fd,
+                name=name,
+                key=_as_dtype(key, None),
+                value=_as_dtype(value, None),
+                batch=batch,
+            )
+            return cls(reader, interval=interval, mode=mode, on_close=on_close, dropped=dropped)
+        except BaseException as exc:
+            release_all(reversed(on_close), after=exc)
+            raise
+
     def read(self) -> MapReading[K, V]:
         """A reading now, in this poller's mode (a drain empties the map)."""
         if self._closed:

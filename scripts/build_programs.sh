@@ -2,7 +2,7 @@
 # Compiles aiobpf's CO-RE programs (aiobpf.programs._text.PREBUILT) into
 # src/aiobpf/programs/<name>.bpf.o, once, with clang against the running kernel's BTF: libbpf
 # then loads them on this kernel or another with BTF, with no BCC, clang or kernel headers.
-# Rebuilds an object only when its C, aiobpf.h or the shared constants are newer. Needs clang
+# Rebuilds an object only when its C, aiobpf.h, the shared constants or the list are newer. Needs clang
 # and bpftool (scripts/setup.sh installs both) and the venv (for the shared constants).
 set -euo pipefail
 
@@ -31,17 +31,20 @@ case "$(uname -m)" in
     *) arch="$(uname -m)" ;;
 esac
 read -r -a flags <<< "$("$python" -c 'from aiobpf.programs._constants import shared_flags; print(" ".join(shared_flags()))')"
-names="$("$python" -c 'from aiobpf.programs._text import PREBUILT; print(" ".join(PREBUILT))')"
-for name in $names; do
-    source="$programs/$name.bpf.c"
+# one line per object: its name, its source's name, its own flags
+"$python" -c 'from aiobpf.programs._text import PREBUILT
+for name, (source, extra) in PREBUILT.items(): print(name, source, *extra)' |
+while read -r name source_name extra; do
+    source="$programs/$source_name.bpf.c"
     object="$programs/$name.bpf.o"
     if [ -f "$object" ] && [ "$object" -nt "$source" ] && [ "$object" -nt "$programs/aiobpf.h" ] \
-        && [ "$object" -nt "$programs/_constants.py" ]; then
+        && [ "$object" -nt "$programs/_constants.py" ] && [ "$object" -nt "$programs/_text.py" ]; then
         continue
     fi
-    say "clang $name.bpf.c"
+    say "clang $source_name.bpf.c -> $name.bpf.o"
+    # shellcheck disable=SC2086 # the object's own flags, split on purpose
     clang -g -O2 -target bpf "-D__TARGET_ARCH_$arch" -I"$build" -I"$programs" "${flags[@]}" \
-        -c "$source" -o "$build/$name.o"
+        $extra -c "$source" -o "$build/$name.o"
     # linked by bpftool: the BTF and CO-RE relocations stay, the DWARF goes (a tenth the size)
     bpftool gen object "$build/$name.linked.o" "$build/$name.o"
     mv "$build/$name.linked.o" "$object"

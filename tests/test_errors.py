@@ -109,7 +109,7 @@ def test_missing_kernel_headers_is_a_headers_error(tmp_path: Path) -> None:
     naming the path and the package; execve_events(), prebuilt, does not need them."""
     modules = Path("/lib/modules") / os.uname().release
     hide = f'mount --bind {tmp_path} {modules} && "$0" "$@"'
-    out = _run_probe("unshare", "-m", "sh", "-c", hide, source="execve_window_counts")
+    out = _run_probe("unshare", "-m", "sh", "-c", hide, source="syscall_events")
     assert out.startswith("KernelHeadersError"), out
     assert f"linux-headers-{os.uname().release}" in out
     assert _run_probe("unshare", "-m", "sh", "-c", hide) == "opened"

@@ -46,12 +46,15 @@ async def main():
         aiobpf.execve_events() | aiobpf.filter_comm(os.path.basename(probe)) as events,
         aiobpf.hello_world() as logs,
         aiobpf.execve_counts(interval=0.05, uids=[os.getuid()]) as counts,
+        aiobpf.execve_window_counts("comm", every=0.05) as windows,
     ):
         subprocess.run([probe], check=True)
         with anyio.fail_after(10):
             event = await events.receive()
             log = await logs.receive()
             while not (await counts.receive()).values.get(os.getuid()):
+                pass
+            while not (await windows.receive()).counts.get(event.comm):
                 pass
     print(event.comm, event.filename, log.text, sys.modules["bcc"] is None)
 
@@ -115,7 +118,8 @@ def test_a_program_the_verifier_refuses_is_a_compile_error_with_its_words(tmp_pa
 def test_the_prebuilt_programs_need_neither_bcc_nor_kernel_headers(tmp_path: Path) -> None:
     """In a process where ``import bcc`` fails, with /lib/modules/$(uname -r) hidden, the
     prebuilt programs run: execve_events() sees a known exec (filtered in the kernel),
-    hello_world() logs it, execve_counts() counts it; BCC was never imported."""
+    hello_world() logs it, execve_counts() and execve_window_counts() count it; BCC was never
+    imported."""
     program = kernel.uniquely_named_program(tmp_path, "no-bcc-here")
     empty = tmp_path / "no-headers"
     empty.mkdir()

@@ -20,7 +20,6 @@ import importlib
 import os
 import re
 import shutil
-import signal
 import tempfile
 import threading
 import weakref
@@ -47,6 +46,7 @@ from ..errors import (
 from .privileges import check_privileges
 from .ring_protocol import MalformedRecords, record_stride
 from .tracefs import ensure_tracefs, require_tracepoint
+from .verifier import LOAD_ATTEMPTS, signals_held
 
 __all__ = ["BccRingConsumer", "Program", "import_bcc", "map_fd", "percpu_sums"]
 
@@ -268,20 +268,6 @@ def _kprobes_available() -> bool:
     ).exists()
 
 
-#: Tries at loading a program the verifier gave up on because of a signal (EAGAIN).
-_LOAD_ATTEMPTS = 5
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Blocks every signal for the calling thread for the duration; they are delivered after."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 class Program:
     """A compiled and attached ``bcc.BPF`` object that aiobpf owns and must detach.
 
@@ -367,17 +353,14 @@ class Program:
                 self.attach_tracepoint(match[1], match[2], name)
 
     def _load(self, fn_name: str, prog_type: int) -> Any:
-        # The verifier gives up with EAGAIN when a signal is pending for the loading thread (a
-        # child's SIGCHLD, say) while it works. Signals are held for the load (the kernel hands
-        # process signals to another thread meanwhile, and the held ones arrive after it), and
-        # an EAGAIN all the same is worth another try, as libbpf gives it (5 tries).
-        for attempt in range(_LOAD_ATTEMPTS):
+        # signals held, and EAGAIN tried again: see aiobpf._kernel.verifier
+        for attempt in range(LOAD_ATTEMPTS):
             try:
-                with _signals_held():
+                with signals_held():
                     return self.bpf.load_func(fn_name.encode(), prog_type)
             except Exception as exc:
                 err = ctypes.get_errno()
-                if err == errno.EAGAIN and attempt + 1 < _LOAD_ATTEMPTS:
+                if err == errno.EAGAIN and attempt + 1 < LOAD_ATTEMPTS:
                     continue
                 raise self._load_error(fn_name, exc, err) from exc
         raise AssertionError("unreachable")

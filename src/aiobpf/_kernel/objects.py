@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from ..errors import AttachError, CompileError, SetupError, UnknownMapError
 from .libbpf import check, libbpf
 from .privileges import check_privileges
 from .tracefs import require_tracepoint
+from .verifier import LOAD_ATTEMPTS, signals_held
 
 __all__ = ["BpfObject"]
 
@@ -125,37 +127,45 @@ class BpfObject:
         """Opens the object at ``path``, sets the ``max_entries`` of the maps named, and loads
         it (the kernel verifies every program). Raises :class:`aiobpf.SetupError` when the file
         is missing, :class:`aiobpf.PrivilegeError` without CAP_BPF and CAP_PERFMON (or root),
-        :class:`aiobpf.CompileError`
-        (with libbpf's and the verifier's words) when the kernel refuses a program."""
+        :class:`aiobpf.CompileError` (with libbpf's and the verifier's words) when the kernel
+        refuses a program."""
         if not path.is_file():
             raise SetupError(
                 f"aiobpf's prebuilt program {path.name} is missing from {path.parent}: run "
                 "scripts/setup.sh, which compiles the programs with clang"
             )
-        lib = _lib()
-        with _messages() as said:
-            handle = lib.bpf_object__open_file(os.fsencode(path), None)
-            if not handle:
-                err = ctypes.get_errno()
-                raise SetupError(f"libbpf cannot open {path}: {os.strerror(err)}{_said(said)}")
-            loaded = cls(handle, path)
-            try:
-                for name, entries in (max_entries or {}).items():
-                    check(
-                        lib.bpf_map__set_max_entries(loaded._map(name), entries),
-                        f"sizing map {name!r} of {path.name}",
-                    )
-                check_privileges()  # EACCES from the kernel may be the verifier's refusal
-                result = lib.bpf_object__load(handle)
-                if result < 0:
-                    err = -result
-                    raise CompileError(
-                        f"the kernel refused to load {path.name}: {os.strerror(err)}{_said(said)}"
-                    )
-            except BaseException:
-                loaded.close()
-                raise
-        return loaded
+        check_privileges()  # EACCES from the kernel may be the verifier's refusal
+        # signals held, and EAGAIN tried again: see aiobpf._kernel.verifier (an object that
+        # failed to load cannot load again: each try opens it anew)
+        for attempt in range(LOAD_ATTEMPTS):
+            with _messages() as said, signals_held():
+                loaded = cls._open(path, said)
+                try:
+                    for name, entries in (max_entries or {}).items():
+                        check(
+                            _lib().bpf_map__set_max_entries(loaded._map(name), entries),
+                            f"sizing map {name!r} of {path.name}",
+                        )
+                    result = _lib().bpf_object__load(loaded._handle)
+                except BaseException:
+                    loaded.close()
+                    raise
+            if result >= 0:
+                return loaded
+            loaded.close()
+            if -result != errno.EAGAIN or attempt + 1 == LOAD_ATTEMPTS:
+                raise CompileError(
+                    f"the kernel refused to load {path.name}: {os.strerror(-result)}{_said(said)}"
+                )
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open(cls, path: Path, said: list[str]) -> BpfObject:
+        handle = _lib().bpf_object__open_file(os.fsencode(path), None)
+        if not handle:
+            err = ctypes.get_errno()
+            raise SetupError(f"libbpf cannot open {path}: {os.strerror(err)}{_said(said)}")
+        return cls(handle, path)
 
     def _map(self, name: str) -> int:
         if self._handle is None:

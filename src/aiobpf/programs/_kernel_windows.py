@@ -8,20 +8,32 @@ interval) rather than on event time.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Literal
 
-from .._kernel.bcc import Program
+import numpy as np
+
+from .._kernel.map_io import percpu_sums
+from .._kernel.objects import BpfObject
 from ..operators import WindowCount
 from ..sources import MapPoller, MapReading, MapStats
 from ..sources._program import ProgramSource
 from ..sources._validate import check_poll
-from ._text import include_flags, program_text
+from . import _constants as C
+from ._text import prebuilt_path
 
 __all__ = ["KernelWindowCounts", "execve_window_counts"]
 
 
-class KernelWindowCounts(ProgramSource[WindowCount, MapPoller[Any, int], Program]):
+#: Keys of ``window_counts``: a uid, or a ``struct comm_key``.
+_KEYS: dict[str, np.dtype[Any]] = {
+    "uid": np.dtype(np.uint32),
+    "comm": np.dtype([("comm", f"S{C.COMM_SIZE}")]),
+}
+
+
+class KernelWindowCounts(ProgramSource[WindowCount, MapPoller[Any, int], BpfObject]):
     """An async source of :class:`aiobpf.WindowCount` whose counting ran in the kernel.
 
     Each window is what the map held when drained: ``start`` and ``end`` are the drain times
@@ -40,16 +52,23 @@ class KernelWindowCounts(ProgramSource[WindowCount, MapPoller[Any, int], Program
         self._every = every
         self._start = time.time()
 
-    def _compile(self) -> Program:
-        flags = [*include_flags(), *(["-DAIOBPF_KEY_COMM"] if self._key == "comm" else [])]
-        return Program.compile(program_text("execve_window"), cflags=flags, attach=False)
+    def _compile(self) -> BpfObject:
+        return BpfObject.load(prebuilt_path(f"execve_window_{self._key}"))
 
-    def _wrap(self, program: Program) -> MapPoller[Any, int]:
-        return MapPoller.from_bcc(
-            program.bpf, "window_counts", interval=self._every, mode="drain", owned=[program.close]
+    def _wrap(self, program: BpfObject) -> MapPoller[Any, int]:
+        counts, dropped = program.map_fds("window_counts", "window_counts_dropped")
+        return MapPoller.from_fd(
+            counts,
+            name="window_counts",
+            key=_KEYS[self._key],
+            value=np.uint64,
+            interval=self._every,
+            mode="drain",
+            dropped=percpu_sums(dropped, 1),
+            owned=[program.close, lambda: os.close(dropped)],
         )
 
-    def _configure(self, program: Program, inner: MapPoller[Any, int]) -> None:
+    def _configure(self, program: BpfObject, inner: MapPoller[Any, int]) -> None:
         self._start = time.time()
 
     def _convert(self, item: Any) -> WindowCount:
@@ -76,7 +95,8 @@ def execve_window_counts(
     """Exec calls per ``key`` in windows of ``every`` seconds, counted in the kernel:
     ``async with aiobpf.execve_window_counts("comm") as windows: async for window in windows``.
 
-    Raises ValueError for another key or a bad ``every``; entering raises what
-    :meth:`aiobpf.lowlevel.Program.compile` raises.
+    Raises ValueError for another key or a bad ``every``; entering raises
+    :class:`aiobpf.PrivilegeError`, :class:`aiobpf.SetupError` (the prebuilt program is
+    missing: run scripts/setup.sh) or :class:`aiobpf.AttachError`.
     """
     return KernelWindowCounts(key, every)

@@ -10,9 +10,16 @@ from ._constants import shared_flags
 
 __all__ = ["PREBUILT", "include_flags", "prebuilt_path", "program_text"]
 
-#: The programs set-up compiles into CO-RE objects (``<name>.bpf.o`` beside their C), which
-#: libbpf loads: no BCC, clang or kernel headers at run time. The others are BCC's to compile.
-PREBUILT = ("execve", "hello", "top_uids")
+#: The CO-RE objects set-up compiles (``<name>.bpf.o`` beside the C), each from ``<source>.bpf.c``
+#: with its own flags, which libbpf loads: no BCC, clang or kernel headers at run time. The
+#: other programs are BCC's to compile.
+PREBUILT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "execve": ("execve", ()),
+    "hello": ("hello", ()),
+    "top_uids": ("top_uids", ()),
+    "execve_window_uid": ("execve_window", ()),
+    "execve_window_comm": ("execve_window", ("-DAIOBPF_KEY_COMM",)),
+}
 
 _HERE = resources.files(__package__ or "aiobpf.programs")
 

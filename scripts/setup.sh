@@ -3,8 +3,10 @@
 # clang, bpftool), tracefs/debugfs mounts, a virtual environment in .venv that can import the
 # system `bcc`, and aiobpf's CO-RE programs compiled into src/aiobpf/programs/*.bpf.o.
 # Run as root (BPF needs it). Safe to run again: each step checks before it acts.
-# `setup.sh test` also installs what only the tests need: Debian's chromium (the dashboard),
-# bpftrace and stress-ng (independent references for exec tracing).
+# Kernel headers (for BCC, which compiles against them) are set up only when asked for:
+# `setup.sh bcc` for BCC programs (your own, and `aiobpf syscalls`); aiobpf's prebuilt programs
+# need none. `setup.sh test` does both, and also installs what only the tests need: Debian's
+# chromium (the dashboard), bpftrace and stress-ng (independent references for exec tracing).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,16 +40,25 @@ missing=()
 for pkg in python3-bpfcc libbpf1 libbpf-dev util-linux clang bpftool; do
     installed "$pkg" || missing+=("$pkg")
 done
-if [ "${1:-}" = test ]; then
+mode="${1:-}"
+case "$mode" in
+    ""|bcc|test) ;;
+    *) say "usage: $0 [bcc|test]"; exit 2 ;;
+esac
+if [ "$mode" = test ]; then
     # chromium checks the dashboard; bpftrace and stress-ng are references exec tracing is
     # checked against; stress-ng also loads the machine in scripts/repeat.sh --stress
     for pkg in chromium bpftrace stress-ng; do installed "$pkg" || missing+=("$pkg"); done
 fi
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 
-# 2. Kernel headers where BCC looks for them: /lib/modules/$(uname -r)/{build,source}.
+# 2. Kernel headers where BCC looks for them: /lib/modules/$(uname -r)/{build,source}; only for
+#    BCC programs (asked for with `bcc` or `test`).
 modules="/lib/modules/$kernel"
-if [ ! -e "$modules/build/include/linux/kconfig.h" ] && [ ! -e "$modules/build/include/generated/autoconf.h" ]; then
+if [ "$mode" = "" ]; then
+    say "kernel headers: not needed by aiobpf's prebuilt programs, left as they are"
+    say "(BCC programs, yours and \`aiobpf syscalls\`, need them: $0 bcc)"
+elif [ ! -e "$modules/build/include/linux/kconfig.h" ] && [ ! -e "$modules/build/include/generated/autoconf.h" ]; then
     if [ "$apt_updated" -eq 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; apt_updated=1; fi
     if apt-cache show "linux-headers-$kernel" >/dev/null 2>&1; then
         apt_install "linux-headers-$kernel"
@@ -62,9 +73,13 @@ if [ ! -e "$modules/build/include/linux/kconfig.h" ] && [ ! -e "$modules/build/i
         fi
         warn "no headers package matches kernel $kernel; linking the distribution's $(basename "$build")."
         warn "BCC programs that read kernel structs must not rely on these offsets (aiobpf reads them from BTF)."
+        created=""
+        [ -d "$modules" ] || created="; rmdir $modules"
         mkdir -p "$modules"
         ln -sfn "$build" "$modules/build"
         ln -sfn "$common" "$modules/source"
+        say "linked $modules/build -> $build and $modules/source -> $common"
+        say "this changes what DKMS and other builds for kernel $kernel see; to undo: rm $modules/build $modules/source$created"
     fi
 fi
 

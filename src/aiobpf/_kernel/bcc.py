@@ -72,8 +72,8 @@ def check_headers() -> None:
     if not (build / "include").is_dir():
         raise KernelHeadersError(
             f"BCC compiles against kernel headers and found none at {build}; install them "
-            f"(apt-get install linux-headers-{os.uname().release}, or run scripts/setup.sh, which "
-            f"links the distribution's headers when no package matches this kernel)"
+            f"(apt-get install linux-headers-{os.uname().release}, or run scripts/setup.sh bcc, "
+            f"which links the distribution's headers when no package matches this kernel)"
         )
 
 

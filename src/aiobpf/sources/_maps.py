@@ -176,27 +176,28 @@ class MapPoller(ObjectReceiveStream[MapReading[K, V]]):
         type that cannot be polled or declared types of the wrong size, :class:`ValueError` for
         a bad ``interval`` or ``mode``.
         """
-        on_close: list[Callable[[], None]] = list(owned)
         try:
             table_key, table_value = _bcc.map_types(bpf, name)
-            fd = _bcc.map_fd(bpf, name)
-            on_close.append(lambda: os.close(fd))
-            reader = MapReader(
-                fd=fd,
-                name=name,
-                key=_as_dtype(key, table_key),
-                value=_as_dtype(value, table_value),
-                batch=batch,
-            )
             dropped = (
                 _bcc.percpu_sums(bpf, f"{name}_dropped")
                 if _bcc.has_map(bpf, f"{name}_dropped")
                 else None
             )
-            return cls(reader, interval=interval, mode=mode, on_close=on_close, dropped=dropped)
+            fd = _bcc.map_fd(bpf, name)
         except BaseException as exc:
-            release_all(reversed(on_close), after=exc)
+            release_all(reversed(owned), after=exc)
             raise
+        return cls.from_fd(
+            fd,
+            name=name,
+            key=_as_dtype(key, table_key),
+            value=_as_dtype(value, table_value),
+            interval=interval,
+            mode=mode,
+            dropped=dropped,
+            batch=batch,
+            owned=owned,
+        )
 
     @classmethod
     def from_fd(

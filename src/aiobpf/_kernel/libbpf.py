@@ -49,6 +49,18 @@ _PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
     "bpf_map_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
     "bpf_link_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
     "libbpf_num_possible_cpus": ([], ctypes.c_int),
+    # the object API: prebuilt CO-RE objects (objects.py)
+    "bpf_object__open_file": ([ctypes.c_char_p, _P], _P),
+    "bpf_object__load": ([_P], ctypes.c_int),
+    "bpf_object__close": ([_P], None),
+    "bpf_object__find_map_by_name": ([_P, ctypes.c_char_p], _P),
+    "bpf_map__set_max_entries": ([_P, ctypes.c_uint32], ctypes.c_int),
+    "bpf_map__fd": ([_P], ctypes.c_int),
+    "bpf_object__next_program": ([_P, _P], _P),
+    "bpf_program__section_name": ([_P], ctypes.c_char_p),
+    "bpf_program__attach": ([_P], _P),
+    "bpf_link__destroy": ([_P], ctypes.c_int),
+    "libbpf_set_print": ([_P], _P),
 }
 
 

@@ -19,33 +19,19 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..errors import AttachError, CompileError, SetupError, UnknownMapError
 from .libbpf import check, libbpf
+from .libc import libc
+from .map_io import write_element
 from .privileges import check_privileges
 from .tracefs import require_tracepoint
 from .verifier import LOAD_ATTEMPTS, signals_held
 
 __all__ = ["BpfObject"]
 
-_P = ctypes.c_void_p
 _PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-_PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
-    "bpf_object__open_file": ([ctypes.c_char_p, _P], _P),
-    "bpf_object__load": ([_P], ctypes.c_int),
-    "bpf_object__close": ([_P], None),
-    "bpf_object__find_map_by_name": ([_P, ctypes.c_char_p], _P),
-    "bpf_map__set_max_entries": ([_P, ctypes.c_uint32], ctypes.c_int),
-    "bpf_map__fd": ([_P], ctypes.c_int),
-    "bpf_object__next_program": ([_P, _P], _P),
-    "bpf_program__name": ([_P], ctypes.c_char_p),
-    "bpf_program__section_name": ([_P], ctypes.c_char_p),
-    "bpf_program__attach": ([_P], _P),
-    "bpf_link__destroy": ([_P], ctypes.c_int),
-    "libbpf_set_print": ([_P], _P),
-}
-_WARN, _INFO = 0, 1  # libbpf_print_level; DEBUG (2) is left out
+_INFO = 1  # libbpf_print_level: WARN (0) and INFO are kept, DEBUG (2) is left out
 _collected = threading.local()
 
 
@@ -56,39 +42,12 @@ def _print_message(level: int, text_format: bytes, arguments: int) -> int:
     if messages is None or level > _INFO:
         return 0
     buffer = ctypes.create_string_buffer(4096)
-    _vsnprintf()(buffer, len(buffer), text_format, arguments)
+    libc().vsnprintf(buffer, len(buffer), text_format, arguments)
     messages.append(buffer.value.decode(errors="replace"))
     return 0
 
 
-_print = _PRINT(_print_message)  # kept referenced: libbpf holds the pointer for good
-_libc: ctypes.CDLL | None = None
-
-
-def _vsnprintf() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _P]
-        _libc.vsnprintf.restype = ctypes.c_int
-    return _libc.vsnprintf
-
-
-_prepared = False
-
-
-def _lib() -> ctypes.CDLL:
-    """libbpf with the object API's prototypes, printing through :func:`_print`."""
-    global _prepared
-    lib = libbpf()
-    if not _prepared:
-        for name, (argtypes, restype) in _PROTOTYPES.items():
-            function = getattr(lib, name)
-            function.argtypes = argtypes
-            function.restype = restype
-        _vsnprintf()
-        _prepared = True
-    return lib
+_print = _PRINT(_print_message)  # one callback object for the life of the process
 
 
 @contextlib.contextmanager
@@ -98,11 +57,11 @@ def _messages() -> Iterator[list[str]]:
     in for the call, and the one before it back afterwards."""
     messages: list[str] = []
     _collected.messages = messages
-    previous = _lib().libbpf_set_print(ctypes.cast(_print, _P))
+    previous = libbpf().libbpf_set_print(ctypes.cast(_print, ctypes.c_void_p))
     try:
         yield messages
     finally:
-        _lib().libbpf_set_print(previous)
+        libbpf().libbpf_set_print(previous)
         _collected.messages = None
 
 
@@ -143,10 +102,10 @@ class BpfObject:
                 try:
                     for name, entries in (max_entries or {}).items():
                         check(
-                            _lib().bpf_map__set_max_entries(loaded._map(name), entries),
+                            libbpf().bpf_map__set_max_entries(loaded._map(name), entries),
                             f"sizing map {name!r} of {path.name}",
                         )
-                    result = _lib().bpf_object__load(loaded._handle)
+                    result = libbpf().bpf_object__load(loaded._handle)
                 except BaseException:
                     loaded.close()
                     raise
@@ -161,7 +120,7 @@ class BpfObject:
 
     @classmethod
     def _open(cls, path: Path, said: list[str]) -> BpfObject:
-        handle = _lib().bpf_object__open_file(os.fsencode(path), None)
+        handle = libbpf().bpf_object__open_file(os.fsencode(path), None)
         if not handle:
             err = ctypes.get_errno()
             raise SetupError(f"libbpf cannot open {path}: {os.strerror(err)}{_said(said)}")
@@ -170,14 +129,19 @@ class BpfObject:
     def _map(self, name: str) -> int:
         if self._handle is None:
             raise ValueError(f"{self.path.name} is closed")
-        found = _lib().bpf_object__find_map_by_name(self._handle, name.encode())
+        found = libbpf().bpf_object__find_map_by_name(self._handle, name.encode())
         if not found:
             raise UnknownMapError(f"the BPF program {self.path.name} has no map named {name!r}")
         return int(found)
 
     def map_fd(self, name: str) -> int:
         """A duplicate of the fd of map ``name`` (the caller closes it)."""
-        return os.dup(check(_lib().bpf_map__fd(self._map(name)), f"map {name!r}"))
+        return os.dup(check(libbpf().bpf_map__fd(self._map(name)), f"map {name!r}"))
+
+    def update(self, name: str, key: bytes, value: bytes) -> None:
+        """Puts ``value`` at ``key`` in map ``name`` (both laid out as the map holds them),
+        through the object's own fd: what a program is set up with before it is attached."""
+        write_element(libbpf().bpf_map__fd(self._map(name)), key, value, f"map {name!r}")
 
     def map_fds(self, *names: str) -> list[int]:
         """Duplicates of the fds of maps ``names``, in order (the caller closes them); on an
@@ -199,7 +163,7 @@ class BpfObject:
         ones attached and raises :class:`aiobpf.AttachError` (:class:`aiobpf.TracefsError`
         when tracefs is not mounted and cannot be, :class:`aiobpf.UnknownTracepointError` for
         a tracepoint this kernel does not have)."""
-        lib = _lib()
+        lib = libbpf()
         program = None
         with _messages() as said:
             try:
@@ -222,7 +186,7 @@ class BpfObject:
 
     def detach(self) -> None:
         """Detaches every program; the object stays loaded, its maps readable."""
-        lib = _lib()
+        lib = libbpf()
         while self._links:
             lib.bpf_link__destroy(self._links.pop())
 
@@ -235,4 +199,4 @@ class BpfObject:
         self.detach()
         handle, self._handle = self._handle, None
         if handle is not None:
-            _lib().bpf_object__close(handle)
+            libbpf().bpf_object__close(handle)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import mmap
 import os
 import platform
@@ -34,6 +33,7 @@ import numpy.typing as npt
 
 from ..errors import MapTypeError, PrivilegeError
 from .libbpf import check, libbpf
+from .libc import libc
 from .ring_memory import map_info
 from .ring_protocol import MalformedRecords
 
@@ -66,11 +66,6 @@ def sample_size(record_size: int) -> int:
     return 8 + (record_size + 4 + 7) // 8 * 8
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _perf_event_open(cpu: int) -> int:
     """A BPF output perf event on ``cpu`` that wakes its reader on every sample."""
     number = _PERF_EVENT_OPEN.get(platform.machine())
@@ -82,7 +77,7 @@ def _perf_event_open(cpu: int) -> int:
         0, 0, 1, 0,
     )  # fmt: skip
     buffer = (ctypes.c_char * _ATTR_SIZE).from_buffer(attr)
-    fd = int(_libc().syscall(number, buffer, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC))
+    fd = int(libc().syscall(number, buffer, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC))
     if fd < 0:
         err = ctypes.get_errno()
         if err in (1, 13):  # EPERM, EACCES
@@ -305,7 +300,7 @@ def open_perf_buffers(
             slots.append(cpu)
             epoll.register(buffer.fd, select.EPOLLIN)
             check(
-                _libc().ioctl(buffer.fd, _PERF_EVENT_IOC_ENABLE, 0),
+                libc().ioctl(buffer.fd, _PERF_EVENT_IOC_ENABLE, 0),
                 f"enabling CPU {cpu}'s perf event",
             )
     except BaseException:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .._kernel.map_io import percpu_sums, write_element
+from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
 from .._resource import release_all
 from ..sources import RingBuffer
@@ -26,14 +26,6 @@ MAX_ARGS = C.MAX_ARGS
 def load_execve(pages: int) -> BpfObject:
     """The prebuilt execve object, loaded with a ring of ``pages`` pages (not attached)."""
     return BpfObject.load(prebuilt_path("execve"), max_entries={"events": pages * 4096})
-
-
-def _set_max_args(program: BpfObject, max_args: int) -> None:
-    fd = program.map_fd("execve_config")
-    try:
-        write_element(fd, bytes(4), max_args.to_bytes(4, "little"), "execve_config")
-    finally:
-        os.close(fd)
 
 
 class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
@@ -98,7 +90,7 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
 
     def _configure(self, program: BpfObject, inner: RingBuffer[ExecveEvent]) -> None:
         assert self._filters is not None
-        _set_max_args(program, self._max_args)
+        program.update("execve_config", bytes(4), self._max_args.to_bytes(4, "little"))
         for kind, values in self._wanted:
             self._filters.restrict(kind, values)
         for kind, selection in self._selected.items():

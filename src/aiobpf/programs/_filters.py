@@ -13,14 +13,14 @@ selects the union of what they want, and the consumers filter their own part in 
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 from collections.abc import Callable
 from typing import Any
 
 from .._kernel.cgroups import narrow_cgroups
-from .._kernel.libbpf import check, libbpf
+from .._kernel.libbpf import libbpf
+from .._kernel.map_io import write_element
 from ..sources._validate import check_id
 from . import _constants as C
 from ._constants import comm_key
@@ -130,27 +130,18 @@ class KernelFilters:
     def _remove(self, kind: str, keys: frozenset[bytes]) -> None:
         name = _KINDS[kind][1]
         for key in keys:
-            libbpf().bpf_map_delete_elem(
-                self._fds[name], ctypes.create_string_buffer(key, len(key))
-            )
+            libbpf().bpf_map_delete_elem(self._fds[name], key)
 
     def _add(self, kind: str, keys: frozenset[bytes]) -> None:
         name = _KINDS[kind][1]
-        present = ctypes.c_uint8(1)
         for key in keys:
-            buffer = ctypes.create_string_buffer(key, len(key))
-            fd = self._fds[name]
-            check(libbpf().bpf_map_update_elem(fd, buffer, ctypes.byref(present), 0), name)
+            write_element(self._fds[name], key, b"\1", name)
             self._applied[kind] = self._applied[kind] | {key}
 
     def _write_flags(self) -> None:
         flags = sum(_KINDS[kind][0] for kind in self._applied)
-        zero, word = ctypes.c_uint32(0), ctypes.c_uint32(flags)
-        check(
-            libbpf().bpf_map_update_elem(
-                self._fds["filter_config"], ctypes.byref(zero), ctypes.byref(word), 0
-            ),
-            "filter_config",
+        write_element(
+            self._fds["filter_config"], bytes(4), flags.to_bytes(4, "little"), "filter_config"
         )
 
     def close(self) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 
-from .._kernel.map_io import percpu_sums, write_element
+from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
 from ..sources import MapPoller, MapReading, MapStats, Mode
 from ..sources._program import ProgramSource
@@ -23,24 +22,13 @@ def _load(uids: tuple[int, ...] | None) -> BpfObject:
     program = BpfObject.load(prebuilt_path("top_uids"))
     try:
         if uids is not None:
-            with _fd(program, "uid_filter") as filter_fd:
-                for uid in uids:
-                    write_element(filter_fd, uid.to_bytes(4, "little"), b"\1", f"uid {uid}")
-            with _fd(program, "counts_config") as config_fd:
-                write_element(config_fd, bytes(4), (1).to_bytes(4, "little"), "counts_config")
+            for uid in uids:
+                program.update("uid_filter", uid.to_bytes(4, "little"), b"\1")
+            program.update("counts_config", bytes(4), (1).to_bytes(4, "little"))
     except BaseException:
         program.close()
         raise
     return program
-
-
-@contextlib.contextmanager
-def _fd(program: BpfObject, name: str) -> Iterator[int]:
-    fd = program.map_fd(name)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 class ExecveCounts(ProgramSource[MapReading[int, int], MapPoller[int, int], BpfObject]):

@@ -243,8 +243,6 @@ class RingBuffer(ObjectReceiveStream[R]):
         numeric budget with ``busy_poll`` (with it, "auto" means none), or for ``busy_poll``
         with BCC's reader.
         """
-        on_close: list[Callable[[], None]] = list(owned)
-        ring_reader: RecordReader | None = None
         try:
             check_reading_mode(max_latency, busy_poll)  # before the ring is mapped
             layout = _record_of(bpf, name, record, f"ring {name!r}")
@@ -254,28 +252,34 @@ class RingBuffer(ObjectReceiveStream[R]):
             elif reader not in ("mmap", "bcc"):
                 raise ValueError(f"reader must be 'auto', 'mmap' or 'bcc', got {reader!r}")
             fd = _bcc.map_fd(bpf, name)
-            on_close.append(lambda: os.close(fd))
-            if reader == "bcc":
-                consumer = _bcc.BccRingConsumer.acquire(bpf, name, layout.dtype)
-                on_close.append(consumer.release)
-                ring_reader = consumer
-            else:
-                ring_reader = _mapped_reader(fd, name, layout.dtype, on_close)
+        except BaseException as exc:
+            release_all(reversed(owned), after=exc)
+            raise
+        if reader == "mmap":
+            return cls.from_fd(
+                fd,
+                name=name,
+                record=layout,
+                counters=counter_reader,
+                max_latency=max_latency,
+                busy_poll=busy_poll,
+                owned=owned,
+            )
+        on_close: list[Callable[[], None]] = [*owned, lambda: os.close(fd)]
+        try:
+            consumer = _bcc.BccRingConsumer.acquire(bpf, name, layout.dtype)
+            on_close.append(consumer.release)
             return cls(
                 name=name,
                 fd=fd,
                 record=layout,
-                reader=ring_reader,
+                reader=consumer,
                 counters=counter_reader,
                 max_latency=max_latency,
                 busy_poll=busy_poll,
                 on_close=on_close,
             )
         except BaseException as exc:
-            # The ring cannot be unmapped under arrays over it: drop the reader's, and those
-            # the error's frames hold (their locals; the traceback itself stays).
-            ring_reader = None
-            traceback.clear_frames(exc.__traceback__)
             release_all(reversed(on_close), after=exc)
             raise
 
@@ -313,7 +317,9 @@ class RingBuffer(ObjectReceiveStream[R]):
             )
             return source
         except BaseException as exc:
-            ring_reader = None  # as in from_bcc: no array over the ring may outlive it
+            # The ring cannot be unmapped under arrays over it: drop the reader's, and those
+            # the error's frames hold (their locals; the traceback itself stays).
+            ring_reader = None
             traceback.clear_frames(exc.__traceback__)
             release_all(reversed(on_close), after=exc)
             raise

@@ -4,8 +4,8 @@
 # system `bcc`, and aiobpf's CO-RE programs compiled into src/aiobpf/programs/*.bpf.o.
 # Run as root (BPF needs it). Safe to run again: each step checks before it acts.
 # Kernel headers (for BCC, which compiles against them) are set up only when asked for:
-# `setup.sh bcc` for BCC programs (your own, and `aiobpf syscalls`); aiobpf's prebuilt programs
-# need none. `setup.sh test` does both, and also installs what only the tests need: Debian's
+# `setup.sh bcc` for BCC programs (your own, and the test suite's load generator); aiobpf's
+# prebuilt programs need none. `setup.sh test` does both, and also installs what only the tests need: Debian's
 # chromium (the dashboard), bpftrace and stress-ng (independent references for exec tracing).
 set -euo pipefail
 
@@ -57,7 +57,7 @@ fi
 modules="/lib/modules/$kernel"
 if [ "$mode" = "" ]; then
     say "kernel headers: not needed by aiobpf's prebuilt programs, left as they are"
-    say "(BCC programs, yours and \`aiobpf syscalls\`, need them: $0 bcc)"
+    say "(BCC programs, yours and the test suite's load generator, need them: $0 bcc)"
 elif [ ! -e "$modules/build/include/linux/kconfig.h" ] && [ ! -e "$modules/build/include/generated/autoconf.h" ]; then
     if [ "$apt_updated" -eq 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; apt_updated=1; fi
     if apt-cache show "linux-headers-$kernel" >/dev/null 2>&1; then

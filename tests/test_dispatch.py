@@ -128,8 +128,9 @@ async def test_user_handler_in_c() -> None:
         dispatch.install("getppid", "my_handler")
         for _ in range(6):
             os.getppid()
+        assert dispatch.user_program is not None
         poller: aiobpf.MapPoller[Any, Any] = aiobpf.MapPoller.from_bcc(
-            dispatch._live.program.bpf, "user_hits"
+            dispatch.user_program.bpf, "user_hits"
         )
         async with poller:
             assert poller.read().values == {0: 6}
@@ -137,6 +138,18 @@ async def test_user_handler_in_c() -> None:
             dispatch.install("getppid", "nope")
         with pytest.raises(LookupError, match="no syscall named 'getppidd'"):
             dispatch.install("getppidd", "count")
+
+
+async def test_user_handlers_that_do_not_compile_leave_nothing_loaded() -> None:
+    """A user handler BCC refuses is a CompileError with the compiler's words, raised once the
+    prebuilt dispatcher was loaded: that one is released too."""
+    programs, objects = kernel.held_program_ids(), kernel.bpf_objects()
+    broken = "int mine(struct bpf_raw_tracepoint_args *ctx) { return no_such_thing; }"
+    with pytest.raises(aiobpf.CompileError, match="no_such_thing"):
+        async with SyscallDispatch(tids=[kernel.current_tid()], user_handlers=broken):
+            pass
+    assert kernel.bpf_objects() == objects
+    assert kernel.held_program_ids() == programs
 
 
 async def test_closing_detaches_and_frees_everything() -> None:

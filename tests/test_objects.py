@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import aiobpf
-from aiobpf._kernel.objects import BpfObject
+from aiobpf._kernel.objects import BpfObject, preload
 from aiobpf.programs._text import prebuilt_path
 
 from . import kernel
@@ -36,7 +36,7 @@ int reads_null(void *ctx)
 """
 
 NO_BCC = r"""
-import os, subprocess, sys
+import os, subprocess, sys, threading
 sys.modules["bcc"] = None  # import bcc fails from here on
 import anyio, aiobpf
 
@@ -47,15 +47,19 @@ async def main():
         aiobpf.hello_world() as logs,
         aiobpf.execve_counts(interval=0.05, uids=[os.getuid()]) as counts,
         aiobpf.execve_window_counts("comm", every=0.05) as windows,
+        aiobpf.syscall_events(syscalls=["getppid"], tids=[threading.get_native_id()]) as calls,
     ):
         subprocess.run([probe], check=True)
+        ppid = os.getppid()
         with anyio.fail_after(10):
+            call = await calls.receive()
             event = await events.receive()
             log = await logs.receive()
             while not (await counts.receive()).values.get(os.getuid()):
                 pass
             while not (await windows.receive()).counts.get(event.comm):
                 pass
+    assert (call.name, call.pid) == ("getppid", os.getpid()), call
     print(event.comm, event.filename, log.text, sys.modules["bcc"] is None)
 
 anyio.run(main)
@@ -81,6 +85,30 @@ def test_the_execve_object_loads_and_releases_everything() -> None:
         program.close()
     assert program.closed
     assert kernel.wait_until_unloaded(loaded) == set()
+
+
+@pytest.mark.usefixtures("bpf")
+def test_a_preload_is_taken_by_the_next_load_of_the_same_object_and_sizes() -> None:
+    """preload() loads in a thread; the load that asks for the same object and sizes gets that
+    very object (no second one is loaded), another size loads its own."""
+    path, sizes = prebuilt_path("hello"), {"logs": 1 << 16}
+    before = kernel.held_program_ids()
+    preload(path, max_entries=sizes)
+    with BpfObject.load(path, max_entries={"logs": 1 << 17}) as other:
+        with BpfObject.load(path, max_entries=sizes) as taken:
+            assert len(kernel.held_program_ids() - before) == 2  # one program each
+            assert taken is not other
+        with BpfObject.load(path, max_entries=sizes) as again:  # taken once only: a new load
+            assert len(kernel.held_program_ids() - before) == 2
+            assert again is not taken
+    assert kernel.wait_until_unloaded(kernel.held_program_ids() - before) == set()
+
+
+def test_a_preload_that_failed_raises_in_the_load_that_takes_it(tmp_path: Path) -> None:
+    """What a preload met is raised where the object is wanted, as a load would raise it."""
+    preload(tmp_path / "nope.bpf.o")
+    with pytest.raises(aiobpf.SetupError, match=r"nope\.bpf\.o is missing"):
+        BpfObject.load(tmp_path / "nope.bpf.o")
 
 
 def test_a_missing_object_says_how_to_build_it(tmp_path: Path) -> None:
@@ -118,8 +146,8 @@ def test_a_program_the_verifier_refuses_is_a_compile_error_with_its_words(tmp_pa
 def test_the_prebuilt_programs_need_neither_bcc_nor_kernel_headers(tmp_path: Path) -> None:
     """In a process where ``import bcc`` fails, with /lib/modules/$(uname -r) hidden, the
     prebuilt programs run: execve_events() sees a known exec (filtered in the kernel),
-    hello_world() logs it, execve_counts() and execve_window_counts() count it; BCC was never
-    imported."""
+    hello_world() logs it, execve_counts() and execve_window_counts() count it, and
+    syscall_events() (the dispatcher) sees a getppid() of this thread; BCC was never imported."""
     program = kernel.uniquely_named_program(tmp_path, "no-bcc-here")
     empty = tmp_path / "no-headers"
     empty.mkdir()

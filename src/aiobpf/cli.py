@@ -297,6 +297,14 @@ class _Tally:
         print(line, file=self.out, flush=True)
 
 
+def _preload_execsnoop(args: argparse.Namespace) -> None:
+    """The execve program loads while the rest of aiobpf (numpy first) is imported."""
+    from ._kernel.objects import preload
+    from .programs._text import prebuilt_path
+
+    preload(prebuilt_path("execve"), max_entries={"events": args.ring_size})
+
+
 async def _execsnoop(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
     from .programs._execve import execve_events
 
@@ -600,7 +608,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="low-latency mode: look at the empty ring this long before sleeping (a busy core)",
     )
-    snoop.set_defaults(run=_execsnoop)
+    snoop.set_defaults(run=_execsnoop, prepare=_preload_execsnoop)
 
     hello = tools.add_parser("hello", help='"Hello World!" from a BPF program on every execve')
     hello.add_argument(
@@ -733,6 +741,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status."""
     args = _parser().parse_args(argv)
     tool: Tool = args.run
+    if prepare := getattr(args, "prepare", None):
+        prepare(args)
     try:
         anyio.run(_run_until_stopped, tool, args, sys.stdout, backend=args.backend)
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ import os
 
 from ..errors import LibbpfMissingError, MapError
 
-__all__ = ["BtfMember", "BtfType", "check", "libbpf"]
+__all__ = ["BtfMember", "BtfType", "check", "libbpf", "write_element"]
 
 
 class BtfType(ctypes.Structure):
@@ -59,6 +59,8 @@ _PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
     "bpf_object__next_program": ([_P, _P], _P),
     "bpf_program__section_name": ([_P], ctypes.c_char_p),
     "bpf_program__attach": ([_P], _P),
+    "bpf_object__find_program_by_name": ([_P, ctypes.c_char_p], _P),
+    "bpf_program__fd": ([_P], ctypes.c_int),
     "bpf_link__destroy": ([_P], ctypes.c_int),
     "libbpf_set_print": ([_P], _P),
 }
@@ -89,3 +91,9 @@ def check(result: int, what: str) -> int:
         err = -result if result != -1 else ctypes.get_errno()
         raise MapError(err, f"{what}: {os.strerror(err)}")
     return result
+
+
+def write_element(fd: int, key: bytes, value: bytes, what: str) -> None:
+    """Puts ``value`` at ``key`` in map ``fd`` (both laid out as the map holds them);
+    :class:`aiobpf.MapError` names ``what`` when the kernel refuses."""
+    check(libbpf().bpf_map_update_elem(fd, key, value, 0), what)

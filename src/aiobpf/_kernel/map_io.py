@@ -25,7 +25,7 @@ from ..errors import MapError, MapTypeError
 from .libbpf import check, libbpf
 from .ring_memory import map_info
 
-__all__ = ["MapReader", "percpu_sums", "write_element"]
+__all__ = ["MapReader", "percpu_sums"]
 
 HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH = 1, 2, 5, 6, 9, 10
 _READABLE = {HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH}
@@ -169,12 +169,6 @@ class MapReader:
             # After a delete the walk restarts from the first key: the deleted one is gone.
             previous = None if delete else key
         return self._decode(b"".join(keys), b"".join(values), len(keys))
-
-
-def write_element(fd: int, key: bytes, value: bytes, what: str) -> None:
-    """Puts ``value`` at ``key`` in map ``fd`` (both laid out as the map holds them);
-    :class:`aiobpf.MapError` names ``what`` when the kernel refuses."""
-    check(libbpf().bpf_map_update_elem(fd, key, value, 0), what)
 
 
 def percpu_sums(fd: int, slots: int) -> Callable[[], list[int]]:

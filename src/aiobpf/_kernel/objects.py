@@ -12,6 +12,7 @@ stderr.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import errno
@@ -19,16 +20,16 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 from ..errors import AttachError, CompileError, SetupError, UnknownMapError
-from .libbpf import check, libbpf
+from .libbpf import check, libbpf, write_element
 from .libc import libc
-from .map_io import write_element
 from .privileges import check_privileges
 from .tracefs import require_tracepoint
 from .verifier import LOAD_ATTEMPTS, signals_held
 
-__all__ = ["BpfObject"]
+__all__ = ["BpfObject", "preload"]
 
 _PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _INFO = 1  # libbpf_print_level: WARN (0) and INFO are kept, DEBUG (2) is left out
@@ -71,6 +72,33 @@ def _said(messages: list[str], lines: int = 30) -> str:
     return ("\n" + "\n".join(tail)) if tail else ""
 
 
+_PreloadKey = tuple[Path, tuple[tuple[str, int], ...]]
+_preloads: dict[_PreloadKey, concurrent.futures.Future[BpfObject]] = {}
+
+
+def _preload_key(path: Path, max_entries: dict[str, int] | None) -> _PreloadKey:
+    return path, tuple(sorted((max_entries or {}).items()))
+
+
+def preload(path: Path, *, max_entries: dict[str, int] | None = None) -> None:
+    """Starts loading the object at ``path`` in a thread of its own, for the next
+    :meth:`BpfObject.load` of the same object and sizes to take, errors included.
+
+    The kernel verifies the programs while the caller goes on: libbpf's calls release the GIL,
+    so a command that imports numpy meanwhile (as long as a load takes) starts that much
+    sooner. A preload nobody takes keeps its object loaded until the process exits."""
+    future: concurrent.futures.Future[BpfObject] = concurrent.futures.Future()
+
+    def load() -> None:
+        try:
+            future.set_result(BpfObject._load(path, max_entries))
+        except BaseException as exc:  # handed to the taker, whatever it is
+            future.set_exception(exc)
+
+    _preloads[_preload_key(path, max_entries)] = future
+    threading.Thread(target=load, name=f"aiobpf preload {path.name}", daemon=True).start()
+
+
 class BpfObject:
     """One CO-RE object, opened, loaded and (once :meth:`attach_tracepoints` is called)
     attached; :meth:`close` detaches and unloads it. The same surface as
@@ -81,13 +109,27 @@ class BpfObject:
         self.path = path
         self._links: list[int] = []
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @classmethod
     def load(cls, path: Path, *, max_entries: dict[str, int] | None = None) -> BpfObject:
         """Opens the object at ``path``, sets the ``max_entries`` of the maps named, and loads
-        it (the kernel verifies every program). Raises :class:`aiobpf.SetupError` when the file
+        it (the kernel verifies every program); takes it from :func:`preload` where one was
+        started for the same object and sizes. Raises :class:`aiobpf.SetupError` when the file
         is missing, :class:`aiobpf.PrivilegeError` without CAP_BPF and CAP_PERFMON (or root),
         :class:`aiobpf.CompileError` (with libbpf's and the verifier's words) when the kernel
         refuses a program."""
+        started = _preloads.pop(_preload_key(path, max_entries), None)
+        if started is not None:
+            return started.result()
+        return cls._load(path, max_entries)
+
+    @classmethod
+    def _load(cls, path: Path, max_entries: dict[str, int] | None) -> BpfObject:
         if not path.is_file():
             raise SetupError(
                 f"aiobpf's prebuilt program {path.name} is missing from {path.parent}: run "
@@ -134,14 +176,28 @@ class BpfObject:
             raise UnknownMapError(f"the BPF program {self.path.name} has no map named {name!r}")
         return int(found)
 
+    def own_map_fd(self, name: str) -> int:
+        """The object's own fd of map ``name``: valid until :meth:`close`, not to be closed."""
+        return check(libbpf().bpf_map__fd(self._map(name)), f"map {name!r}")
+
     def map_fd(self, name: str) -> int:
         """A duplicate of the fd of map ``name`` (the caller closes it)."""
-        return os.dup(check(libbpf().bpf_map__fd(self._map(name)), f"map {name!r}"))
+        return os.dup(self.own_map_fd(name))
+
+    def program_fd(self, name: str) -> int:
+        """The fd of the loaded program ``name`` (a C function's name), valid until
+        :meth:`close`: what a program array takes as a tail-call target."""
+        if self._handle is None:
+            raise ValueError(f"{self.path.name} is closed")
+        program = libbpf().bpf_object__find_program_by_name(self._handle, name.encode())
+        if not program:
+            raise LookupError(f"the BPF object {self.path.name} has no program named {name!r}")
+        return check(libbpf().bpf_program__fd(program), f"program {name!r}")
 
     def update(self, name: str, key: bytes, value: bytes) -> None:
         """Puts ``value`` at ``key`` in map ``name`` (both laid out as the map holds them),
         through the object's own fd: what a program is set up with before it is attached."""
-        write_element(libbpf().bpf_map__fd(self._map(name)), key, value, f"map {name!r}")
+        write_element(self.own_map_fd(name), key, value, f"map {name!r}")
 
     def map_fds(self, *names: str) -> list[int]:
         """Duplicates of the fds of maps ``names``, in order (the caller closes them); on an
@@ -159,10 +215,12 @@ class BpfObject:
         return fds
 
     def attach_tracepoints(self) -> None:
-        """Attaches every program to the hook its section names; on a failure, detaches the
-        ones attached and raises :class:`aiobpf.AttachError` (:class:`aiobpf.TracefsError`
-        when tracefs is not mounted and cannot be, :class:`aiobpf.UnknownTracepointError` for
-        a tracepoint this kernel does not have)."""
+        """Attaches every program to the hook its section names (a program whose section names
+        none, such as ``SEC("raw_tp")``, is a tail-call target: loaded, not attached).
+
+        On a failure, detaches the ones attached and raises :class:`aiobpf.AttachError`
+        (:class:`aiobpf.TracefsError` when tracefs is not mounted and cannot be,
+        :class:`aiobpf.UnknownTracepointError` for a tracepoint this kernel does not have)."""
         lib = libbpf()
         program = None
         with _messages() as said:
@@ -170,6 +228,8 @@ class BpfObject:
                 while program := lib.bpf_object__next_program(self._handle, program):
                     section = (lib.bpf_program__section_name(program) or b"?").decode()
                     kind, _, hook = section.partition("/")
+                    if not hook:
+                        continue
                     if kind == "tracepoint":  # said plainly, as for BCC's programs
                         require_tracepoint(*hook.split("/", 1))
                     link = lib.bpf_program__attach(program)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
-import platform
 import re
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from pathlib import Path
@@ -24,11 +24,12 @@ import numpy as np
 import numpy.typing as npt
 from anyio import AsyncContextManagerMixin
 
-from .._kernel.bcc import Program, map_fd
-from .._kernel.btf import member_offset
+from .._kernel.bcc import Program
 from .._kernel.libbpf import check, libbpf
-from .._kernel.map_io import MapReader
+from .._kernel.map_io import MapReader, percpu_sums
+from .._kernel.objects import BpfObject
 from .._kernel.syscalls import syscall_name, syscall_number
+from ..errors import AttachError, MapError
 from ..operators import Policy, Router, View
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
@@ -37,7 +38,7 @@ from ..sources._stats import RingStats
 from ..sources._validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from . import _constants as C
 from ._constants import comm_key
-from ._text import include_flags, program_text
+from ._text import include_flags, prebuilt_path
 
 __all__ = [
     "SYSCALL_RECORD",
@@ -127,71 +128,68 @@ def _names(syscalls: str | int | Iterable[str | int]) -> list[int]:
     return numbers
 
 
-def _compile(pages: int, user_handlers: str) -> Program:
-    regs = {
-        name: member_offset("pt_regs", name.lower())
-        for name in ("DI", "SI", "DX", "R10", "R8", "R9")
-    }
+def _load(pages: int, user_handlers: str) -> _Kernel:
+    """The prebuilt dispatcher, loaded with a ring of ``pages`` pages and tid/tgid bitmaps that
+    cover pid_max, and ``user_handlers`` compiled by BCC (not attached)."""
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    flags = [
-        *include_flags(),
-        f"-DAIOBPF_RING_PAGES={pages}",
-        f"-DAIOBPF_PID_WORDS={(pid_max + 63) // 64}",
-        *(f"-DAIOBPF_REGS_{name}={offset}" for name, offset in regs.items()),
-    ]
-    if platform.machine() == "x86_64":  # ia32 syscalls, numbered otherwise, are set apart
-        status = member_offset("task_struct", "thread_info") + member_offset(
-            "thread_info", "status"
+    words = (pid_max + 63) // 64
+    dispatcher = BpfObject.load(
+        prebuilt_path("dispatch"),
+        max_entries={"events": pages * 4096, "scope_tids": words, "scope_tgids": words},
+    )
+    try:
+        user = (
+            Program.compile(user_handlers, cflags=include_flags(), attach=False)
+            if user_handlers.strip()
+            else None
         )
-        flags.append(f"-DAIOBPF_THREAD_STATUS={status}")
-    text = program_text("dispatch").replace("/* AIOBPF_USER_HANDLERS */", user_handlers)
-    return Program.compile(text, cflags=flags, attach=False)
+        return _Kernel(dispatcher, user, _USER_HANDLER.findall(user_handlers))
+    except BaseException:
+        dispatcher.close()
+        raise
 
 
 class _Kernel:
-    """The loaded dispatch program: its handlers, scope, counters and the raw tracepoint."""
+    """The loaded dispatcher: its handlers, scope, counters and the raw tracepoint; users'
+    handlers, compiled by BCC as a program of their own, fill slots of the same table."""
 
-    def __init__(self, program: Program, handler_names: Sequence[str]) -> None:
-        self.program = program
-        self.handlers = {name: program.load_tail_call_target(f"handle_{name}") for name in BUILT_IN}
-        for name in handler_names:
-            self.handlers[name] = program.load_tail_call_target(name)
-        self.fds = {
-            name: map_fd(program.bpf, name)
-            for name in (
-                "config",
-                "scope_tids",
-                "scope_tgids",
-                "scope_uids",
-                "scope_comms",
-                "syscall_counts",
-                "fallthrough_counts",
-                "dispatch_counts",
-            )
-        }
+    def __init__(
+        self, dispatcher: BpfObject, user: Program | None, user_names: Sequence[str]
+    ) -> None:
+        self.dispatcher, self.user = dispatcher, user
+        try:
+            self.handlers = {name: dispatcher.program_fd(f"handle_{name}") for name in BUILT_IN}
+            for name in user_names:
+                assert user is not None
+                self.handlers[name] = user.load_tail_call_target(name)
+        except BaseException:
+            if user is not None:
+                user.close()
+            raise
         self.slots: dict[int, str] = {}
+        self._closed = False
         self.readers = {
             name: MapReader(
-                fd=self.fds[name], name=name, key=np.dtype("<u4"), value=np.dtype("<u8")
+                fd=dispatcher.own_map_fd(name), name=name, key=_U32, value=np.dtype("<u8")
             )
             for name in ("syscall_counts", "fallthrough_counts", "dispatch_counts")
         }
 
-    def update(self, map_name: str, key: bytes, value: bytes) -> None:
-        key_buffer, value_buffer = (
-            ctypes.create_string_buffer(key, len(key)),
-            ctypes.create_string_buffer(value, len(value)),
-        )
-        check(
-            libbpf().bpf_map_update_elem(self.fds[map_name], key_buffer, value_buffer, 0),
-            f"updating {map_name}",
-        )
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def attach_tracepoints(self) -> None:
+        self.dispatcher.attach_tracepoints()  # dispatch on raw sys_enter; handlers stay apart
+
+    def detach(self) -> None:
+        self.dispatcher.detach()
 
     def _add_id(self, map_name: str, value: int) -> None:
         """Sets bit ``value`` of a tid/tgid bitmap (one u64 word per 64 ids)."""
         key = ctypes.c_uint32(value >> 6)
         word = ctypes.c_uint64(0)
-        fd = self.fds[map_name]
+        fd = self.dispatcher.own_map_fd(map_name)
         check(libbpf().bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(word)), map_name)
         word.value |= 1 << (value & 63)
         check(libbpf().bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(word), 0), map_name)
@@ -208,17 +206,17 @@ class _Kernel:
                 self._add_id(map_name, int(value))
                 flags |= bit
         for uid in uids:
-            self.update("scope_uids", int(uid).to_bytes(4, "little"), b"\x01")
+            self.dispatcher.update("scope_uids", _u32(uid), b"\x01")
             flags |= C.SCOPE_UID
         for comm in comms:
-            self.update("scope_comms", comm_key(comm), b"\x01")
+            self.dispatcher.update("scope_comms", comm_key(comm), b"\x01")
             flags |= C.SCOPE_COMM
-        self.update("config", (0).to_bytes(4, "little"), flags.to_bytes(4, "little"))
+        self.dispatcher.update("dispatch_config", _u32(0), _u32(flags))
 
     def set_default(self, action: Default) -> None:
         if action not in _DEFAULTS:
             raise ValueError(f"default must be one of {', '.join(_DEFAULTS)}, got {action!r}")
-        self.update("config", (1).to_bytes(4, "little"), _DEFAULTS[action].to_bytes(4, "little"))
+        self.dispatcher.update("dispatch_config", _u32(1), _u32(_DEFAULTS[action]))
 
     def install(self, numbers: list[int], handler: str) -> None:
         if handler not in self.handlers:
@@ -227,12 +225,20 @@ class _Kernel:
                 f"handlers are the functions given in user_handlers ({', '.join(self.handlers)})"
             )
         for nr in numbers:
-            self.program.set_program_slot("handlers", nr, self.handlers[handler])
+            try:
+                self.dispatcher.update("handlers", _u32(nr), _u32(self.handlers[handler]))
+            except MapError as exc:
+                raise AttachError(f"putting {handler!r} in slot {nr}: {exc}") from exc
             self.slots[nr] = handler
 
     def remove(self, numbers: list[int]) -> None:
+        fd = self.dispatcher.own_map_fd("handlers")
         for nr in numbers:
-            self.program.set_program_slot("handlers", nr, None)
+            key = ctypes.c_uint32(nr)
+            if libbpf().bpf_map_delete_elem(fd, ctypes.byref(key)) < 0:
+                err = ctypes.get_errno()
+                if err != errno.ENOENT:  # an empty slot is already what was asked
+                    raise MapError(err, f"emptying slot {nr} of the handler table")
             self.slots.pop(nr, None)
 
     def counts(self, map_name: str) -> dict[int, int]:
@@ -242,15 +248,28 @@ class _Kernel:
     def close(self) -> None:
         # The kernel empties a program array only from a work queue after its last fd closes;
         # emptying the slots here frees the handler programs before close() returns.
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self.remove(list(self.slots))
+            if not self.dispatcher.closed:
+                self.remove(list(self.slots))
         finally:
-            for fd in self.fds.values():
-                os.close(fd)
-            self.fds.clear()
+            try:
+                if self.user is not None:
+                    self.user.close()
+            finally:
+                self.dispatcher.close()
 
 
-class SyscallEvents(ProgramRing[SyscallEvent, Program]):
+def _u32(value: int) -> bytes:
+    return int(value).to_bytes(4, "little")
+
+
+_U32 = np.dtype("<u4")
+
+
+class SyscallEvents(ProgramRing[SyscallEvent, _Kernel]):
     """An async source of :class:`SyscallEvent` from the dispatcher's ring; also the kernel half
     of :class:`SyscallDispatch`. Entering compiles, fills the scope and table, and attaches."""
 
@@ -286,33 +305,30 @@ class SyscallEvents(ProgramRing[SyscallEvent, Program]):
         self._user_handlers = user_handlers
         self._kernel: _Kernel | None = None
 
-    def _compile(self) -> Program:
-        return _compile(self._pages, self._user_handlers)
+    def _compile(self) -> _Kernel:
+        return _load(self._pages, self._user_handlers)
 
-    def _wrap(self, program: Program) -> RingBuffer[SyscallEvent]:
+    def _wrap(self, program: _Kernel) -> RingBuffer[SyscallEvent]:
+        self._kernel = program
         try:
-            kernel = _Kernel(program, _USER_HANDLER.findall(self._user_handlers))
+            ring, counts = program.dispatcher.map_fds("events", "events_counts")
         except BaseException:
             program.close()
             raise
-        self._kernel = kernel
-        return RingBuffer.from_bcc(
-            program.bpf,
-            "events",
+        return RingBuffer.from_fd(
+            ring,
+            name="events",
             record=SYSCALL_EVENTS,
+            counters=percpu_sums(counts, 2),
             max_latency=self._max_latency,
-            owned=[program.close, kernel.close],
+            owned=[program.close, lambda: os.close(counts)],
         )
 
-    def _configure(self, program: Program, inner: RingBuffer[SyscallEvent]) -> None:
-        assert self._kernel is not None
-        self._kernel.set_scope(*self._scope)
-        self._kernel.set_default(self._default)
+    def _configure(self, program: _Kernel, inner: RingBuffer[SyscallEvent]) -> None:
+        program.set_scope(*self._scope)
+        program.set_default(self._default)
         if self._syscalls is not None:
-            self._kernel.install(self._syscalls, "emit")
-
-    def _attach(self, program: Program) -> None:
-        program.attach_raw_tracepoint("sys_enter", "dispatch")
+            program.install(self._syscalls, "emit")
 
     @property
     def kernel(self) -> _Kernel:
@@ -329,11 +345,15 @@ class SyscallDispatch(AsyncContextManagerMixin):
     the tail call; all given sets must match); with none it covers the whole machine. Slots start
     empty: every syscall in scope falls through to ``default`` (``"count"`` per syscall,
     ``"emit"`` an event, ``"ignore"``). ``user_handlers`` is C text of extra handlers,
-    ``int name(struct bpf_raw_tracepoint_args *ctx)``, compiled with the built-in ones: they are
-    compiled and loaded by this (privileged) process, so they must be code you trust.
+    ``int name(struct bpf_raw_tracepoint_args *ctx)`` with maps of their own (read them through
+    :attr:`user_program`): BCC compiles them, so they need BCC and kernel headers, and this
+    (privileged) process loads them, so they must be code you trust. The dispatcher itself and
+    its built-in handlers are prebuilt (CO-RE): they need neither.
 
-    Entering compiles and attaches; leaving detaches the raw tracepoint and frees the program
-    array and every map. Raises what :meth:`aiobpf.lowlevel.Program.compile` raises.
+    Entering loads and attaches; leaving detaches the raw tracepoint and frees the program
+    array and every map. Raises :class:`aiobpf.PrivilegeError`, :class:`aiobpf.SetupError`
+    (the prebuilt program is missing: run scripts/setup.sh), and for ``user_handlers`` what
+    :meth:`aiobpf.lowlevel.Program.compile` raises.
     """
 
     def __init__(
@@ -392,6 +412,12 @@ class SyscallDispatch(AsyncContextManagerMixin):
         program runs. Raises :class:`aiobpf.UnknownSyscallError` for an unknown syscall and
         :class:`LookupError` for an unknown handler."""
         self._live.install(_names(syscalls), handler)
+
+    @property
+    def user_program(self) -> Program | None:
+        """The BCC program of ``user_handlers`` (None without any), whose maps the handlers
+        fill: ``aiobpf.MapPoller.from_bcc(dispatch.user_program.bpf, "hits")``."""
+        return self._live.user
 
     def remove(self, syscalls: str | int | Iterable[str | int]) -> None:
         """Empties the slots of ``syscalls``: they fall through to the default action again."""
@@ -454,8 +480,8 @@ def syscall_events(
     ``async with aiobpf.syscall_events(syscalls=["openat"]) as calls: async for call in calls``.
 
     Raises :class:`aiobpf.UnknownSyscallError` for an unknown syscall name and
-    :class:`ValueError` for a bad argument; entering raises what
-    :meth:`aiobpf.lowlevel.Program.compile` raises.
+    :class:`ValueError` for a bad argument; entering raises :class:`aiobpf.PrivilegeError`
+    or :class:`aiobpf.SetupError` (the prebuilt program is missing: run scripts/setup.sh).
     """
     return SyscallEvents(
         syscalls=syscalls,

@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._kernel.cgroups import narrow_cgroups
-from .._kernel.libbpf import libbpf
-from .._kernel.map_io import write_element
+from .._kernel.libbpf import libbpf, write_element
 from ..sources._validate import check_id
 from . import _constants as C
 from ._constants import comm_key

@@ -19,6 +19,7 @@ PREBUILT: dict[str, tuple[str, tuple[str, ...]]] = {
     "top_uids": ("top_uids", ()),
     "execve_window_uid": ("execve_window", ()),
     "execve_window_comm": ("execve_window", ("-DAIOBPF_KEY_COMM",)),
+    "dispatch": ("dispatch", ()),
 }
 
 _HERE = resources.files(__package__ or "aiobpf.programs")

@@ -8,20 +8,37 @@
  * nothing), changeable at run time like every map here.
  *
  * Built-in handlers: handle_emit (an event into the ring), handle_count (a per-syscall counter),
- * handle_ignore (counted as ignored, nothing else). User handlers are compiled in with them.
+ * handle_ignore (counted as ignored, nothing else). They name no hook (SEC("raw_tp")): they are
+ * loaded, never attached, and run only from the table. Users' handlers, compiled apart by BCC
+ * as raw tracepoint programs, go in the same table.
  *
  * 32-bit (ia32) syscalls on x86-64 number the calls differently (11 is execve there, munmap
  * here): they are not dispatched, only counted (AIOBPF_STAT_COMPAT), rather than mislabelled. A task
  * is in such a call when its thread_info has TS_COMPAT, as the kernel's in_ia32_syscall() asks.
  *
- * Compiled with -DAIOBPF_RING_PAGES, -DAIOBPF_PID_WORDS (pid_max / 64),
- * -DAIOBPF_REGS_{DI,SI,DX,R10,R8,R9} (offsets in struct pt_regs of the syscall argument
- * registers) and on x86-64 -DAIOBPF_THREAD_STATUS (offset of thread_info.status in
- * task_struct), read from the running kernel's BTF.
+ * A CO-RE object (see execve.bpf.c): libbpf relocates the pt_regs and thread_info reads for the
+ * running kernel. User space sizes the ring and the tid/tgid bitmaps (pid_max / 64 words)
+ * before loading.
  */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
 #include "aiobpf.h"
 
+char LICENSE[] SEC("license") = "GPL";
+
 #define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
+
+/* The sixth syscall argument: libbpf's PT_REGS_PARM*_CORE_SYSCALL stop at five. */
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_ARG6(regs) BPF_CORE_READ(regs, r9)
+#elif defined(__TARGET_ARCH_arm64)
+#define SYSCALL_ARG6(regs) BPF_CORE_READ(regs, regs[5])
+#else
+#error "dispatch.bpf.c reads syscall arguments on x86-64 and arm64 only"
+#endif
 
 struct syscall_event {
     u64 timestamp_ns;
@@ -33,35 +50,81 @@ struct syscall_event {
     char comm[AIOBPF_COMM_SIZE];
 };
 
-BPF_PROG_ARRAY(handlers, AIOBPF_MAX_SYSCALLS);
-BPF_RINGBUF_OUTPUT(events, AIOBPF_RING_PAGES);
-BPF_PERCPU_ARRAY(events_counts, u64, 2);
-BPF_PERCPU_ARRAY(syscall_counts, u64, AIOBPF_MAX_SYSCALLS);
-BPF_PERCPU_ARRAY(fallthrough_counts, u64, AIOBPF_MAX_SYSCALLS);
-BPF_PERCPU_ARRAY(dispatch_counts, u64, 4);
-BPF_ARRAY(config, u32, 2); /* [0] scope flags, [1] default action */
-/* tid and tgid sets are bitmaps indexed by id (AIOBPF_PID_WORDS u64 words cover pid_max): an
- * array lookup the verifier inlines, where a hash lookup would add tens of nanoseconds to every
- * syscall of the machine. */
-BPF_ARRAY(scope_tids, u64, AIOBPF_PID_WORDS);
-BPF_ARRAY(scope_tgids, u64, AIOBPF_PID_WORDS);
-BPF_HASH(scope_uids, u32, u8, AIOBPF_FILTER_CAPACITY);
-BPF_HASH(scope_comms, struct comm_key, u8, AIOBPF_FILTER_CAPACITY);
+struct {
+    __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+    __uint(max_entries, AIOBPF_MAX_SYSCALLS);
+    __type(key, u32);
+    __type(value, u32);
+} handlers SEC(".maps");
 
-static __always_inline void bump(u64 *slot)
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20); /* resized by user space before loading */
+} events SEC(".maps");
+
+#define PERCPU_COUNTS(name, entries)                                                               \
+    struct {                                                                                       \
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                                                   \
+        __uint(max_entries, entries);                                                              \
+        __type(key, u32);                                                                          \
+        __type(value, u64);                                                                        \
+    } name SEC(".maps")
+
+PERCPU_COUNTS(events_counts, 2);
+PERCPU_COUNTS(syscall_counts, AIOBPF_MAX_SYSCALLS);
+PERCPU_COUNTS(fallthrough_counts, AIOBPF_MAX_SYSCALLS);
+PERCPU_COUNTS(dispatch_counts, 4);
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 2); /* [0] scope flags, [1] default action */
+    __type(key, u32);
+    __type(value, u32);
+} dispatch_config SEC(".maps");
+
+/* tid and tgid sets are bitmaps indexed by id (one u64 word per 64 ids, sized by user space to
+ * cover pid_max): an array lookup the verifier inlines, where a hash lookup would add tens of
+ * nanoseconds to every syscall of the machine. */
+#define ID_BITMAP(name)                                                                            \
+    struct {                                                                                       \
+        __uint(type, BPF_MAP_TYPE_ARRAY);                                                          \
+        __uint(max_entries, 1);                                                                    \
+        __type(key, u32);                                                                          \
+        __type(value, u64);                                                                        \
+    } name SEC(".maps")
+
+ID_BITMAP(scope_tids);
+ID_BITMAP(scope_tgids);
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, AIOBPF_FILTER_CAPACITY);
+    __type(key, u32);
+    __type(value, u8);
+} scope_uids SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, AIOBPF_FILTER_CAPACITY);
+    __type(key, struct comm_key);
+    __type(value, u8);
+} scope_comms SEC(".maps");
+
+static __always_inline void bump(void *counts, u32 slot)
 {
-    if (slot)
-        *slot += 1;
+    aiobpf_count(bpf_map_lookup_elem(counts, &slot));
 }
 
 static __always_inline u32 config_value(u32 index)
 {
-    u32 *value = config.lookup(&index);
+    u32 *value = bpf_map_lookup_elem(&dispatch_config, &index);
     return value ? *value : 0;
 }
 
-static __always_inline int has_id(u64 *word, u32 id)
+static __always_inline int has_id(void *bitmap, u32 id)
 {
+    u32 index = id >> 6;
+    u64 *word = bpf_map_lookup_elem(bitmap, &index);
     return word && (*word >> (id & 63)) & 1;
 }
 
@@ -71,27 +134,19 @@ static __always_inline int in_scope(void)
     if (!flags)
         return 1;
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (flags & AIOBPF_SCOPE_TID) {
-        u32 tid = (u32)pid_tgid;
-        u32 index = tid >> 6;
-        if (!has_id(scope_tids.lookup(&index), tid))
-            return 0;
-    }
-    if (flags & AIOBPF_SCOPE_TGID) {
-        u32 tgid = pid_tgid >> 32;
-        u32 index = tgid >> 6;
-        if (!has_id(scope_tgids.lookup(&index), tgid))
-            return 0;
-    }
+    if ((flags & AIOBPF_SCOPE_TID) && !has_id(&scope_tids, (u32)pid_tgid))
+        return 0;
+    if ((flags & AIOBPF_SCOPE_TGID) && !has_id(&scope_tgids, pid_tgid >> 32))
+        return 0;
     if (flags & AIOBPF_SCOPE_UID) {
         u32 uid = (u32)bpf_get_current_uid_gid();
-        if (!scope_uids.lookup(&uid))
+        if (!bpf_map_lookup_elem(&scope_uids, &uid))
             return 0;
     }
     if (flags & AIOBPF_SCOPE_COMM) {
         struct comm_key key = {};
         bpf_get_current_comm(key.comm, sizeof(key.comm));
-        if (!scope_comms.lookup(&key))
+        if (!bpf_map_lookup_elem(&scope_comms, &key))
             return 0;
     }
     return 1;
@@ -99,21 +154,19 @@ static __always_inline int in_scope(void)
 
 static __always_inline int emit(struct bpf_raw_tracepoint_args *ctx, u32 nr)
 {
-    u32 slot = AIOBPF_PRODUCED;
-    bump(events_counts.lookup(&slot));
-    struct syscall_event *ev = events.ringbuf_reserve(sizeof(struct syscall_event));
+    bump(&events_counts, AIOBPF_PRODUCED);
+    struct syscall_event *ev = bpf_ringbuf_reserve(&events, sizeof(struct syscall_event), 0);
     if (!ev) {
-        slot = AIOBPF_DROPPED;
-        bump(events_counts.lookup(&slot));
+        bump(&events_counts, AIOBPF_DROPPED);
         return 0;
     }
-    char *regs = (char *)ctx->args[0];
-    bpf_probe_read_kernel(&ev->args[0], 8, regs + AIOBPF_REGS_DI);
-    bpf_probe_read_kernel(&ev->args[1], 8, regs + AIOBPF_REGS_SI);
-    bpf_probe_read_kernel(&ev->args[2], 8, regs + AIOBPF_REGS_DX);
-    bpf_probe_read_kernel(&ev->args[3], 8, regs + AIOBPF_REGS_R10);
-    bpf_probe_read_kernel(&ev->args[4], 8, regs + AIOBPF_REGS_R8);
-    bpf_probe_read_kernel(&ev->args[5], 8, regs + AIOBPF_REGS_R9);
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    ev->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+    ev->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+    ev->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+    ev->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+    ev->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+    ev->args[5] = SYSCALL_ARG6(regs);
     u64 pid_tgid = bpf_get_current_pid_tgid();
     ev->timestamp_ns = bpf_ktime_get_ns();
     ev->pid = pid_tgid >> 32;
@@ -121,63 +174,58 @@ static __always_inline int emit(struct bpf_raw_tracepoint_args *ctx, u32 nr)
     ev->uid = (u32)bpf_get_current_uid_gid();
     ev->nr = nr;
     bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-    events.ringbuf_submit(ev, 0);
+    bpf_ringbuf_submit(ev, 0);
     return 0;
 }
 
 static __always_inline int in_compat_syscall(void)
 {
-#ifdef AIOBPF_THREAD_STATUS
-    char *task = (char *)bpf_get_current_task();
-    u32 status = 0;
-    bpf_probe_read_kernel(&status, sizeof(status), task + AIOBPF_THREAD_STATUS);
-    return status & TS_COMPAT;
+#if defined(__TARGET_ARCH_x86)
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
 #else
     return 0;
 #endif
 }
 
+SEC("raw_tp/sys_enter")
 int dispatch(struct bpf_raw_tracepoint_args *ctx)
 {
     if (!in_scope())
         return 0;
-    u32 slot = AIOBPF_STAT_COMPAT;
     if (in_compat_syscall()) {
-        bump(dispatch_counts.lookup(&slot));
+        bump(&dispatch_counts, AIOBPF_STAT_COMPAT);
         return 0;
     }
-    slot = AIOBPF_STAT_IN_SCOPE;
-    bump(dispatch_counts.lookup(&slot));
+    bump(&dispatch_counts, AIOBPF_STAT_IN_SCOPE);
     u32 nr = (u32)ctx->args[1];
-    handlers.call(ctx, nr);
+    bpf_tail_call(ctx, &handlers, nr);
     /* Only reached when the slot is empty (or nr is out of range): the default action. */
-    slot = AIOBPF_STAT_FELL_THROUGH;
-    bump(dispatch_counts.lookup(&slot));
+    bump(&dispatch_counts, AIOBPF_STAT_FELL_THROUGH);
     u32 action = config_value(1);
     if (action == AIOBPF_DEFAULT_COUNT)
-        bump(fallthrough_counts.lookup(&nr));
+        bump(&fallthrough_counts, nr);
     else if (action == AIOBPF_DEFAULT_EMIT)
         emit(ctx, nr);
     return 0;
 }
 
+SEC("raw_tp")
 int handle_emit(struct bpf_raw_tracepoint_args *ctx)
 {
     return emit(ctx, (u32)ctx->args[1]);
 }
 
+SEC("raw_tp")
 int handle_count(struct bpf_raw_tracepoint_args *ctx)
 {
-    u32 nr = (u32)ctx->args[1];
-    bump(syscall_counts.lookup(&nr));
+    bump(&syscall_counts, (u32)ctx->args[1]);
     return 0;
 }
 
+SEC("raw_tp")
 int handle_ignore(struct bpf_raw_tracepoint_args *ctx)
 {
-    u32 slot = AIOBPF_STAT_IGNORED;
-    bump(dispatch_counts.lookup(&slot));
+    bump(&dispatch_counts, AIOBPF_STAT_IGNORED);
     return 0;
 }
-
-/* AIOBPF_USER_HANDLERS */

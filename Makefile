@@ -17,5 +17,7 @@ lint: setup
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
 
-bench: setup
+# the benchmarks compare against BCC's consumers (headers), bpftrace and the client of nats-server
+bench:
+	@scripts/setup.sh test
 	$(VENV)/python -m benchmarks quick

@@ -52,6 +52,7 @@ PLANS: dict[str, list[list[str]]] = {
         ["dispatch_overhead", "--calls", "500000", "--repeat", "3"],
         ["window_pushdown", "--execs", "3000", "--repeat", "1"],
         ["soak", "--duration", "30"],
+        ["fleet_publish", "--events", "20000", "--repeat", "1"],
     ],
     "full": [
         # offered load: every consumer, both loops, with and without a 1 ms budget
@@ -127,6 +128,8 @@ PLANS: dict[str, list[list[str]]] = {
         ["dispatch_overhead", "--calls", "2000000", "--repeat", "5"],
         ["window_pushdown", "--execs", "10000", "--repeat", "3"],
         ["soak", "--duration", "600"],
+        ["first_event", "--starts", "7"],
+        ["fleet_publish", "--events", "100000", "--repeat", "3"],
     ],
 }
 

@@ -5,8 +5,9 @@
 # Run as root (BPF needs it). Safe to run again: each step checks before it acts.
 # Kernel headers (for BCC, which compiles against them) are set up only when asked for:
 # `setup.sh bcc` for BCC programs (your own, and the test suite's load generator); aiobpf's
-# prebuilt programs need none. `setup.sh test` does both, and also installs what only the tests need: Debian's
-# chromium (the dashboard), bpftrace and stress-ng (independent references for exec tracing).
+# prebuilt programs need none. `setup.sh test` does both, and also installs what only the tests
+# need: Debian's chromium (the dashboard), bpftrace and stress-ng (independent references for
+# exec tracing) and nats-server (the stream engine the fleet sink publishes to).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,8 +48,9 @@ case "$mode" in
 esac
 if [ "$mode" = test ]; then
     # chromium checks the dashboard; bpftrace and stress-ng are references exec tracing is
-    # checked against; stress-ng also loads the machine in scripts/repeat.sh --stress
-    for pkg in chromium bpftrace stress-ng; do installed "$pkg" || missing+=("$pkg"); done
+    # checked against; stress-ng also loads the machine in scripts/repeat.sh --stress;
+    # nats-server is the stream engine the fleet tests publish to
+    for pkg in chromium bpftrace stress-ng nats-server; do installed "$pkg" || missing+=("$pkg"); done
 fi
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 

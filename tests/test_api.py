@@ -25,6 +25,7 @@ pytestmark = pytest.mark.anyio
 #: in CHANGELOG.md.
 TOP_LEVEL = [
     "AiobpfError",
+    "AsyncioOnlyError",
     "AttachError",
     "BccMissingError",
     "BtfError",
@@ -41,12 +42,14 @@ TOP_LEVEL = [
     "MapReading",
     "MapStats",
     "MapTypeError",
+    "NatsMissingError",
     "PerfBuffer",
     "PrivilegeError",
     "RecordLayoutError",
     "RingBuffer",
     "RingStats",
     "SetupError",
+    "StreamEngineError",
     "SyscallDispatch",
     "SyscallEvent",
     "TraceLine",
@@ -65,6 +68,7 @@ TOP_LEVEL = [
     "filter_comm",
     "filter_pid",
     "filter_uid",
+    "fleet",
     "hello_world",
     "lowlevel",
     "merge",
@@ -88,6 +92,7 @@ PUBLIC_MODULES = {
     "aiobpf.__main__",
     "aiobpf.cli",
     "aiobpf.errors",
+    "aiobpf.fleet",
     "aiobpf.lowlevel",
     "aiobpf.operators",
     "aiobpf.programs",
@@ -135,7 +140,9 @@ def test_only_the_intended_modules_are_public() -> None:
     assert public | {"aiobpf.__main__"} == PUBLIC_MODULES
 
 
-@pytest.mark.parametrize("namespace", ["sources", "programs", "operators", "lowlevel", "errors"])
+@pytest.mark.parametrize(
+    "namespace", ["sources", "programs", "operators", "lowlevel", "errors", "fleet"]
+)
 def test_every_name_a_namespace_exports_exists(namespace: str) -> None:
     module = importlib.import_module(f"aiobpf.{namespace}")
     for name in module.__all__:

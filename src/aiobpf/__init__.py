@@ -9,9 +9,10 @@ leaving detaches::
 
 The namespaces: :mod:`aiobpf.sources` (generic sources over BPF objects of your own),
 :mod:`aiobpf.programs` (the programs aiobpf ships, as sources), :mod:`aiobpf.operators`,
-:mod:`aiobpf.errors`, :mod:`aiobpf.lowlevel` (programs, readers, record types) and
-:mod:`aiobpf.service`. ``import aiobpf`` needs neither root nor BCC; touching the kernel without
-them raises a typed error saying how to fix it.
+:mod:`aiobpf.errors`, :mod:`aiobpf.lowlevel` (programs, readers, record types),
+:mod:`aiobpf.service` and :mod:`aiobpf.fleet` (events into a stream engine, and back).
+``import aiobpf`` needs neither root nor BCC; touching the kernel without them raises a typed
+error saying how to fix it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .errors import (
     AiobpfError,
+    AsyncioOnlyError,
     AttachError,
     BccMissingError,
     BtfError,
@@ -34,9 +36,11 @@ from .errors import (
     ListenError,
     MapError,
     MapTypeError,
+    NatsMissingError,
     PrivilegeError,
     RecordLayoutError,
     SetupError,
+    StreamEngineError,
     TracefsError,
     UnknownMapError,
     UnknownSymbolError,
@@ -45,7 +49,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf`` stays cheap
-    from . import lowlevel, operators, programs, sources
+    from . import fleet, lowlevel, operators, programs, sources
     from ._kernel.syscalls import syscall_name, syscall_number
     from .operators import (
         WindowCount,
@@ -84,6 +88,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf
 
 __all__ = [
     "AiobpfError",
+    "AsyncioOnlyError",
     "AttachError",
     "BccMissingError",
     "BtfError",
@@ -100,12 +105,14 @@ __all__ = [
     "MapReading",
     "MapStats",
     "MapTypeError",
+    "NatsMissingError",
     "PerfBuffer",
     "PrivilegeError",
     "RecordLayoutError",
     "RingBuffer",
     "RingStats",
     "SetupError",
+    "StreamEngineError",
     "SyscallDispatch",
     "SyscallEvent",
     "TraceLine",
@@ -124,6 +131,7 @@ __all__ = [
     "filter_comm",
     "filter_pid",
     "filter_uid",
+    "fleet",
     "hello_world",
     "lowlevel",
     "merge",
@@ -196,7 +204,7 @@ _HOMES = {
     ),
 }
 _HOME_OF = {name: home for home, names in _HOMES.items() for name in names}
-_SUBMODULES = frozenset({"lowlevel", "operators", "programs", "sources"})
+_SUBMODULES = frozenset({"fleet", "lowlevel", "operators", "programs", "sources"})
 
 
 if not TYPE_CHECKING:  # type checkers see the imports above

@@ -5,6 +5,7 @@
     aiobpf hello [--trace-pipe] [--duration S]
     aiobpf syscalls [--pid PID] [--interval S] [--top N] [--json] [--duration S]
     aiobpf serve [--socket PATH] [--socket-mode 0600] [--port P [--host H] [--token-file F]]
+                 [--publish nats://HOST:PORT [--subject S]]
     aiobpf top-uids [--interval S] [--top N] [--uid UID] [--json] [--duration S]
 
 Every tool runs until Ctrl-C (SIGINT), SIGTERM or ``--duration`` seconds, then prints what it
@@ -15,6 +16,7 @@ line on stderr and exit status 1; bad arguments are a usage message and exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from .fleet import JetStreamSink
     from .operators._cgroups import CgroupTree
     from .programs._execve_event import ExecveEvent
     from .sources._validate import MaxLatency
@@ -494,44 +497,71 @@ async def _serve(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
         max_clients=args.max_clients,
         max_clients_per_user=args.max_clients_per_user,
     )
-    shutdown = anyio.Event()
-    async with anyio.create_task_group() as server:
-        run = functools.partial(
-            serve,
-            socket_path=args.socket,
-            socket_mode=args.socket_mode,
-            host=args.host,
-            port=args.port,
-            access=access,
-            allowed_hosts=args.allowed_host or (),
-            certfile=args.certfile,
-            keyfile=args.keyfile,
-            insecure=args.insecure,
-            uids=args.uid,
-            client_buffer=args.client_buffer,
-            max_latency=args.max_latency,
-            send_buffer=args.send_buffer,
-            stalled_client_timeout=args.stalled_timeout,
-            shutdown=shutdown,
-        )
-        serving = await server.start(run)
-        where = serving.url
-        if serving.token is not None and not args.token_file:
-            where += f"?token={serving.token}"  # generated: the one place it is told
-        elif serving.url.startswith("unix:"):
-            where += f" (mode {args.socket_mode:04o})"
-        print(f"serving on {where} (Ctrl-C stops)", file=out, flush=True)
-        try:
-            with stop.running():
-                await anyio.sleep_forever()
-        finally:
-            stats = serving.hub.stats
-            shutdown.set()  # the server shuts down gracefully, then detaches
+    async with contextlib.AsyncExitStack() as publishing:
+        sink = await publishing.enter_async_context(_sink(args)) if args.publish else None
+        shutdown = anyio.Event()
+        async with anyio.create_task_group() as server:
+            run = functools.partial(
+                serve,
+                socket_path=args.socket,
+                socket_mode=args.socket_mode,
+                host=args.host,
+                port=args.port,
+                access=access,
+                allowed_hosts=args.allowed_host or (),
+                certfile=args.certfile,
+                keyfile=args.keyfile,
+                insecure=args.insecure,
+                uids=args.uid,
+                client_buffer=args.client_buffer,
+                max_latency=args.max_latency,
+                send_buffer=args.send_buffer,
+                stalled_client_timeout=args.stalled_timeout,
+                publish_to=sink,
+                shutdown=shutdown,
+            )
+            serving = await server.start(run)
+            where = serving.url
+            if serving.token is not None and not args.token_file:
+                where += f"?token={serving.token}"  # generated: the one place it is told
+            elif serving.url.startswith("unix:"):
+                where += f" (mode {args.socket_mode:04o})"
+            print(f"serving on {where} (Ctrl-C stops)", file=out, flush=True)
+            if sink is not None:
+                print(f"publishing to {sink.url}, subject {sink.subject}", file=out, flush=True)
+            try:
+                with stop.running():
+                    await anyio.sleep_forever()
+            finally:
+                stats = serving.hub.stats
+                shutdown.set()  # the server shuts down gracefully, then detaches
     print(
         f"-- {stats.received} execs received, {stats.kernel_dropped} lost in the kernel, "
         f"{stats.user_dropped} lost by slow clients",
         file=out,
         flush=True,
+    )
+    if serving.publisher is not None:  # final: the sink has waited for the engine
+        published = serving.publisher.stats
+        print(
+            f"-- {published.published} execs published to {args.publish}, "
+            f"{published.dropped} dropped",
+            file=out,
+            flush=True,
+        )
+
+
+def _sink(args: argparse.Namespace) -> JetStreamSink:
+    from .fleet import JetStreamSink, Node
+    from .fleet._node import subject_token
+
+    node = Node()
+    return JetStreamSink(
+        args.publish,
+        subject=args.subject or f"aiobpf.{subject_token(node.name)}.exec",
+        node=node,
+        max_pending=args.publish_buffer,
+        policy=args.publish_policy,
     )
 
 
@@ -714,6 +744,29 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         default=60.0,
         help="disconnect a client that reads nothing for this long, seconds (60)",
+    )
+    web.add_argument(
+        "--publish",
+        metavar="URL",
+        help="also publish every exec to this NATS JetStream engine (nats://HOST:PORT); "
+        "whoever reads its stream sees every user's commands",
+    )
+    web.add_argument(
+        "--subject",
+        help="the subject to publish on (aiobpf.<hostname>.exec); the stream AIOBPF, over "
+        "aiobpf.>, is made if no stream holds the subject",
+    )
+    web.add_argument(
+        "--publish-buffer",
+        type=_count,
+        default=65536,
+        help="execs kept while the engine is slow or away, then dropped and counted (65536)",
+    )
+    web.add_argument(
+        "--publish-policy",
+        choices=["drop_oldest", "drop_newest"],
+        default="drop_oldest",
+        help="which execs give when the buffer is full (drop_oldest)",
     )
     web.add_argument("--duration", type=_positive, default=math.inf, help="seconds to run")
     web.set_defaults(run=_serve)

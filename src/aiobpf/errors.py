@@ -15,7 +15,10 @@ The tree::
     │   ├── KernelHeadersError      (FileNotFoundError) BCC finds no kernel headers
     │   ├── TracefsError            (OSError) tracefs is not mounted and cannot be
     │   ├── KprobesUnavailableError (NotImplementedError) no kprobes: use a tracepoint
-    │   └── BtfError                (LookupError) the kernel's BTF lacks what a program reads
+    │   ├── BtfError                (LookupError) the kernel's BTF lacks what a program reads
+    │   └── NatsMissingError        (ImportError) no ``nats`` module: pip install 'aiobpf[nats]'
+    ├── AsyncioOnlyError            (RuntimeError) a part built on an asyncio-only library, on trio
+    ├── StreamEngineError           (ConnectionError) the stream engine cannot be reached or set up
     ├── CompileError                (ValueError) clang or the verifier refused a program
     ├── AttachError                 (OSError) the kernel refused to attach a loaded program
     ├── UnknownTracepointError      (LookupError) no tracepoint of that name
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 __all__ = [
     "AiobpfError",
+    "AsyncioOnlyError",
     "AttachError",
     "BccMissingError",
     "BtfError",
@@ -48,9 +52,11 @@ __all__ = [
     "ListenError",
     "MapError",
     "MapTypeError",
+    "NatsMissingError",
     "PrivilegeError",
     "RecordLayoutError",
     "SetupError",
+    "StreamEngineError",
     "TracefsError",
     "UnknownMapError",
     "UnknownSymbolError",
@@ -93,6 +99,18 @@ class KprobesUnavailableError(SetupError, NotImplementedError):
 
 class BtfError(SetupError, LookupError):
     """The running kernel's BTF is missing, or lacks a type or member a program reads."""
+
+
+class NatsMissingError(SetupError, ImportError):
+    """The NATS client (``nats-py``) is not installed: ``pip install 'aiobpf[nats]'``."""
+
+
+class AsyncioOnlyError(AiobpfError, RuntimeError):
+    """A part of aiobpf built on a library that runs on asyncio only, called under trio."""
+
+
+class StreamEngineError(AiobpfError, ConnectionError):
+    """The stream engine (NATS JetStream) cannot be reached, or refused to set up a stream."""
 
 
 class CompileError(AiobpfError, ValueError):

@@ -59,6 +59,10 @@ class Subscriber:
         statistics = self._send.statistics()
         return statistics.current_buffer_used * 2 >= statistics.max_buffer_size
 
+    def finish(self) -> None:
+        """Ends the queue: what it holds can still be received, then the stream ends."""
+        self._send.close()
+
     def close(self) -> None:
         self._send.close()
         self.receive.close()

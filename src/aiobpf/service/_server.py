@@ -36,10 +36,12 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .._defaults import DEFAULT_SOCKET
 from ..errors import InsecureListenerError, ListenError
+from ..fleet import JetStreamSink
 from ..sources._validate import MaxLatency
 from ._access import AccessControl, AccessPolicy, install_peer_credentials, new_token
 from ._app import create_app
 from ._hub import EventHub
+from ._publish import HubPublisher
 
 __all__ = ["DEFAULT_SOCKET", "Serving", "serve"]
 
@@ -55,6 +57,8 @@ class Serving:
     hub: EventHub
     url: str
     token: str | None
+    publisher: HubPublisher | None = None
+    """What publishes the events to a stream engine (``publish_to``), and its counts."""
 
 
 async def serve(
@@ -75,6 +79,7 @@ async def serve(
     stalled_client_timeout: float = 60.0,
     app: Callable[[EventHub], Any] | None = None,
     collectors: Iterable[Collector] = (),
+    publish_to: JetStreamSink | None = None,
     shutdown: anyio.Event | None = None,
     task_status: anyio.abc.TaskStatus[Serving] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -95,6 +100,10 @@ async def serve(
 
     ``collectors`` are Prometheus collectors of your own (a :class:`StreamMetrics` of any
     pipeline, say) that ``/metrics`` serves beside aiobpf's, behind the same access control.
+
+    ``publish_to``, a :class:`aiobpf.fleet.JetStreamSink` the caller entered, receives every
+    event the service sees (asyncio only), and ``/metrics`` counts what became of them
+    (``aiobpf_publish_*``); whoever may read the engine's stream sees every user's commands.
 
     ``max_latency`` is the kernel source's latency budget (see :meth:`aiobpf.RingBuffer.from_bcc`):
     a service on every node can trade a few milliseconds of latency for far less CPU under exec
@@ -145,6 +154,9 @@ async def serve(
             bound_port = listener.getsockname()[1]
             scheme = "https" if tls else "http"
             url = f"{scheme}://{_url_host(host)}:{bound_port}/"
+        publisher = HubPublisher(publish_to) if publish_to is not None else None  # checks it
+        if publisher is not None:
+            collectors = [*collectors, publisher]
         async with EventHub(uids=uids, client_buffer=client_buffer, max_latency=max_latency) as hub:
             application: Any = (
                 app(hub) if app is not None else create_app(hub, policy, collectors=collectors)
@@ -173,8 +185,14 @@ async def serve(
                         hypercorn_serve, cast(Any, application), config, shutdown_trigger=stop.wait
                     )
                     tasks.start_soon(run)
-                    task_status.started(Serving(hub=hub, url=url, token=policy.token))
+                    if publisher is not None:
+                        tasks.start_soon(publisher.run, hub)
+                    task_status.started(
+                        Serving(hub=hub, url=url, token=policy.token, publisher=publisher)
+                    )
                     await stop.wait()
+                    if publisher is not None:
+                        publisher.finish()  # what the hub queued for it still goes out
 
 
 def _is_loopback(host: str) -> bool:

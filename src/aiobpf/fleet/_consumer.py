@@ -1,0 +1,241 @@
+"""The fleet's events, read back from JetStream through a durable consumer.
+
+The consumer is durable: the engine remembers, under its name, which messages were
+acknowledged, so a reader that restarts resumes where it left off. A message is acknowledged
+once every event in it was handed out and the reader came back for more (or closed): a reader
+that closes (or dies) in the middle leaves it to the next reader, which tells the repeats by
+their ids (:attr:`FleetEvent.message_id` and :attr:`FleetEvent.index`); within one reader, a
+message seen before is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from typing import Any
+
+import anyio
+import attrs
+from anyio.abc import ObjectReceiveStream
+
+from ..errors import StreamEngineError
+from ._nats import CONNECT_TIMEOUT, close_quietly, connect, nats_module, require_asyncio
+
+__all__ = ["FleetEvent", "FleetEvents", "FleetStats", "fleet_events"]
+
+#: How long one fetch waits on the engine for messages before it asks again (a long poll: the
+#: engine answers as soon as a message comes).
+FETCH_WAIT = 5.0
+
+
+@attrs.frozen
+class FleetEvent:
+    """One item a node published: the node's ``node`` name and ``boot_id``, the ``message_id``
+    and ``index`` that tell it apart from every other, and the item's ``fields`` (an exec
+    event's ``pid``, ``uid``, ``comm``...), which are also its attributes: ``event.uid``, so
+    that operators such as ``window_count(lambda e: (e.node, e.uid))`` work unchanged."""
+
+    node: str
+    boot_id: str
+    message_id: str
+    index: int
+    fields: dict[str, Any] = attrs.field(repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@attrs.frozen
+class FleetStats:
+    """``messages`` read, ``events`` handed out, ``duplicates`` (messages seen before, dropped)
+    and ``malformed`` messages (not aiobpf's JSON: acknowledged and skipped)."""
+
+    messages: int
+    events: int
+    duplicates: int
+    malformed: int
+
+
+class FleetEvents(ObjectReceiveStream[FleetEvent]):
+    """An async source of :class:`FleetEvent` from a JetStream stream (see
+    :func:`fleet_events`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        subject: str,
+        stream: str,
+        durable: str,
+        batch: int,
+        remembered: int,
+        connect_timeout: float,
+    ) -> None:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a whole number >= 1, got {batch!r}")
+        self.url, self.subject, self.stream, self.durable = url, subject, stream, durable
+        self._batch, self._connect_timeout = batch, connect_timeout
+        self._client: Any = None
+        self._subscription: Any = None
+        self._ready: collections.deque[FleetEvent] = collections.deque()
+        self._last_of: dict[int, Any] = {}  # id(last event of a message) -> the message
+        self._to_ack: list[Any] = []
+        self._held: list[Any] = []  # fetched and not acknowledged yet
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._remembered = remembered
+        self._messages = self._events = self._duplicates = self._malformed = 0
+        self._closed = False
+
+    async def __aenter__(self) -> FleetEvents:
+        await self.open()
+        return self
+
+    async def open(self) -> None:
+        """Connects and binds the durable consumer (made on first use); idempotent."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._subscription is not None:
+            return
+        require_asyncio("fleet_events()")
+        nats = nats_module()
+        client = await connect(
+            self.url,
+            name=f"aiobpf fleet reader {self.durable}",
+            connect_timeout=self._connect_timeout,
+        )
+        try:
+            self._subscription = await client.jetstream().pull_subscribe(
+                self.subject, durable=self.durable, stream=self.stream
+            )
+        except nats.errors.Error as exc:
+            with anyio.CancelScope(shield=True):
+                await close_quietly(client)
+            raise StreamEngineError(
+                f"cannot read stream {self.stream!r} ({self.subject}) at {self.url}: {exc}"
+            ) from exc
+        self._client = client
+
+    async def receive(self) -> FleetEvent:
+        """The next event; raises :class:`anyio.ClosedResourceError` once closed."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._subscription is None:
+            await self.open()
+        await self._acknowledge()
+        while not self._ready:
+            await self._fetch()
+            await self._acknowledge()  # messages that held nothing new
+        event = self._ready.popleft()
+        message = self._last_of.pop(id(event), None)
+        if message is not None:
+            self._to_ack.append(message)  # acknowledged when the reader comes back
+        self._events += 1
+        return event
+
+    async def _acknowledge(self) -> None:
+        while self._to_ack:
+            message = self._to_ack[0]
+            await message.ack()
+            self._to_ack.pop(0)
+            self._held.remove(message)
+
+    async def _fetch(self) -> None:
+        nats = nats_module()
+        try:
+            messages = await self._subscription.fetch(self._batch, timeout=FETCH_WAIT)
+        except nats.errors.TimeoutError:
+            return  # nothing came meanwhile: ask again
+        for message in messages:
+            self._held.append(message)
+            self._messages += 1
+            events = self._decode(message)
+            if events:
+                self._ready.extend(events)
+                self._last_of[id(events[-1])] = message
+            else:
+                self._to_ack.append(message)
+
+    def _decode(self, message: Any) -> list[FleetEvent]:
+        try:
+            body = json.loads(message.data)
+            node, boot_id, items = body["node"], body["boot_id"], body["items"]
+            message_id = f"{node}:{body['run']}:{body['seq']}"
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise TypeError("items must be a list of objects")
+        except (ValueError, KeyError, TypeError):
+            self._malformed += 1
+            return []
+        if message_id in self._seen:
+            self._duplicates += 1
+            return []
+        self._seen[message_id] = None
+        if len(self._seen) > self._remembered:
+            self._seen.popitem(last=False)
+        return [
+            FleetEvent(node, boot_id, message_id, index, fields)
+            for index, fields in enumerate(items)
+        ]
+
+    @property
+    def stats(self) -> FleetStats:
+        return FleetStats(self._messages, self._events, self._duplicates, self._malformed)
+
+    def __aiter__(self) -> FleetEvents:
+        return self
+
+    async def __anext__(self) -> FleetEvent:
+        if self._closed:
+            raise StopAsyncIteration
+        return await self.receive()
+
+    async def aclose(self) -> None:
+        """Acknowledges the messages wholly handed out and gives the others back to the engine
+        (a negative acknowledgement: the next reader gets them at once), then disconnects; the
+        durable consumer stays on the engine for the next reader. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._acknowledge()
+                for message in self._held:
+                    await message.nak()
+                self._held.clear()
+            finally:
+                await close_quietly(client)
+
+
+def fleet_events(
+    url: str = "nats://127.0.0.1:4222",
+    *,
+    subject: str = "aiobpf.>",
+    stream: str = "AIOBPF",
+    durable: str = "aiobpf-fleet",
+    batch: int = 256,
+    remembered: int = 100_000,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> FleetEvents:
+    """Every node's events in JetStream ``stream`` (on ``subject``), through the durable
+    consumer ``durable``: ``async with fleet_events(url) as events: async for event in
+    events``, with the same operators as a node's own events.
+
+    A reader that restarts with the same ``durable`` resumes after the last message it
+    acknowledged; the ids of the last ``remembered`` messages drop repeats. Runs on asyncio
+    only (nats-py): under trio, opening raises :class:`aiobpf.AsyncioOnlyError`; an engine
+    that cannot be reached, or has no such stream, :class:`aiobpf.StreamEngineError`.
+    """
+    return FleetEvents(
+        url,
+        subject=subject,
+        stream=stream,
+        durable=durable,
+        batch=batch,
+        remembered=remembered,
+        connect_timeout=connect_timeout,
+    )

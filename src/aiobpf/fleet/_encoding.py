@@ -1,0 +1,71 @@
+"""Items as JSON: aiobpf's events, counts and histograms are attrs classes, numpy records or
+plain values; each becomes a JSON object of its fields.
+
+The C encoder of the standard library does the work: Python is called back only for what it
+does not know (an attrs instance: its fields, looked up once per class; bytes; numpy values),
+so that a batch of plain or attrs events costs little more than ``json.dumps`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["jsonable", "to_json"]
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(kind: type) -> tuple[str, ...] | None:
+    names = _FIELDS.get(kind)
+    if names is None and attrs.has(kind):
+        names = _FIELDS[kind] = tuple(field.name for field in attrs.fields(kind))
+    return names
+
+
+def _default(item: Any) -> Any:
+    """What the encoder does not know, as something it does (one level down)."""
+    names = _fields_of(type(item))
+    if names is not None:
+        return {name: getattr(item, name) for name in names}
+    if isinstance(item, bytes):
+        return item.split(b"\0", 1)[0].decode(errors="replace")  # a C string, up to its NUL
+    if isinstance(item, set | frozenset):
+        return list(item)
+    record_names = getattr(getattr(item, "dtype", None), "names", None)
+    if record_names is not None:  # a numpy record
+        return {name: item[name] for name in record_names}
+    tolist = getattr(item, "tolist", None)  # numpy scalars and arrays
+    if tolist is not None:
+        return tolist()
+    raise TypeError(f"cannot encode {type(item).__name__} as JSON")
+
+
+def jsonable(item: Any) -> Any:
+    """``item`` as plain JSON values throughout, keys made text (a window count's tuple keys
+    among them): what :func:`to_json` falls back on when the encoder refuses a key."""
+    if isinstance(item, str | int | float | bool) or item is None:
+        return item
+    if isinstance(item, Mapping):
+        return {
+            key
+            if isinstance(key, str)
+            else json.dumps(jsonable(key), separators=(",", ":")): jsonable(value)
+            for key, value in item.items()
+        }
+    if isinstance(item, list | tuple):
+        return [jsonable(value) for value in item]
+    return jsonable(_default(item))
+
+
+def to_json(message: Any) -> bytes:
+    """``message`` as compact JSON. Raises :class:`TypeError` for a value that has no JSON
+    form."""
+    try:
+        text = json.dumps(message, default=_default, separators=(",", ":"))
+    except TypeError:  # keys JSON cannot take as they are (tuples): made text first
+        text = json.dumps(jsonable(message), separators=(",", ":"))
+    return text.encode()

@@ -1,0 +1,44 @@
+"""Who publishes: the node's name and boot, in every message, so that a fleet's streams can be
+told apart and a restarted node's numbering is not mistaken for a repeat."""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from pathlib import Path
+
+import attrs
+
+__all__ = ["Node", "subject_token"]
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def subject_token(name: str) -> str:
+    """``name`` as one token of a NATS subject: dots, spaces, ``*`` and ``>`` would split or
+    widen a subject, so each becomes ``_``."""
+    token = re.sub(r"[.\s*>]", "_", name)
+    if not token:
+        raise ValueError("a subject token cannot be empty")
+    return token
+
+
+def _boot_id() -> str:
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:  # not Linux, or /proc not mounted: still unique per run
+        return uuid.uuid4().hex
+
+
+@attrs.frozen
+class Node:
+    """A publishing node: ``name`` (the host name by default; two processes standing for two
+    nodes give their own) and ``boot_id`` (the kernel's, new at every boot)."""
+
+    name: str = attrs.field(factory=socket.gethostname)
+    boot_id: str = attrs.field(factory=_boot_id)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a node needs a name")

@@ -1,0 +1,338 @@
+"""A sink that publishes any aiobpf stream into a NATS JetStream subject, acknowledged.
+
+Items go out in messages of up to ``max_items`` (one per batch handed to :meth:`send`), each a
+JSON object with the node's identity, the sink's run and the message's number. One task
+publishes them in order and waits for the engine's acknowledgement of each; while the engine is
+slow or down, messages wait in a bounded buffer whose policy (block, drop_oldest, drop_newest)
+decides what gives, and a failed publish is tried again with back-off, under the same message
+id, so that the engine stores a message once even when an acknowledgement was lost on the way
+(JetStream's duplicate window). Nothing is lost silently: every item handed in is published
+(acknowledged), dropped (counted), or still pending, and leaving the sink counts what it could
+not publish in time as dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
+from typing import Any, Literal, Self, get_args
+
+import anyio
+import anyio.lowlevel
+import attrs
+from anyio import AsyncContextManagerMixin
+
+from ..errors import StreamEngineError
+from ._encoding import to_json
+from ._nats import CONNECT_TIMEOUT, close_quietly, connect, nats_module, require_asyncio
+from ._node import Node, subject_token
+
+__all__ = ["JetStreamSink", "SinkPolicy", "SinkStats", "publish"]
+
+SinkPolicy = Literal["block", "drop_oldest", "drop_newest"]
+
+#: NATS's default largest message is 1 MiB; an exec event is about 0.5 KiB of JSON.
+MAX_ITEMS = 256
+
+
+@attrs.frozen
+class SinkStats:
+    """What became of the items handed to a sink: ``received == published + dropped +
+    pending``. ``messages`` were acknowledged, ``duplicates`` of them as a message the engine
+    already had (a retry whose first acknowledgement was lost: its items count once);
+    ``retries`` publishes failed and were tried again; ``disconnects`` counts lost
+    connections."""
+
+    received: int
+    published: int
+    dropped: int
+    pending: int
+    messages: int
+    duplicates: int
+    retries: int
+    disconnects: int
+
+
+@attrs.define
+class _Message:
+    message_id: str
+    payload: bytes
+    count: int
+
+
+def _covers(pattern: str, subject: str) -> bool:
+    """Whether NATS subject ``pattern`` (``*`` one token, ``>`` the rest) matches ``subject``."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+class JetStreamSink(AsyncContextManagerMixin):
+    """Publishes batches of items to ``subject`` of a NATS JetStream engine at ``url``.
+
+    ``async with JetStreamSink(url, subject="aiobpf.web1.exec") as sink: await
+    sink.send(events)``. Entering connects (:class:`aiobpf.StreamEngineError` if the engine
+    cannot be reached) and creates ``stream`` over ``stream_subjects`` if no stream holds the
+    subject yet; the connection then comes back on its own after an outage. ``subject``
+    defaults to ``aiobpf.<node>.events``. At most ``max_pending`` items wait unpublished; when
+    more come, ``policy`` blocks :meth:`send`, drops the oldest waiting messages, or drops the
+    new one. Leaving waits up to ``close_timeout`` seconds for the engine to take what is
+    pending, and counts the rest as dropped. An engine that does not answer within
+    ``connect_timeout`` seconds on entering is :class:`aiobpf.StreamEngineError`.
+
+    Runs on asyncio only (nats-py): under trio, entering raises
+    :class:`aiobpf.AsyncioOnlyError`.
+    """
+
+    def __init__(
+        self,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        subject: str | None = None,
+        stream: str = "AIOBPF",
+        stream_subjects: Sequence[str] = ("aiobpf.>",),
+        node: Node | None = None,
+        max_pending: int = 65536,
+        policy: SinkPolicy = "block",
+        max_items: int = MAX_ITEMS,
+        ack_timeout: float = 2.0,
+        close_timeout: float = 5.0,
+        max_backoff: float = 2.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        if policy not in get_args(SinkPolicy):
+            raise ValueError(f"policy must be one of {get_args(SinkPolicy)}, got {policy!r}")
+        for name, value in (("max_items", max_items), ("max_pending", max_pending)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if max_pending < max_items:
+            raise ValueError(f"max_pending ({max_pending}) must hold max_items ({max_items})")
+        for name, seconds in (
+            ("ack_timeout", ack_timeout),
+            ("close_timeout", close_timeout),
+            ("max_backoff", max_backoff),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not (seconds > 0 and math.isfinite(seconds)):
+                raise ValueError(f"{name} must be a finite number > 0 seconds, got {seconds!r}")
+        self.node = node or Node()
+        self.url = url
+        self.subject = subject or f"aiobpf.{subject_token(self.node.name)}.events"
+        self.stream = stream
+        self._stream_subjects = list(stream_subjects)
+        if not any(_covers(pattern, self.subject) for pattern in self._stream_subjects):
+            self._stream_subjects.append(self.subject)
+        self._max_pending, self.policy, self._max_items = max_pending, policy, max_items
+        self._ack_timeout, self._close_timeout = ack_timeout, close_timeout
+        self._max_backoff, self._connect_timeout = max_backoff, connect_timeout
+        #: This sink's run, in every message id: a restarted publisher numbers from 0 again.
+        self.run = uuid.uuid4().hex[:16]
+        self._queue: collections.deque[_Message] = collections.deque()
+        self._in_flight: _Message | None = None
+        self._seq = 0
+        self._received = self._published = self._dropped = self._pending = 0
+        self._messages = self._duplicates = self._retries = self._disconnects = 0
+        self._changed: anyio.Event  # made on entering: an event belongs to a running loop
+        self._open = self._closing = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
+        require_asyncio("JetStreamSink")
+        self._changed = anyio.Event()
+        client = await connect(
+            self.url,
+            name=f"aiobpf sink {self.node.name}",
+            connect_timeout=self._connect_timeout,
+            on_disconnect=self._disconnected,
+        )
+        try:
+            jetstream = client.jetstream()
+            await self._ensure_stream(jetstream)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._publish_all, jetstream)
+                self._open = True
+                try:
+                    yield self
+                finally:
+                    self._open = False
+                    with anyio.move_on_after(self._close_timeout, shield=True):
+                        while self._pending:
+                            await self._wait_for_change()
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._dropped += self._pending  # not published in time: said, not lost silently
+            self._pending = 0
+            self._queue.clear()
+            self._in_flight = None
+            self._closing = True
+            with anyio.CancelScope(shield=True):
+                await close_quietly(client)
+
+    async def _disconnected(self) -> None:
+        if not self._closing:
+            self._disconnects += 1
+
+    async def _ensure_stream(self, jetstream: Any) -> None:
+        nats = nats_module()
+        try:
+            await jetstream.find_stream_name_by_subject(self.subject)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        except nats.errors.Error as exc:
+            raise StreamEngineError(f"the engine at {self.url} has no JetStream: {exc}") from exc
+        try:
+            await jetstream.add_stream(name=self.stream, subjects=self._stream_subjects)
+        except nats.errors.Error as exc:
+            raise StreamEngineError(
+                f"cannot create stream {self.stream!r} for {self.subject!r} at {self.url}: {exc}"
+            ) from exc
+
+    # -- handing items in -----------------------------------------------------------------------
+
+    async def send(self, items: Iterable[Any]) -> None:
+        """Queues ``items`` for publishing, in messages of up to ``max_items``. With the
+        ``block`` policy, waits while the buffer is full. Raises
+        :class:`anyio.ClosedResourceError` when the sink is not open, :class:`TypeError` for
+        an item with no JSON form (attrs classes, numpy records and plain values have one)."""
+        await anyio.lowlevel.checkpoint()  # the publisher runs between two sends
+        if not self._open:
+            raise anyio.ClosedResourceError
+        batch = list(items)
+        for start in range(0, len(batch), self._max_items):
+            message = self._message(batch[start : start + self._max_items])  # TypeError first
+            self._received += message.count
+            if not await self._make_room(message.count):
+                self._dropped += message.count
+                continue
+            self._queue.append(message)
+            self._pending += message.count
+            self._notify()
+
+    def _message(self, items: list[Any]) -> _Message:
+        seq, self._seq = self._seq, self._seq + 1
+        payload = to_json(
+            {
+                "node": self.node.name,
+                "boot_id": self.node.boot_id,
+                "run": self.run,
+                "seq": seq,
+                "items": items,
+            }
+        )
+        return _Message(f"{self.node.name}:{self.run}:{seq}", payload, len(items))
+
+    async def _make_room(self, count: int) -> bool:
+        """Whether ``count`` more items may wait (after dropping or waiting, by policy)."""
+        while self._pending + count > self._max_pending:
+            if self.policy == "drop_newest":
+                return False
+            if self.policy == "drop_oldest":
+                waiting = [message for message in self._queue if message is not self._in_flight]
+                if not waiting:
+                    return False  # only the message being published is left: it stays
+                oldest = waiting[0]
+                self._queue.remove(oldest)
+                self._pending -= oldest.count
+                self._dropped += oldest.count
+                continue
+            await self._wait_for_change()
+            if not self._open:
+                raise anyio.ClosedResourceError
+        return True
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait_for_change(self) -> None:
+        await self._changed.wait()
+
+    async def _publish_all(self, jetstream: Any) -> None:
+        nats = nats_module()
+        while True:
+            while not self._queue:
+                await self._wait_for_change()
+            message = self._in_flight = self._queue[0]
+            delay = 0.05
+            while True:
+                try:
+                    ack = await jetstream.publish(
+                        self.subject,
+                        message.payload,
+                        timeout=self._ack_timeout,
+                        headers={"Nats-Msg-Id": message.message_id},
+                    )
+                    break
+                except nats.errors.Error:  # timeout, no stream, disconnected: tried again
+                    self._retries += 1
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
+            self._queue.popleft()
+            self._in_flight = None
+            self._pending -= message.count
+            self._published += message.count
+            self._messages += 1
+            self._duplicates += bool(ack.duplicate)
+            self._notify()
+
+    @property
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            received=self._received,
+            published=self._published,
+            dropped=self._dropped,
+            pending=self._pending,
+            messages=self._messages,
+            duplicates=self._duplicates,
+            retries=self._retries,
+            disconnects=self._disconnects,
+        )
+
+
+async def publish(
+    stream: AsyncIterable[Any], sink: JetStreamSink, *, batch_size: int = MAX_ITEMS
+) -> int:
+    """Sends every item of ``stream`` to ``sink`` until the stream ends; returns how many.
+
+    Items that arrive together (the records of one ring read) go out together, in batches of
+    up to ``batch_size``: a task reads the stream into a buffer without going round the event
+    loop between items, and each send takes what the buffer holds. The stream is never
+    cancelled in the middle of a read, so any async iterable may feed it (a generator too).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    put, take = anyio.create_memory_object_stream[Any](batch_size)
+
+    async def read_all() -> None:
+        async with put:
+            async for item in stream:
+                try:
+                    put.send_nowait(item)
+                except anyio.WouldBlock:
+                    await put.send(item)
+
+    sent = 0
+    async with anyio.create_task_group() as tasks, take:
+        tasks.start_soon(read_all)
+        async for item in take:
+            items = [item]
+            while len(items) < batch_size:
+                try:
+                    items.append(take.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await sink.send(items)
+            sent += len(items)
+    return sent

@@ -1,0 +1,431 @@
+"""Fleet: events into NATS JetStream and back out, against a real nats-server."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import aiobpf
+from aiobpf.fleet import (
+    FleetEvent,
+    JetStreamSink,
+    Node,
+    SinkPolicy,
+    SinkStats,
+    fleet_events,
+    publish,
+)
+
+from . import kernel
+from .nats_engine import NatsServer, nats_server_or_skip
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+#: nats-py runs on asyncio only: the sink and the reader are tested there (and refused on trio).
+asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[NatsServer]:
+    server = nats_server_or_skip(tmp_path / "jetstream")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def first(count: int, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """The first ``count`` items of ``stream``, then the end."""
+    if count <= 0:
+        return
+    async for item in stream:
+        yield item
+        count -= 1
+        if count == 0:
+            return
+
+
+async def jetstream_state(url: str, durable: str) -> tuple[int, int, int]:
+    """Messages in stream AIOBPF, and of consumer ``durable`` those not yet delivered and those
+    delivered but not acknowledged: read from the engine itself."""
+    import nats
+
+    client = await nats.connect(url)
+    try:
+        jetstream = client.jetstream()
+        stream = await jetstream.stream_info("AIOBPF")
+        consumer = await jetstream.consumer_info("AIOBPF", durable)
+        return stream.state.messages, consumer.num_pending, consumer.num_ack_pending
+    finally:
+        await client.close()
+
+
+async def read(url: str, count: int, durable: str = "test") -> list[FleetEvent]:
+    async with fleet_events(url, durable=durable) as events:
+        with anyio.fail_after(30):
+            return [await events.receive() for _ in range(count)]
+
+
+@asyncio_only
+@pytest.mark.usefixtures("bpf")
+async def test_execs_of_a_fresh_uid_arrive_once_with_the_hosts_identity(
+    engine: NatsServer, tmp_path: Path
+) -> None:
+    """N execs of a fresh uid, published from execve_events() (filtered in the kernel), are
+    acknowledged by the engine and read back exactly once by the fleet reader: their pids,
+    uid, comm and filename, and this host's name and boot id."""
+    uid, count = 61091, 12
+    program = kernel.uniquely_named_program(tmp_path, "fleet-exec")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    async with (
+        JetStreamSink(engine.url, subject="aiobpf.thishost.exec") as sink,
+        aiobpf.execve_events() | aiobpf.filter_uid(uid) as execs,
+    ):
+        pids = []
+        for _ in range(count):
+            child = kernel.spawn_as(uid, program)
+            child.wait()
+            pids.append(child.pid)
+        assert await publish(first(count, execs), sink) == count
+    stats = sink.stats
+    assert (stats.received, stats.published, stats.dropped, stats.pending) == (count, count, 0, 0)
+    assert (stats.duplicates, stats.retries) == (0, 0)
+
+    events = await read(engine.url, count)
+    assert sorted(event.pid for event in events) == sorted(pids)
+    assert {(event.node, event.boot_id) for event in events} == {(socket.gethostname(), BOOT_ID)}
+    assert {(event.uid, event.comm, event.filename) for event in events} == {
+        (uid, "fleet-exec", str(program))
+    }
+    assert len({(event.message_id, event.index) for event in events}) == count
+    # exactly once: the stream holds these messages and no other, all acknowledged
+    assert await jetstream_state(engine.url, "test") == (stats.messages, 0, 0)
+
+
+@asyncio_only
+@pytest.mark.usefixtures("bpf")
+async def test_an_engine_killed_during_a_storm_loses_nothing_silently(engine: NatsServer) -> None:
+    """The engine is killed during an exec storm and started again: every exec is published
+    (acknowledged) or counted as dropped by the sink's bounded buffer, and the stream holds
+    each published message once (retries keep their message ids); the reader gets every
+    published event, each once."""
+    uid, runs = 61092, 300
+    program = shutil.which("true") or "/bin/true"  # run by the uid's shell: a path it may reach
+    storm = ["/bin/sh", "-c", f'i=0; while [ $i -lt {runs} ]; do "$0"; i=$((i+1)); done', program]
+    produced = runs + 1  # the shell's exec, as the uid (by its path: no search), then the storm
+
+    async def outage(stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        seen = 0
+        async for event in stream:
+            seen += 1
+            if seen == 40:
+                engine.stop()
+            elif seen == 150:
+                engine.start()
+            yield event
+
+    sink = JetStreamSink(
+        engine.url,
+        subject="aiobpf.stormhost.exec",
+        max_pending=64,
+        max_items=16,
+        policy="drop_oldest",
+        ack_timeout=0.5,
+        close_timeout=60,
+    )
+    source = aiobpf.execve_events()
+    async with sink, source | aiobpf.filter_uid(uid) as execs:  # the uid filter: in the kernel
+        async with await anyio.open_process(kernel.setpriv_command(uid, "/bin/sh")[:-1] + storm):
+            await publish(outage(first(produced, execs)), sink)
+        assert source.stats.received == produced
+        assert source.stats.dropped == 0
+    stats = sink.stats
+    assert stats.received == produced
+    assert stats.published + stats.dropped == produced
+    assert stats.pending == 0
+    assert stats.disconnects >= 1  # the outage was seen (a publish may wait it out, or retry)
+
+    events = await read(engine.url, stats.published)
+    assert len({(event.message_id, event.index) for event in events}) == stats.published
+    assert {event.comm for event in events} <= {"sh", "true"}
+    assert await jetstream_state(engine.url, "test") == (stats.messages, 0, 0)
+
+
+@asyncio_only
+async def test_a_durable_reader_resumes_after_the_last_message_it_finished(
+    engine: NatsServer,
+) -> None:
+    """A reader that stops in the middle of a message leaves that message to the next reader
+    with the same durable name, which gets it at once; the repeats are told by their ids."""
+    async with JetStreamSink(engine.url, node=Node("resume-node"), max_items=16) as sink:
+        await sink.send({"uid": 1000, "n": n} for n in range(40))  # messages of 16, 16, 8
+    assert sink.stats.published == 40
+
+    before = await read(engine.url, 20, durable="resumer")  # message 0, and 4 of message 1
+    after = await read(engine.url, 16 + 8, durable="resumer")  # message 1 again, message 2
+    ids_before = {(event.message_id, event.index) for event in before}
+    ids_after = {(event.message_id, event.index) for event in after}
+    assert sorted(event.n for event in after) == list(range(16, 40))
+    repeated = ids_before & ids_after
+    assert len(repeated) == 4
+    assert len({message_id for message_id, _ in repeated}) == 1
+    assert len(ids_before | ids_after) == 40
+    assert await jetstream_state(engine.url, "resumer") == (3, 0, 0)
+
+
+PUBLISHER = """
+import sys, anyio
+from aiobpf.fleet import JetStreamSink, Node
+
+async def main(url, node, *uids):
+    async with JetStreamSink(url, node=Node(node)) as sink:
+        await sink.send({"uid": int(uid), "comm": "job"} for uid in uids)
+    assert sink.stats.published == len(uids), sink.stats
+
+anyio.run(main, *sys.argv[1:])
+"""
+
+
+@asyncio_only
+async def test_two_nodes_are_told_apart_by_the_fleet_reader(engine: NatsServer) -> None:
+    """Two publishing processes standing for two nodes: the reader counts execs per (node,
+    uid), through the same operators as a node's own events."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    for node, uids in (("node-a", [1, 1, 1, 2]), ("node-b", [1, 3, 3])):
+        command = [sys.executable, "-c", PUBLISHER, engine.url, node, *map(str, uids)]
+        with anyio.fail_after(60):
+            await anyio.run_process(command, env=env, stdout=None, stderr=None)
+
+    counts: collections.Counter[tuple[str, int]] = collections.Counter()
+    async with fleet_events(engine.url) | aiobpf.filter_uid({1, 3}) as events:
+        with anyio.fail_after(30):
+            async for event in first(6, events):
+                counts[event.node, event.uid] += 1
+    assert counts == {("node-a", 1): 3, ("node-b", 1): 1, ("node-b", 3): 2}
+
+
+@asyncio_only
+async def test_the_buffer_policies_count_what_they_drop(engine: NatsServer) -> None:
+    """With the engine down, a sink holds at most max_pending items: drop_newest refuses what
+    comes after, drop_oldest gives up the oldest waiting (never the one being published); once
+    the engine is back, what was kept is published: published + dropped == received."""
+    cases: list[tuple[SinkPolicy, list[int]]] = [
+        ("drop_newest", [0, 1, 2]),
+        ("drop_oldest", [0, 8, 9]),
+    ]
+    for policy, kept in cases:
+        subject = f"aiobpf.{policy}.test"
+        sink = JetStreamSink(
+            engine.url,
+            subject=subject,
+            max_pending=30,
+            max_items=10,
+            policy=policy,
+            ack_timeout=0.2,
+        )
+        async with sink:
+            engine.stop()
+            for batch in range(10):  # ten messages of ten
+                await sink.send({"batch": batch, "n": n} for n in range(10))
+            stats = sink.stats  # what the engine sees of the outage, and when, is its own
+            assert stats == SinkStats(100, 0, 70, 30, 0, 0, stats.retries, stats.disconnects)
+            engine.start()
+        assert (sink.stats.published, sink.stats.dropped, sink.stats.pending) == (30, 70, 0)
+        async with fleet_events(engine.url, subject=subject, durable=policy) as events:
+            with anyio.fail_after(30):
+                got = [await events.receive() for _ in range(30)]
+        assert sorted({event.batch for event in got}) == kept
+
+
+@asyncio_only
+async def test_block_waits_for_room(engine: NatsServer) -> None:
+    """With the block policy, a send that finds the buffer full waits until the engine took
+    enough: nothing is dropped."""
+    sink = JetStreamSink(engine.url, max_pending=20, max_items=10, policy="block", ack_timeout=0.2)
+    async with sink:
+        engine.stop()
+        await sink.send({"n": n} for n in range(20))
+        done = anyio.Event()
+
+        async def third() -> None:
+            await sink.send({"n": n} for n in range(20, 30))
+            done.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(third)
+            await anyio.wait_all_tasks_blocked()
+            assert not done.is_set()
+            assert sink.stats.pending == 20
+            engine.start()
+    assert (sink.stats.received, sink.stats.published, sink.stats.dropped) == (30, 30, 0)
+
+
+@asyncio_only
+async def test_an_unreachable_engine_is_a_stream_engine_error(engine: NatsServer) -> None:
+    engine.stop()
+    with pytest.raises(aiobpf.StreamEngineError, match="cannot reach the stream engine"):
+        async with JetStreamSink(engine.url, connect_timeout=1):
+            pass
+    with pytest.raises(aiobpf.StreamEngineError, match="cannot reach the stream engine"):
+        async with fleet_events(engine.url, connect_timeout=1):
+            pass
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_the_nats_parts_say_why_they_cannot_run() -> None:
+    """nats-py runs on asyncio only: on trio, the sink and the reader raise a typed error that
+    names the reason, before any connection."""
+    with pytest.raises(aiobpf.AsyncioOnlyError, match="asyncio only: nats-py"):
+        async with JetStreamSink("nats://127.0.0.1:1"):
+            pass
+    with pytest.raises(aiobpf.AsyncioOnlyError, match="asyncio only: nats-py"):
+        async with fleet_events("nats://127.0.0.1:1"):
+            pass
+
+
+def test_bad_arguments_are_refused_at_the_call() -> None:
+    with pytest.raises(ValueError, match="policy must be one of"):
+        JetStreamSink(policy="drop_all")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_pending"):
+        JetStreamSink(max_pending=10, max_items=16)
+    with pytest.raises(ValueError, match="ack_timeout"):
+        JetStreamSink(ack_timeout=0)
+
+
+@asyncio_only
+@pytest.mark.usefixtures("bpf")
+async def test_serve_publishes_every_exec_to_the_engine(engine: NatsServer, tmp_path: Path) -> None:
+    """`aiobpf serve --publish URL`: execs of a fresh uid reach the stream, each once, while
+    the service runs; stopped with Ctrl-C, it says how many it published."""
+    uid, count = 61093, 6
+    program = kernel.uniquely_named_program(tmp_path, "fleet-served")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    command = [sys.executable, "-m", "aiobpf", "serve", "--socket", str(tmp_path / "sock")]
+    command += ["--publish", engine.url, "--subject", "aiobpf.served.exec"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    async with await anyio.open_process(command, env=env, stderr=None) as service:
+        assert service.stdout is not None
+        said = b""
+        with anyio.fail_after(60):
+            while b"publishing to" not in said:
+                said += await service.stdout.receive()
+        pids = []
+        for _ in range(count):
+            child = kernel.spawn_as(uid, program)
+            child.wait()
+            pids.append(child.pid)
+        async with fleet_events(engine.url, durable="served") | aiobpf.filter_uid(uid) as events:
+            with anyio.fail_after(30):
+                got = [event async for event in first(count, events)]
+        transport = httpx.AsyncHTTPTransport(uds=str(tmp_path / "sock"))
+        async with httpx.AsyncClient(transport=transport) as client:
+            metrics = (await client.get("http://localhost/metrics")).text
+        service.send_signal(signal.SIGINT)
+        with anyio.fail_after(60):
+            async for chunk in service.stdout:
+                said += chunk
+            assert await service.wait() == 0
+    assert sorted(event.pid for event in got) == sorted(pids)
+    assert {(event.node, event.comm) for event in got} == {(socket.gethostname(), "fleet-served")}
+    assert b"execs published to " + engine.url.encode() + b", 0 dropped" in said
+    published = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name.startswith("aiobpf_publish_")
+        and sample.labels == {"subject": "aiobpf.served.exec"}
+    }
+    assert published["aiobpf_publish_published_total"] >= count
+    assert published["aiobpf_publish_received_total"] == (
+        published["aiobpf_publish_published_total"]
+        + published["aiobpf_publish_dropped_total"]
+        + published["aiobpf_publish_pending"]
+    )
+
+
+TIMED_PUBLISHER = """
+import sys, anyio
+from aiobpf.fleet import JetStreamSink, Node
+
+async def main(url, node, time, *uids):
+    async with JetStreamSink(url, subject=f"aiobpf.{node}.exec", node=Node(node)) as sink:
+        await sink.send({"uid": int(uid), "time": float(time)} for uid in uids)
+
+anyio.run(main, *sys.argv[1:])
+"""
+
+
+@asyncio_only
+async def test_the_fleet_top_uids_example_counts_per_host_and_uid(engine: NatsServer) -> None:
+    """examples/fleet_top_uids.py, run as a user would: two nodes' execs in one window of
+    wall-clock time come out counted per (host, uid); a later event closes the window."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    now = 1_800_000_000.0  # a window's start: windows are aligned to multiples of their length
+    for node, time, uids in (
+        ("node-a", now, [1000, 1000, 0]),
+        ("node-b", now + 1, [1000]),
+        ("node-b", now + 10, [1000]),  # the next window: closes the first
+    ):
+        command = [sys.executable, "-c", TIMED_PUBLISHER, engine.url, node, str(time)]
+        with anyio.fail_after(60):
+            await anyio.run_process([*command, *map(str, uids)], env=env, stdout=None)
+    example = [sys.executable, str(ROOT / "examples" / "fleet_top_uids.py")]
+    example += ["--engine", engine.url, "--every", "2"]
+    async with await anyio.open_process(example, env=env, stderr=None) as reader:
+        assert reader.stdout is not None
+        said = ""
+        with anyio.fail_after(60):
+            while "-- 4 execs in 2 s" not in said:
+                said += (await reader.stdout.receive()).decode()
+        reader.send_signal(signal.SIGINT)
+        with anyio.fail_after(60):
+            await reader.wait()
+    lines = said.split("-- 4 execs")[0].splitlines()
+    assert sorted(" ".join(line.split()) for line in lines) == [
+        "node-a UID 0 => 1",
+        "node-a UID 1000 => 2",
+        "node-b UID 1000 => 1",
+    ]
+
+
+def test_items_are_encoded_as_json_objects_of_their_fields() -> None:
+    """attrs events (tuples as lists), numpy records (C strings as text), window counts with
+    tuple keys, and a clear TypeError for what has no JSON form."""
+    import json
+
+    import numpy as np
+
+    from aiobpf.fleet._encoding import to_json
+    from aiobpf.programs import ExecveEvent
+
+    event = ExecveEvent(
+        pid=1, tid=1, ppid=0, uid=1000, gid=1000, comm="ls", filename="/bin/ls",
+        argv=("ls", "-l"), retval=0, timestamp_ns=5, time=1.5, syscall="execve", dirfd=-100,
+        flags=0, filename_truncated=False, argv_truncated=False, message="hello world",
+        cgroup_id=7,
+    )  # fmt: skip
+    record = np.zeros(1, dtype=[("pid", "<u4"), ("comm", "S16")])[0]
+    record["pid"], record["comm"] = 42, b"bash"
+    window = aiobpf.WindowCount(start=0.0, end=2.0, counts={("web1", 1000): 3})
+    decoded = json.loads(to_json({"items": [event, record, window]}))
+    assert decoded["items"][0]["argv"] == ["ls", "-l"]
+    assert decoded["items"][0]["cgroup_id"] == 7
+    assert decoded["items"][1] == {"pid": 42, "comm": "bash"}
+    assert decoded["items"][2]["counts"] == {'["web1",1000]': 3}
+    with pytest.raises(TypeError, match="cannot encode object"):
+        to_json({"items": [object()]})

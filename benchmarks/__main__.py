@@ -53,6 +53,7 @@ PLANS: dict[str, list[list[str]]] = {
         ["window_pushdown", "--execs", "3000", "--repeat", "1"],
         ["soak", "--duration", "30"],
         ["fleet_publish", "--events", "20000", "--repeat", "1"],
+        ["decode", "--repeat", "3"],
     ],
     "full": [
         # offered load: every consumer, both loops, with and without a 1 ms budget
@@ -130,6 +131,7 @@ PLANS: dict[str, list[list[str]]] = {
         ["soak", "--duration", "600"],
         ["first_event", "--starts", "7"],
         ["fleet_publish", "--events", "100000", "--repeat", "3"],
+        ["decode", "--repeat", "7"],
     ],
 }
 

@@ -43,6 +43,9 @@ EXECVE_RECORD: np.dtype[np.void] = np.dtype(
     align=True,
 )
 
+#: Where a record's argv starts.
+_ARGS_OFFSET = int(EXECVE_RECORD.fields["args"][1] if EXECVE_RECORD.fields else 0)
+
 #: ``syscall`` values of a record.
 SYSCALLS = {C.SYSCALL_EXECVE: "execve", C.SYSCALL_EXECVEAT: "execveat"}
 
@@ -58,11 +61,13 @@ def _text(raw: bytes) -> str:
 
 
 def _argv(raw: bytes, argc: int) -> tuple[str, ...]:
-    """The ``argc`` NUL-terminated arguments at the start of ``raw`` (numpy drops the trailing
-    NULs of a bytes field, so empty last arguments come back as padding)."""
-    parts = raw.split(b"\0")[:argc]
-    parts += [b""] * (argc - len(parts))
-    return tuple(part.decode("utf-8", errors="replace") for part in parts)
+    """The ``argc`` NUL-terminated arguments at the start of ``raw``: decoded at once, then
+    split (a NUL is never part of a UTF-8 sequence, so this is each argument decoded alone).
+    Arguments the record has no bytes for come back empty."""
+    parts = raw.decode("utf-8", errors="replace").split("\0", argc)[:argc]
+    if len(parts) < argc:
+        parts += [""] * (argc - len(parts))
+    return tuple(parts)
 
 
 @attrs.frozen
@@ -107,9 +112,14 @@ class ExecveEvent:
         for name in _TEXT_FIELDS:
             columns[name] = [_text(raw) for raw in columns[name]]
         truncated = batch["truncated"].tolist()
+        # argv from the bytes each record used (args_size), not the whole field: one copy of
+        # the batch, then a slice per record
+        raw, stride = batch.tobytes(), batch.dtype.itemsize
+        argv_at = [index * stride + _ARGS_OFFSET for index in range(len(batch))]
+        sizes = [min(size, C.ARGS_SIZE) for size in batch["args_size"].tolist()]
         columns["argv"] = [
-            _argv(raw, argc)
-            for raw, argc in zip(batch["args"].tolist(), batch["argc"].tolist(), strict=True)
+            _argv(raw[at : at + size], argc)
+            for at, size, argc in zip(argv_at, sizes, batch["argc"].tolist(), strict=True)
         ]
         columns["time"] = [(ns + MONOTONIC_TO_WALL_NS) / 1e9 for ns in columns["timestamp_ns"]]
         columns["syscall"] = [SYSCALLS[value] for value in batch["syscall"].tolist()]

@@ -100,6 +100,27 @@ def test_first_event_times_execsnoop_against_bpftrace() -> None:
     assert rows[1].endswith("| 1.00x |")
 
 
+@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server is the engine")
+def test_fleet_publish_compares_the_sink_with_the_client_alone() -> None:
+    """A short run: both publishers, every batch size, a rate and a ratio each (the sink
+    checks that every event was acknowledged, or the run fails)."""
+    done = _benchmark("benchmarks.fleet_publish", "--events", "2000", "--repeat", "1")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "x |" in line]
+    publishers = [row.split(" | ")[1] for row in rows]
+    assert publishers == ["nats-py alone", "aiobpf JetStreamSink"] * 3
+    assert all(row.endswith("| 1.00x |") for row in rows[::2])
+
+
+def test_decode_times_this_decoder_against_another_checkout() -> None:
+    """--previous times another checkout's decoder in turns with this one (here: itself)."""
+    src = str(ROOT / "src")
+    done = _benchmark("benchmarks.decode", "--repeat", "1", "--previous", src)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]  # no header
+    assert [row.split(" | ")[0] for row in rows] == ["| this checkout", f"| {src}"]
+
+
 def test_lifecycle_of_program_owning_sources_returns_to_baseline(tmp_path: Path) -> None:
     """Three cycles of each program-owning source: fds, BPF objects and the kernel's programs
     and maps back to the baseline (the long run is documented in RELIABILITY.md)."""

@@ -405,7 +405,7 @@ async def test_the_fleet_top_uids_example_counts_per_host_and_uid(engine: NatsSe
 
 def test_items_are_encoded_as_json_objects_of_their_fields() -> None:
     """attrs events (tuples as lists), numpy records (C strings as text), window counts with
-    tuple keys, and a clear TypeError for what has no JSON form."""
+    tuple keys, histograms, and a clear TypeError for what has no JSON form."""
     import json
 
     import numpy as np
@@ -422,10 +422,60 @@ def test_items_are_encoded_as_json_objects_of_their_fields() -> None:
     record = np.zeros(1, dtype=[("pid", "<u4"), ("comm", "S16")])[0]
     record["pid"], record["comm"] = 42, b"bash"
     window = aiobpf.WindowCount(start=0.0, end=2.0, counts={("web1", 1000): 3})
-    decoded = json.loads(to_json({"items": [event, record, window]}))
+    histogram = aiobpf.operators.Histogram.from_counts({0: 1, 3: 2}, time=4.0)
+    decoded = json.loads(to_json({"items": [event, record, window, histogram]}))
     assert decoded["items"][0]["argv"] == ["ls", "-l"]
     assert decoded["items"][0]["cgroup_id"] == 7
     assert decoded["items"][1] == {"pid": 42, "comm": "bash"}
     assert decoded["items"][2]["counts"] == {'["web1",1000]': 3}
+    assert decoded["items"][3]["counts"] == [1, 0, 0, 2]
+    assert decoded["items"][3]["kind"] == "log2"
     with pytest.raises(TypeError, match="cannot encode object"):
         to_json({"items": [object()]})
+
+
+@asyncio_only
+async def test_the_reader_skips_what_is_not_aiobpfs_and_names_a_missing_stream(
+    engine: NatsServer,
+) -> None:
+    """A message that is not aiobpf's JSON is acknowledged, skipped and counted; a stream that
+    does not exist is a StreamEngineError naming it."""
+    import nats
+
+    async with JetStreamSink(engine.url, node=Node("mixed")) as sink:
+        await sink.send([{"uid": 1}])
+    client = await nats.connect(engine.url)
+    try:
+        await client.jetstream().publish(sink.subject, b"not json at all")
+    finally:
+        await client.close()
+    async with JetStreamSink(engine.url, node=Node("mixed")) as sink:
+        await sink.send([{"uid": 2}])
+
+    async with fleet_events(engine.url, durable="mixed") as events:
+        with anyio.fail_after(30):
+            got = [await events.receive() for _ in range(2)]
+        assert [event.uid for event in got] == [1, 2]
+        assert events.stats.malformed == 1
+    with pytest.raises(aiobpf.StreamEngineError, match="cannot read stream 'NOPE'"):
+        async with fleet_events(engine.url, stream="NOPE", connect_timeout=5):
+            pass
+
+
+@asyncio_only
+async def test_a_send_cancelled_while_waiting_for_room_is_counted_as_dropped(
+    engine: NatsServer,
+) -> None:
+    """With the block policy and the engine away, a send cancelled while it waits for room
+    counts its items as dropped: received == published + dropped + pending still."""
+    sink = JetStreamSink(
+        engine.url, max_pending=10, max_items=10, policy="block", ack_timeout=0.2, close_timeout=1
+    )
+    async with sink:
+        engine.stop()
+        await sink.send({"n": n} for n in range(10))
+        with anyio.move_on_after(0.5):
+            await sink.send({"n": n} for n in range(10, 20))
+        stats = sink.stats
+        assert (stats.received, stats.dropped, stats.pending) == (20, 10, 10)
+    assert (sink.stats.received, sink.stats.published, sink.stats.dropped) == (20, 0, 20)

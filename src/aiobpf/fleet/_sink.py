@@ -211,7 +211,12 @@ class JetStreamSink(AsyncContextManagerMixin):
         for start in range(0, len(batch), self._max_items):
             message = self._message(batch[start : start + self._max_items])  # TypeError first
             self._received += message.count
-            if not await self._make_room(message.count):
+            try:
+                room = await self._make_room(message.count)
+            except BaseException:  # cancelled, or the sink closed, while waiting for room
+                self._dropped += message.count  # never queued: counted, not lost silently
+                raise
+            if not room:
                 self._dropped += message.count
                 continue
             self._queue.append(message)

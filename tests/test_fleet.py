@@ -479,3 +479,12 @@ async def test_a_send_cancelled_while_waiting_for_room_is_counted_as_dropped(
         stats = sink.stats
         assert (stats.received, stats.dropped, stats.pending) == (20, 10, 10)
     assert (sink.stats.received, sink.stats.published, sink.stats.dropped) == (20, 0, 20)
+
+
+def test_a_nodes_subject_is_one_token_per_part() -> None:
+    """A host name's dots (and NATS wildcards) would split or widen a subject: each is a '_'."""
+    assert Node("web1.example.com", "b").subject("exec") == "aiobpf.web1_example_com.exec"
+    assert Node("a*b>c d", "b").subject("exec") == "aiobpf.a_b_c_d.exec"
+    assert JetStreamSink(node=Node("db.2", "b")).subject == "aiobpf.db_2.events"
+    with pytest.raises(ValueError, match="a node needs a name"):
+        Node("")

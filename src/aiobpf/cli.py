@@ -553,12 +553,11 @@ async def _serve(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:
 
 def _sink(args: argparse.Namespace) -> JetStreamSink:
     from .fleet import JetStreamSink, Node
-    from .fleet._node import subject_token
 
     node = Node()
     return JetStreamSink(
         args.publish,
-        subject=args.subject or f"aiobpf.{subject_token(node.name)}.exec",
+        subject=args.subject or node.subject("exec"),
         node=node,
         max_pending=args.publish_buffer,
         policy=args.publish_policy,

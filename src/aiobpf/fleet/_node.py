@@ -42,3 +42,7 @@ class Node:
     def __attrs_post_init__(self) -> None:
         if not self.name:
             raise ValueError("a node needs a name")
+
+    def subject(self, kind: str) -> str:
+        """The node's subject for ``kind`` of events: ``aiobpf.<node>.<kind>``."""
+        return f"aiobpf.{subject_token(self.name)}.{subject_token(kind)}"

@@ -28,7 +28,7 @@ from anyio import AsyncContextManagerMixin
 from ..errors import StreamEngineError
 from ._encoding import to_json
 from ._nats import CONNECT_TIMEOUT, close_quietly, connect, nats_module, require_asyncio
-from ._node import Node, subject_token
+from ._node import Node
 
 __all__ = ["JetStreamSink", "SinkPolicy", "SinkStats", "publish"]
 
@@ -124,7 +124,7 @@ class JetStreamSink(AsyncContextManagerMixin):
                 raise ValueError(f"{name} must be a finite number > 0 seconds, got {seconds!r}")
         self.node = node or Node()
         self.url = url
-        self.subject = subject or f"aiobpf.{subject_token(self.node.name)}.events"
+        self.subject = subject or self.node.subject("events")
         self.stream = stream
         self._stream_subjects = list(stream_subjects)
         if not any(_covers(pattern, self.subject) for pattern in self._stream_subjects):

@@ -54,6 +54,7 @@ PLANS: dict[str, list[list[str]]] = {
         ["soak", "--duration", "30"],
         ["fleet_publish", "--events", "20000", "--repeat", "1"],
         ["decode", "--repeat", "3"],
+        ["loop_floor", "--repeat", "1", "--seconds", "2"],
     ],
     "full": [
         # offered load: every consumer, both loops, with and without a 1 ms budget
@@ -132,6 +133,7 @@ PLANS: dict[str, list[list[str]]] = {
         ["first_event", "--starts", "7"],
         ["fleet_publish", "--events", "100000", "--repeat", "3"],
         ["decode", "--repeat", "7"],
+        ["loop_floor", "--repeat", "5", "--seconds", "4"],
     ],
 }
 

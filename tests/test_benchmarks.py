@@ -121,6 +121,16 @@ def test_decode_times_this_decoder_against_another_checkout() -> None:
     assert [row.split(" | ")[0] for row in rows] == ["| this checkout", f"| {src}"]
 
 
+def test_loop_floor_times_the_loops_sleep_beside_a_read_and_bccs_callback() -> None:
+    """A short run: every row present, aiobpf's and BCC's with a cost per record, and the
+    ratio's base is BCC's."""
+    done = _benchmark("benchmarks.loop_floor", "--repeat", "1", "--seconds", "0.5")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| asyncio"] * 2 + ["| trio"] * 2 + ["| -"]
+    assert rows[-1].endswith("| 1.00x |")
+
+
 def test_lifecycle_of_program_owning_sources_returns_to_baseline(tmp_path: Path) -> None:
     """Three cycles of each program-owning source: fds, BPF objects and the kernel's programs
     and maps back to the baseline (the long run is documented in RELIABILITY.md)."""

@@ -51,7 +51,7 @@ def _compiled(source: Path, *libraries: str) -> list[str] | None:
 
 def build() -> list[str]:
     """The command prefix that runs the getppid generator."""
-    return _compiled(_SOURCE, "-lm") or [sys.executable, "-c", _PYTHON_FALLBACK]
+    return _compiled(_SOURCE, "-lm", "-lpthread") or [sys.executable, "-c", _PYTHON_FALLBACK]
 
 
 def build_ring_poller() -> list[str] | None:
@@ -80,13 +80,23 @@ def build_exec_storm() -> list[str]:
 
 
 def start(
-    command: list[str], calls: int, rate: float | None, cpu: int, pattern: str = "burst"
+    command: list[str],
+    calls: int,
+    rate: float | None,
+    cpu: int,
+    pattern: str = "burst",
+    sources: int = 1,
 ) -> subprocess.Popen[bytes]:
     """Starts a generator pinned to ``cpu``, waiting for a byte on stdin to begin; a paced one
-    spaces its calls by ``pattern`` (one of PATTERNS)."""
+    spaces its calls by ``pattern`` (one of PATTERNS), split between ``sources`` threads with
+    arrivals of their own (the C generator only)."""
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
-    rate_args = [] if rate is None else [str(rate)] + ([] if pattern == "burst" else [pattern])
+    if sources != 1 and command[0] == sys.executable:
+        raise ValueError("several sources need the C generator: install gcc")
+    rate_args = [] if rate is None else [str(rate)]
+    if rate is not None and (pattern != "burst" or sources != 1):
+        rate_args += [pattern] + ([str(sources)] if sources != 1 else [])
     return subprocess.Popen(
         ["taskset", "-c", str(cpu), *command, str(calls), *rate_args],
         stdin=subprocess.PIPE,

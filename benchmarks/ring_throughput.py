@@ -79,6 +79,7 @@ def _trial(spec: dict[str, Any]) -> dict[str, Any]:
         spec["rate"],
         GENERATOR_CPU,
         spec.get("pattern", "burst"),
+        spec.get("sources", 1),
     )
     try:
         if spec["consumer"] == FLOOR:
@@ -352,6 +353,7 @@ def _configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
                             "busy_poll_us": busy_poll_us,
                             "rate": rate,
                             "pattern": args.pattern,
+                            "sources": args.sources,
                             "calls": calls,
                             "ring_kib": ring_kib,
                             "record_bytes": record_bytes,
@@ -376,6 +378,13 @@ def main() -> None:
         default="burst",
         help="how a paced generator spaces its calls: the pace kept every 64 calls (burst), "
         "every call (even), or exponential gaps (poisson)",
+    )
+    parser.add_argument(
+        "--sources",
+        type=int,
+        default=1,
+        help="independent sources the paced load comes from: threads of the generator, each "
+        "with its own arrivals at rate/SOURCES, sleeping between calls as processes do (1)",
     )
     parser.add_argument("--ring-kib", default="256", help="ring sizes, KiB (powers of two)")
     parser.add_argument("--record-bytes", default="32", help="record sizes (multiples of 8, >= 32)")
@@ -439,8 +448,8 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     command = " ".join(sys.argv[1:])
     print(f"Command: sudo .venv/bin/python -m benchmarks.ring_throughput {command}")
     print(
-        f"Medians of {args.repeat} runs; paced calls spaced by pattern {args.pattern!r}; ratios "
-        "against bcc-callback in the same group.\n"
+        f"Medians of {args.repeat} runs; paced calls spaced by pattern {args.pattern!r}, from "
+        f"{args.sources} source(s); ratios against bcc-callback in the same group.\n"
     )
     columns = [
         "ring",

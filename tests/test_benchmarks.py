@@ -131,6 +131,44 @@ def test_loop_floor_times_the_loops_sleep_beside_a_read_and_bccs_callback() -> N
     assert rows[-1].endswith("| 1.00x |")
 
 
+@pytest.mark.parametrize("pattern", ["even", "poisson"])
+def test_several_sources_make_every_call_they_were_given_between_them(pattern: str) -> None:
+    """The generator split between four threads, each pacing its own arrivals: the ring gets
+    exactly the calls asked for (the threads share the process, which the program selects)."""
+    import anyio
+    from benchmarks import _loadgen
+    from benchmarks._common import GENERATOR_CPU
+
+    from aiobpf.testing import getppid_ring
+
+    calls = 2003  # not a multiple of four: the remainder goes to the first sources
+
+    async def run() -> tuple[int, int]:
+        generator = _loadgen.start(_loadgen.build(), calls, 20000, GENERATOR_CPU, pattern, 4)
+        try:
+            async with getppid_ring(generator.pid, ring_size=1 << 20) as ring:
+                assert generator.stdin is not None
+                generator.stdin.write(b"g")
+                generator.stdin.close()
+                received = 0
+                with anyio.fail_after(60):
+                    async for batch in ring.batches():
+                        received += len(batch)
+                        if received >= calls:
+                            break
+                assert generator.stdout is not None
+                said = await anyio.to_thread.run_sync(generator.stdout.read)
+                assert said.split()[0] == str(calls).encode()  # what it says it offered
+                return received + len(ring.drain()), ring.stats.produced or 0
+        finally:
+            generator.kill()
+            generator.wait()
+            if generator.stdout is not None:
+                generator.stdout.close()
+
+    assert anyio.run(run) == (calls, calls)
+
+
 def test_lifecycle_of_program_owning_sources_returns_to_baseline(tmp_path: Path) -> None:
     """Three cycles of each program-owning source: fds, BPF objects and the kernel's programs
     and maps back to the baseline (the long run is documented in RELIABILITY.md)."""

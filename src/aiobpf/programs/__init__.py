@@ -1,9 +1,9 @@
 """The BPF programs aiobpf ships, each as an async source (its C beside the Python that reads
 its records).
 
-Each is created by a plain call and opened with ``async with``, which compiles, attaches and
-starts it; leaving detaches it. The common ones are also at the top level
-(``aiobpf.execve_events``).
+Each is created by a plain call and opened with ``async with``, which loads the program
+(prebuilt at set-up as a CO-RE object: no compiler at run time), attaches and starts it;
+leaving detaches it. The common ones are also at the top level (``aiobpf.execve_events``).
 """
 
 from __future__ import annotations

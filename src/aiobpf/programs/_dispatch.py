@@ -271,7 +271,7 @@ _U32 = np.dtype("<u4")
 
 class SyscallEvents(ProgramRing[SyscallEvent, _Kernel]):
     """An async source of :class:`SyscallEvent` from the dispatcher's ring; also the kernel half
-    of :class:`SyscallDispatch`. Entering compiles, fills the scope and table, and attaches."""
+    of :class:`SyscallDispatch`. Entering loads, fills the scope and table, and attaches."""
 
     _name = "syscall_events()"
 

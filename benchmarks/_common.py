@@ -26,14 +26,17 @@ def machine() -> str:
     )
 
 
-def run_trial(module: str, spec: Any) -> dict[str, Any]:
+def run_trial(module: str, spec: Any, src: str | None = None) -> dict[str, Any]:
     """Runs one trial of ``benchmarks.<module>`` in a fresh process (``--trial <spec as JSON>``),
-    so that no trial inherits another's memory, threads or loaded programs."""
+    so that no trial inherits another's memory, threads or loaded programs; with ``src``, that
+    checkout's aiobpf (its ``src`` first on PYTHONPATH)."""
+    env = None if src is None else {**os.environ, "PYTHONPATH": src}
     done = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", "--trial", json.dumps(spec)],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"trial {spec} failed:\n{done.stderr}")

@@ -9,6 +9,10 @@ buffer callback on the same load. The difference between the first two is what a
 wake-up: reading positions, copying the records, pacing, handing out.
 
     sudo .venv/bin/python -m benchmarks.loop_floor [--repeat 5] [--seconds 4]
+        [--previous OTHER_CHECKOUT/src]
+
+``--previous`` adds the read of another checkout's aiobpf, in the same turns: a change to the
+read path, before and after, side by side.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import anyio
 
 from . import _loadgen
-from ._common import GENERATOR_CPU, machine, run_trial
+from ._common import GENERATOR_CPU, ROOT, machine, run_trial
 
 RATE = 1000
 BUDGET = 0.004  # aiobpf.sources.AUTO_MAX_LATENCY
@@ -137,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--previous", help="another checkout's src: its read, in the same turns")
     parser.add_argument("--trial", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trial:
@@ -144,15 +149,22 @@ def main() -> None:
 
         print(json.dumps(_trial(json.loads(args.trial))))
         return
+    trials = [*TRIALS, ("-", "bcc")]
+    if args.previous:
+        trials += [("asyncio", "previous"), ("trio", "previous")]
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.repeat):
-        for loop, what in (*TRIALS, ("-", "bcc")):
-            spec = {"what": what, "loop": loop, "seconds": args.seconds}
-            rows.setdefault((loop, what), []).append(run_trial("loop_floor", spec))
+        for loop, what in trials:
+            spec = {"what": "ring" if what == "previous" else what, "loop": loop}
+            spec["seconds"] = args.seconds
+            # both checkouts' aiobpf from PYTHONPATH, so that they import the same way
+            src = args.previous if what == "previous" else str(ROOT / "src")
+            rows.setdefault((loop, what), []).append(run_trial("loop_floor", spec, src))
     print(f"Machine: {machine()}")
+    previous = f" --previous {args.previous}" if args.previous else ""
     print(
         f"Command: sudo .venv/bin/python -m benchmarks.loop_floor --repeat {args.repeat} "
-        f"--seconds {args.seconds:g}"
+        f"--seconds {args.seconds:g}{previous}"
     )
     print(f"Medians of {args.repeat} trials each, in turns, each in a fresh process.\n")
     print("| loop | what | CPU µs per wake-up | CPU µs per record | per record vs BCC |")
@@ -162,9 +174,10 @@ def main() -> None:
         wake = statistics.median(r["cpu_us"] for r in results)
         if what == "bare":
             print(f"| {loop} | {LABELS[what]} | {wake:.1f} | - | - |")
-        elif what == "ring":
+        elif what in ("ring", "previous"):
+            label = LABELS["ring"] + (f", of {args.previous}" if what == "previous" else "")
             record = statistics.median(r["per_record_us"] for r in results)
-            print(f"| {loop} | {LABELS[what]} | {wake:.1f} | {record:.1f} | {record / bcc:.2f}x |")
+            print(f"| {loop} | {label} | {wake:.1f} | {record:.1f} | {record / bcc:.2f}x |")
         else:
             print(f"| {loop} | {LABELS[what]} | - | {bcc:.1f} | 1.00x |")
 

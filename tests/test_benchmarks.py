@@ -122,13 +122,17 @@ def test_decode_times_this_decoder_against_another_checkout() -> None:
 
 
 def test_loop_floor_times_the_loops_sleep_beside_a_read_and_bccs_callback() -> None:
-    """A short run: every row present, aiobpf's and BCC's with a cost per record, and the
-    ratio's base is BCC's."""
-    done = _benchmark("benchmarks.loop_floor", "--repeat", "1", "--seconds", "0.5")
+    """A short run: every row present, aiobpf's and BCC's with a cost per record, the ratio's
+    base BCC's, and --previous adds another checkout's reads (here: this one's)."""
+    src = str(ROOT / "src")
+    args = ("--repeat", "1", "--seconds", "0.5", "--previous", src)
+    done = _benchmark("benchmarks.loop_floor", *args)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
-    assert [row.split(" | ")[0] for row in rows] == ["| asyncio"] * 2 + ["| trio"] * 2 + ["| -"]
-    assert rows[-1].endswith("| 1.00x |")
+    loops = ["| asyncio"] * 2 + ["| trio"] * 2 + ["| -", "| asyncio", "| trio"]
+    assert [row.split(" | ")[0] for row in rows] == loops
+    assert rows[4].endswith("| 1.00x |")
+    assert all(f"of {src}" in row for row in rows[5:])
 
 
 @pytest.mark.parametrize("pattern", ["even", "poisson"])

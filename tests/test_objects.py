@@ -11,6 +11,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import aiobpf
@@ -102,6 +103,26 @@ def test_a_preload_is_taken_by_the_next_load_of_the_same_object_and_sizes() -> N
             assert len(kernel.held_program_ids() - before) == 2
             assert again is not taken
     assert kernel.wait_until_unloaded(kernel.held_program_ids() - before) == set()
+
+
+@pytest.mark.usefixtures("bpf")
+def test_a_source_over_a_missing_map_releases_the_object_and_every_fd() -> None:
+    """A ring the object does not have, or a map without its counters, is an UnknownMapError,
+    and what the source was to own is released: no fd (the map's included), no program left."""
+    from aiobpf.lowlevel import record_type
+    from aiobpf.programs._prebuilt import counted_map, counted_ring
+
+    before, programs = kernel.bpf_objects(), kernel.held_program_ids()
+    program = BpfObject.load(prebuilt_path("hello"))
+    with pytest.raises(aiobpf.UnknownMapError, match="no map named 'nope'"):
+        counted_ring(program, "nope", record=record_type(np.dtype("<u8")), owned=[program.close])
+    assert program.closed
+    program = BpfObject.load(prebuilt_path("hello"))
+    with pytest.raises(aiobpf.UnknownMapError, match="no map named 'logs_dropped'"):
+        counted_map(program, "logs", key=np.uint32, value=np.uint64, owned=[program.close])
+    assert program.closed
+    assert kernel.bpf_objects() == before
+    assert kernel.wait_until_unloaded(kernel.held_program_ids() - programs) == set()
 
 
 def test_a_preload_that_failed_raises_in_the_load_that_takes_it(tmp_path: Path) -> None:

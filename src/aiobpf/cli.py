@@ -303,9 +303,10 @@ class _Tally:
 def _preload_execsnoop(args: argparse.Namespace) -> None:
     """The execve program loads while the rest of aiobpf (numpy first) is imported."""
     from ._kernel.objects import preload
-    from .programs._text import prebuilt_path
+    from .programs._text import execve_object
 
-    preload(prebuilt_path("execve"), max_entries={"events": args.ring_size})
+    path, max_entries = execve_object(args.ring_size)
+    preload(path, max_entries=max_entries)
 
 
 async def _execsnoop(args: argparse.Namespace, out: TextIO, stop: _Stop) -> None:

@@ -201,8 +201,7 @@ class BpfObject:
 
     def map_fds(self, *names: str) -> list[int]:
         """Duplicates of the fds of maps ``names``, in order (the caller closes them); on an
-        error, none is left open and the object is closed: a source wrapping the object owns
-        it from the call on."""
+        error, none is left open."""
         fds: list[int] = []
         try:
             for name in names:
@@ -210,7 +209,6 @@ class BpfObject:
         except BaseException:
             for fd in fds:
                 os.close(fd)
-            self.close()
             raise
         return fds
 

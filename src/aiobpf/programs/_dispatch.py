@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import os
 import re
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from anyio import AsyncContextManagerMixin
 
 from .._kernel.bcc import Program
 from .._kernel.libbpf import check, libbpf
-from .._kernel.map_io import MapReader, percpu_sums
+from .._kernel.map_io import MapReader
 from .._kernel.objects import BpfObject
 from .._kernel.syscalls import syscall_name, syscall_number
 from ..errors import AttachError, MapError
@@ -38,6 +37,7 @@ from ..sources._stats import RingStats
 from ..sources._validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from . import _constants as C
 from ._constants import comm_key
+from ._prebuilt import counted_ring
 from ._text import include_flags, prebuilt_path
 
 __all__ = [
@@ -128,14 +128,14 @@ def _names(syscalls: str | int | Iterable[str | int]) -> list[int]:
     return numbers
 
 
-def _load(pages: int, user_handlers: str) -> _Kernel:
-    """The prebuilt dispatcher, loaded with a ring of ``pages`` pages and tid/tgid bitmaps that
-    cover pid_max, and ``user_handlers`` compiled by BCC (not attached)."""
+def _load(ring_size: int, user_handlers: str) -> _Kernel:
+    """The prebuilt dispatcher, loaded with a ring of ``ring_size`` bytes and tid/tgid bitmaps
+    that cover pid_max, and ``user_handlers`` compiled by BCC (not attached)."""
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     words = (pid_max + 63) // 64
     dispatcher = BpfObject.load(
         prebuilt_path("dispatch"),
-        max_entries={"events": pages * 4096, "scope_tids": words, "scope_tgids": words},
+        max_entries={"events": ring_size, "scope_tids": words, "scope_tgids": words},
     )
     try:
         user = (
@@ -292,7 +292,8 @@ class SyscallEvents(ProgramRing[SyscallEvent, _Kernel]):
         if default not in _DEFAULTS:
             raise ValueError(f"default must be one of {', '.join(_DEFAULTS)}, got {default!r}")
         check_reading_mode(max_latency, 0.0)
-        self._pages = ring_pages(ring_size)
+        ring_pages(ring_size)  # a power-of-two number of pages, or ValueError
+        self._ring_size = ring_size
         self._max_latency = max_latency
         self._syscalls = None if syscalls is None else _names(list(syscalls))
         self._scope = (
@@ -303,25 +304,17 @@ class SyscallEvents(ProgramRing[SyscallEvent, _Kernel]):
         )
         self._default: Default = default
         self._user_handlers = user_handlers
-        self._kernel: _Kernel | None = None
 
     def _compile(self) -> _Kernel:
-        return _load(self._pages, self._user_handlers)
+        return _load(self._ring_size, self._user_handlers)
 
     def _wrap(self, program: _Kernel) -> RingBuffer[SyscallEvent]:
-        self._kernel = program
-        try:
-            ring, counts = program.dispatcher.map_fds("events", "events_counts")
-        except BaseException:
-            program.close()
-            raise
-        return RingBuffer.from_fd(
-            ring,
-            name="events",
+        return counted_ring(
+            program.dispatcher,
+            "events",
             record=SYSCALL_EVENTS,
-            counters=percpu_sums(counts, 2),
+            owned=[program.close],
             max_latency=self._max_latency,
-            owned=[program.close, lambda: os.close(counts)],
         )
 
     def _configure(self, program: _Kernel, inner: RingBuffer[SyscallEvent]) -> None:
@@ -333,9 +326,9 @@ class SyscallEvents(ProgramRing[SyscallEvent, _Kernel]):
     @property
     def kernel(self) -> _Kernel:
         """The running dispatcher; raises :class:`anyio.ClosedResourceError` when not running."""
-        if self._kernel is None or self._inner is None or self._inner.closed:
+        if self._program is None or self._inner is None or self._inner.closed:
             raise anyio.ClosedResourceError
-        return self._kernel
+        return self._program
 
 
 class SyscallDispatch(AsyncContextManagerMixin):

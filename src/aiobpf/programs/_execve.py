@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
-from .._resource import release_all
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from ..sources._validate import MaxLatency, check_reading_mode, ring_pages
 from . import _constants as C
 from ._execve_event import EXECVE_EVENTS, ExecveEvent
 from ._filters import KernelFilters, check_values
-from ._text import prebuilt_path
+from ._prebuilt import counted_ring
+from ._text import execve_object
 
 __all__ = ["ExecveEvents", "execve_events"]
 
@@ -23,9 +21,10 @@ __all__ = ["ExecveEvents", "execve_events"]
 MAX_ARGS = C.MAX_ARGS
 
 
-def load_execve(pages: int) -> BpfObject:
-    """The prebuilt execve object, loaded with a ring of ``pages`` pages (not attached)."""
-    return BpfObject.load(prebuilt_path("execve"), max_entries={"events": pages * 4096})
+def load_execve(ring_size: int) -> BpfObject:
+    """The prebuilt execve object, loaded with a ring of ``ring_size`` bytes (not attached)."""
+    path, max_entries = execve_object(ring_size)
+    return BpfObject.load(path, max_entries=max_entries)
 
 
 class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
@@ -53,7 +52,8 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
         max_args: int = 20,
     ) -> None:
         super().__init__()
-        self._pages = ring_pages(ring_size)
+        ring_pages(ring_size)  # a power-of-two number of pages, or ValueError
+        self._ring_size = ring_size
         if not isinstance(max_args, int) or not 0 <= max_args <= MAX_ARGS:
             raise ValueError(
                 f"max_args must be a whole number from 0 to {MAX_ARGS}, got {max_args!r}"
@@ -67,25 +67,22 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
         self._selected: dict[str, frozenset[Any] | None] = {}
 
     def _compile(self) -> BpfObject:
-        return load_execve(self._pages)
+        return load_execve(self._ring_size)
 
     def _wrap(self, program: BpfObject) -> RingBuffer[ExecveEvent]:
-        ring, counts = program.map_fds("events", "events_counts")
-        owned = [program.close, lambda: os.close(counts)]
         try:
             filters = KernelFilters(program.map_fd)
-        except BaseException as exc:
-            release_all([lambda: os.close(ring), *reversed(owned)], after=exc)
+        except BaseException:
+            program.close()
             raise
         self._filters = filters
-        return RingBuffer.from_fd(
-            ring,
-            name="events",
+        return counted_ring(
+            program,
+            "events",
             record=EXECVE_EVENTS,
-            counters=percpu_sums(counts, 2),
+            owned=[program.close, filters.close],
             max_latency=self._max_latency,
             busy_poll=self._busy_poll,
-            owned=[*owned, filters.close],
         )
 
     def _configure(self, program: BpfObject, inner: RingBuffer[ExecveEvent]) -> None:

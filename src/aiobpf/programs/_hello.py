@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from ..sources._records import RecordType
 from ..sources._validate import MaxLatency, check_reading_mode
 from . import _constants as C
+from ._prebuilt import counted_ring
 from ._text import prebuilt_path
 
 __all__ = ["LOG_RECORD", "HelloWorld", "LogRecord", "hello_world"]
@@ -77,14 +75,12 @@ class HelloWorld(ProgramRing[LogRecord, BpfObject]):
         return BpfObject.load(prebuilt_path("hello"))
 
     def _wrap(self, program: BpfObject) -> RingBuffer[LogRecord]:
-        ring, counts = program.map_fds("logs", "logs_counts")
-        return RingBuffer.from_fd(
-            ring,
-            name="logs",
+        return counted_ring(
+            program,
+            "logs",
             record=RecordType(dtype=LOG_RECORD, decode=LogRecord.decode),
-            counters=percpu_sums(counts, 2),
+            owned=[program.close],
             max_latency=self._max_latency,
-            owned=[program.close, lambda: os.close(counts)],
         )
 
 

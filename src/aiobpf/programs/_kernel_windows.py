@@ -8,19 +8,18 @@ interval) rather than on event time.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Literal
 
 import numpy as np
 
-from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
 from ..operators import WindowCount
 from ..sources import MapPoller, MapReading, MapStats
 from ..sources._program import ProgramSource
 from ..sources._validate import check_poll
 from . import _constants as C
+from ._prebuilt import counted_map
 from ._text import prebuilt_path
 
 __all__ = ["KernelWindowCounts", "execve_window_counts"]
@@ -56,16 +55,14 @@ class KernelWindowCounts(ProgramSource[WindowCount, MapPoller[Any, int], BpfObje
         return BpfObject.load(prebuilt_path(f"execve_window_{self._key}"))
 
     def _wrap(self, program: BpfObject) -> MapPoller[Any, int]:
-        counts, dropped = program.map_fds("window_counts", "window_counts_dropped")
-        return MapPoller.from_fd(
-            counts,
-            name="window_counts",
+        return counted_map(
+            program,
+            "window_counts",
             key=_KEYS[self._key],
             value=np.uint64,
+            owned=[program.close],
             interval=self._every,
             mode="drain",
-            dropped=percpu_sums(dropped, 1),
-            owned=[program.close, lambda: os.close(dropped)],
         )
 
     def _configure(self, program: BpfObject, inner: MapPoller[Any, int]) -> None:

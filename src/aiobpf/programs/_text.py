@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ._constants import shared_flags
 
-__all__ = ["PREBUILT", "include_flags", "prebuilt_path", "program_text"]
+__all__ = ["PREBUILT", "execve_object", "include_flags", "prebuilt_path", "program_text"]
 
 #: The CO-RE objects set-up compiles (``<name>.bpf.o`` beside the C), each from ``<source>.bpf.c``
 #: with its own flags, which libbpf loads: no BCC, clang or kernel headers at run time. The
@@ -33,6 +33,13 @@ def program_text(name: str) -> str:
 def prebuilt_path(name: str) -> Path:
     """Where the CO-RE object of program ``name`` is (``aiobpf/programs/<name>.bpf.o``)."""
     return Path(str(_HERE.joinpath(f"{name}.bpf.o")))
+
+
+def execve_object(ring_size: int) -> tuple[Path, dict[str, int]]:
+    """The execve object and its map sizes for a ring of ``ring_size`` bytes: what
+    ``execve_events()`` loads and what ``aiobpf execsnoop`` preloads (here, away from numpy,
+    so that both ask for the same)."""
+    return prebuilt_path("execve"), {"events": ring_size}
 
 
 def include_flags() -> list[str]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np
 
-from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
 from ..sources import MapPoller, MapReading, MapStats, Mode
 from ..sources._program import ProgramSource
 from ..sources._validate import check_id, check_poll
+from ._prebuilt import counted_map
 from ._text import prebuilt_path
 
 __all__ = ["ExecveCounts", "execve_counts"]
@@ -48,16 +47,14 @@ class ExecveCounts(ProgramSource[MapReading[int, int], MapPoller[int, int], BpfO
         return _load(self._uids)
 
     def _wrap(self, program: BpfObject) -> MapPoller[int, int]:
-        counts_fd, dropped_fd = program.map_fds("counts", "counts_dropped")
-        return MapPoller.from_fd(
-            counts_fd,
-            name="counts",
+        return counted_map(
+            program,
+            "counts",
             key=np.uint32,
             value=np.uint64,
+            owned=[program.close],
             interval=self._interval,
             mode=self._mode,
-            dropped=percpu_sums(dropped_fd, 1),
-            owned=[program.close, lambda: os.close(dropped_fd)],
         )
 
     def read(self) -> MapReading[int, int]:

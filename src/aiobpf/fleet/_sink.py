@@ -242,13 +242,14 @@ class JetStreamSink(AsyncContextManagerMixin):
             if self.policy == "drop_newest":
                 return False
             if self.policy == "drop_oldest":
-                waiting = [message for message in self._queue if message is not self._in_flight]
-                if not waiting:
-                    return False  # only the message being published is left: it stays
-                oldest = waiting[0]
-                self._queue.remove(oldest)
-                self._pending -= oldest.count
-                self._dropped += oldest.count
+                # the message being published, if any, heads the queue: it stays
+                oldest = 1 if self._queue and self._queue[0] is self._in_flight else 0
+                if oldest == len(self._queue):
+                    return False
+                dropped = self._queue[oldest]
+                del self._queue[oldest]  # at the head: no walk of the queue
+                self._pending -= dropped.count
+                self._dropped += dropped.count
                 continue
             await self._wait_for_change()
             if not self._open:

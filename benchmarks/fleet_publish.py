@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
@@ -28,6 +26,7 @@ from typing import Any
 import anyio
 
 from ._common import machine
+from ._nats_server import NatsServer
 
 EVENT = {
     "pid": 4242,
@@ -84,19 +83,6 @@ PUBLISHERS: dict[str, Callable[[str, str, int, int], Coroutine[Any, Any, None]]]
 }
 
 
-def _start_engine(store: Path) -> tuple[subprocess.Popen[str], str]:
-    command = ["nats-server", "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store)]
-    engine = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    assert engine.stderr is not None
-    port = None
-    for line in engine.stderr:
-        if found := re.search(r"client connections on [\d.]+:(\d+)", line):
-            port = found.group(1)
-        if "Server is ready" in line:
-            break
-    return engine, f"nats://127.0.0.1:{port}"
-
-
 async def _trial(name: str, url: str, subject: str, events: int, batch: int) -> dict[str, float]:
     wall, cpu = time.monotonic(), time.process_time()
     await PUBLISHERS[name](url, subject, events, batch)
@@ -125,8 +111,9 @@ def main() -> None:
     batches = [int(batch) for batch in args.batches.split(",")]
     rows: dict[tuple[int, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as store:
-        engine, url = _start_engine(Path(store))
-        threading_reader(engine)
+        engine = NatsServer(Path(store))
+        engine.start()
+        url = engine.url
         try:
             anyio.run(_ensure_stream, url)
             for turn in range(args.repeat):
@@ -140,8 +127,7 @@ def main() -> None:
                         rows.setdefault((batch, name), []).append(result)
                         print(f"  turn {turn + 1}: {batch:>4} per message, {name}: {result}")
         finally:
-            engine.kill()
-            engine.wait()
+            engine.stop()
     print(f"Machine: {machine()}")
     print(
         f"Command: .venv/bin/python -m benchmarks.fleet_publish --events {args.events} "
@@ -156,14 +142,6 @@ def main() -> None:
             rate = statistics.median(r["events_per_s"] for r in rows[batch, name])
             cpu = statistics.median(r["cpu_us_per_event"] for r in rows[batch, name])
             print(f"| {batch} | {name} | {rate:,.0f} | {cpu:.1f} | {rate / base:.2f}x |")
-
-
-def threading_reader(engine: subprocess.Popen[str]) -> None:
-    """Reads the engine's log on, so that a full pipe never blocks it."""
-    import threading
-
-    assert engine.stderr is not None
-    threading.Thread(target=engine.stderr.read, daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -18,12 +18,13 @@ read path, before and after, side by side.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
-import sys
 import time
 from typing import Any
 
 import anyio
+import sniffio
 
 from . import _loadgen
 from ._common import GENERATOR_CPU, ROOT, machine, run_trial
@@ -48,24 +49,12 @@ async def _bare(seconds: float) -> dict[str, float]:
 
 async def _loop_sleep(seconds: float) -> None:
     """The loop's own sleep, as a bare program would call it (not anyio's wrapper)."""
-    if "trio" in sys.modules and _running_trio():
+    if sniffio.current_async_library() == "trio":
         import trio
 
         await trio.sleep(seconds)
     else:
-        import asyncio
-
         await asyncio.sleep(seconds)
-
-
-def _running_trio() -> bool:
-    import trio
-
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
 
 
 async def _ring(seconds: float) -> dict[str, float]:

@@ -1,63 +1,14 @@
-"""A real NATS server with JetStream, started by the tests (Debian's nats-server)."""
+"""The real NATS server the fleet tests publish to (see benchmarks/_nats_server.py)."""
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
+from benchmarks._nats_server import NatsServer
 
-_LISTENING = re.compile(r"Listening for client connections on [\d.]+:(\d+)")
-
-
-class NatsServer:
-    """``nats-server -js`` on loopback, with its store in ``directory``. :meth:`stop` kills it as
-    a crash would; :meth:`start` brings it back on the same port and store."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = -1  # the first start picks a free port
-        self._process: subprocess.Popen[str] | None = None
-        self._reader = threading.Thread()
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Starts the server and returns once it says it is ready (its log, not a sleep)."""
-        command = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port)]
-        command += ["-sd", str(self.directory)]
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        assert process.stderr is not None
-        said = []
-        for line in process.stderr:
-            said.append(line)
-            if listening := _LISTENING.search(line):
-                self.port = int(listening.group(1))
-            if "Server is ready" in line:
-                break
-        else:
-            process.wait()
-            raise RuntimeError(f"nats-server did not start: {''.join(said)}")
-        # it keeps logging: read on, so that a full pipe never blocks it (nor a closed one
-        # kills it: Go exits on a broken stderr)
-        self._reader = threading.Thread(target=process.stderr.read, daemon=True)
-        self._reader.start()
-        self._process = process
-
-    def stop(self) -> None:
-        """Kills the server (SIGKILL, as a crash) and waits for it to be gone."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._reader.join()  # the pipe's end reached: nothing reads it any more
-            assert self._process.stderr is not None
-            self._process.stderr.close()
-            self._process = None
+__all__ = ["NatsServer", "nats_server_or_skip"]
 
 
 def nats_server_or_skip(directory: Path) -> NatsServer:

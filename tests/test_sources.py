@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -257,6 +258,32 @@ async def test_closing_does_not_wait_a_latency_budget_out(ring: SyntheticRing) -
 
     assert await _closed_from_another_task(source, waiting_its_budget) == []
     assert source.stats.wakeups == 1
+
+
+async def test_a_consumer_cancelled_in_its_budget_keeps_the_record(ring: SyntheticRing) -> None:
+    """A consumer cancelled while it waits out its budget (trio: on a timerfd; asyncio: a loop
+    timer) takes nothing: the next read gets the record, and closing the source lets go of
+    every fd it opened to sleep."""
+    fds = len(os.listdir("/proc/self/fd"))
+    async with ring.source(max_latency=60.0) as source:
+        with anyio.CancelScope() as scope:
+
+            async def cancel_once_waiting_its_budget() -> None:
+                await anyio.wait_all_tasks_blocked()
+                ring.submit(record_bytes(7))  # wakes the consumer, which then waits its budget
+                while source.stats.wakeups == 0:
+                    await anyio.lowlevel.checkpoint()
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(cancel_once_waiting_its_budget)
+                await source.receive()
+                pytest.fail("the budget was not waited out")
+        assert source.stats.wakeups == 1
+        with anyio.fail_after(30):  # the record is in the ring: no budget is waited again
+            assert (await source.receive()).value == 7
+    assert len(os.listdir("/proc/self/fd")) == fds
 
 
 def test_busy_polling_is_checked(ring: SyntheticRing) -> None:

@@ -37,12 +37,12 @@ def plot(name: str, x: str) -> list[str]:
 
 BASELINES = ["--consumers", "bcc-callback,bcc-perf,aiobpf-batches", "--loops", "asyncio"]
 #: Real arrivals: calls spaced evenly, one at a time, at rates where each wakes the consumer;
-#: aiobpf's batch and record paths on both loops, at default settings and reading at once,
+#: aiobpf's batch and record paths on every loop, at default settings and reading at once,
 #: against BCC's callback and the C floor.
 ARRIVALS = [
     *("--pattern", "even", "--rates", "1000,10000,100000", "--budgets", "auto,0"),
     *("--consumers", "bcc-callback,libbpf-c,aiobpf-batches,aiobpf-records"),
-    *("--loops", "asyncio,trio"),
+    *("--loops", "asyncio,uvloop,trio"),
 ]
 PLANS: dict[str, list[list[str]]] = {
     "quick": [

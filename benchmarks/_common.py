@@ -8,8 +8,13 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSUMER_CPU, GENERATOR_CPU = 0, 1
@@ -101,6 +106,18 @@ def latency_percentiles(samples: list[int]) -> dict[str, float]:
     }
 
 
+def batch_latencies(batch: Any, before: int, now_ns: int, every: int) -> list[int]:
+    """Latency samples (ns) from a batch, of the records a per-record consumer samples: those
+    whose number over the whole trial (from 1, ``before`` received earlier) is a multiple of
+    ``every``, as the BCC callbacks count. The batch's first record, its oldest, would bias
+    the sample, and a numpy call on every batch would cost the batch path more than the
+    callback pays to sample."""
+    first = -(before + 1) % every
+    if first >= len(batch):
+        return []
+    return list((now_ns - batch["timestamp_ns"][first::every]).tolist())
+
+
 def budgets(text: str) -> list[float | str]:
     """aiobpf latency budgets from the command line: milliseconds, or ``auto`` (the default)."""
     return [item if item == "auto" else float(item) for item in text.split(",")]
@@ -116,3 +133,14 @@ def budget_label(budget_ms: float | str) -> str:
     if isinstance(budget_ms, str):
         return f"+{budget_ms}"
     return f"+{budget_ms:g}ms" if budget_ms else ""
+
+
+#: The event loops a trial runs on: anyio's two backends, and asyncio with uvloop's loop.
+LOOPS = ("asyncio", "uvloop", "trio")
+
+
+def run_on(loop: str, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Runs ``func(*args)`` on ``loop`` (one of :data:`LOOPS`), as the CLI's ``--backend`` does."""
+    if loop == "uvloop":
+        return anyio.run(func, *args, backend="asyncio", backend_options={"use_uvloop": True})
+    return anyio.run(func, *args, backend=loop)

@@ -34,7 +34,9 @@ from benchmarks import _loadgen
 from benchmarks._common import (
     CONSUMER_CPU,
     GENERATOR_CPU,
+    LOOPS,
     ROOT,
+    batch_latencies,
     budget_label,
     budgets,
     finish,
@@ -42,13 +44,14 @@ from benchmarks._common import (
     latency_percentiles,
     machine,
     max_latency,
+    run_on,
     run_trial,
 )
 
 CONSUMERS = {
     "bcc-callback": ["-"],
-    "aiobpf-events": ["asyncio", "trio"],
-    "aiobpf-batches": ["asyncio", "trio"],
+    "aiobpf-events": list(LOOPS),
+    "aiobpf-batches": list(LOOPS),
 }
 RING_SIZE = 256 * 1024
 LATENCY_EVERY = 8
@@ -62,10 +65,8 @@ def _trial(
     try:
         if consumer == "bcc-callback":
             return _bcc_trial(generator)
-        import anyio
-
         batches = consumer == "aiobpf-batches"
-        return anyio.run(_aiobpf_trial, generator, batches, max_latency(budget_ms), backend=loop)
+        return run_on(loop, _aiobpf_trial, generator, batches, max_latency(budget_ms))
     finally:
         generator.kill()
         generator.wait()
@@ -152,8 +153,8 @@ async def _aiobpf_trial(
             if batches:
                 async for batch in events.ring.batches():
                     now = time.monotonic_ns()
+                    latencies.extend(batch_latencies(batch, received, now, LATENCY_EVERY))
                     received += len(batch)
-                    latencies.extend((now - batch["timestamp_ns"][::LATENCY_EVERY]).tolist())
                     if complete():
                         tasks.cancel_scope.cancel()
             else:

@@ -28,7 +28,7 @@ import anyio
 
 import aiobpf
 from aiobpf.testing import held_bpf_objects, loaded_bpf_ids
-from benchmarks._common import ROOT, machine
+from benchmarks._common import LOOPS, ROOT, machine, run_on
 
 UID = 61071
 
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--every", type=int, default=100, help="compare with the baseline every")
     parser.add_argument("--kinds", default=",".join(KINDS))
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument("--backend", choices=LOOPS, default="asyncio")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "out" / "lifecycle.ndjson"
     )
@@ -157,7 +157,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with args.out.open("a") as out:
         for kind in args.kinds.split(","):
-            for row in anyio.run(run, kind, args.cycles, args.every, program, backend=args.backend):
+            for row in run_on(args.backend, run, kind, args.cycles, args.every, program):
                 row["backend"] = args.backend
                 rows.append(row)
                 out.write(json.dumps(row) + "\n")

@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from typing import Any
 
-import anyio
 import sniffio
 
 from . import _loadgen
-from ._common import GENERATOR_CPU, ROOT, machine, run_trial
+from ._common import CONSUMER_CPU, GENERATOR_CPU, LOOPS, ROOT, machine, run_on, run_trial
 
 RATE = 1000
 BUDGET = 0.004  # aiobpf.sources.AUTO_MAX_LATENCY
-TRIALS = [("asyncio", "bare"), ("asyncio", "ring"), ("trio", "bare"), ("trio", "ring")]
+TRIALS = [(loop, what) for loop in LOOPS for what in ("bare", "ring")]
 LABELS = {
     "bare": "a bare loop sleeping 4 ms, nothing else",
     "ring": "aiobpf's batches, default budget (4 ms)",
@@ -119,10 +119,11 @@ def _bcc(seconds: float) -> dict[str, float]:
 
 
 def _trial(spec: dict[str, Any]) -> dict[str, float]:
+    os.sched_setaffinity(0, {CONSUMER_CPU})  # as every benchmark's consumer; the generator: 1
     if spec["what"] == "bcc":
         return _bcc(spec["seconds"])
     what = _bare if spec["what"] == "bare" else _ring
-    result: dict[str, float] = anyio.run(what, spec["seconds"], backend=spec["loop"])
+    result: dict[str, float] = run_on(spec["loop"], what, spec["seconds"])
     return result
 
 
@@ -140,7 +141,7 @@ def main() -> None:
         return
     trials = [*TRIALS, ("-", "bcc")]
     if args.previous:
-        trials += [("asyncio", "previous"), ("trio", "previous")]
+        trials += [(loop, "previous") for loop in LOOPS]
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.repeat):
         for loop, what in trials:

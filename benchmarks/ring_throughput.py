@@ -34,6 +34,7 @@ from benchmarks._common import (
     CONSUMER_CPU,
     GENERATOR_CPU,
     ROOT,
+    batch_latencies,
     budget_label,
     budgets,
     finish,
@@ -41,6 +42,7 @@ from benchmarks._common import (
     latency_percentiles,
     machine,
     max_latency,
+    run_on,
     run_trial,
 )
 
@@ -86,9 +88,7 @@ def _trial(spec: dict[str, Any]) -> dict[str, Any]:
             return _libbpf_trial(generator, spec)
         if spec["consumer"] in BCC_CONSUMERS:
             return _bcc_trial(generator, spec)
-        import anyio
-
-        return anyio.run(_aiobpf_trial, generator, spec, backend=spec["loop"])
+        return run_on(spec["loop"], _aiobpf_trial, generator, spec)
     finally:
         generator.kill()
         generator.wait()
@@ -252,8 +252,8 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
         def took_batch(batch: np.ndarray[Any, Any]) -> None:
             nonlocal received
             now = time.monotonic_ns()
+            latencies.extend(batch_latencies(batch, received, now, LATENCY_EVERY))
             received += len(batch)
-            latencies.extend((now - batch["timestamp_ns"][::LATENCY_EVERY]).tolist())
 
         def took_record(timestamp_ns: int) -> None:
             nonlocal received

@@ -30,7 +30,7 @@ import anyio
 import aiobpf
 from aiobpf.operators import WindowCount
 from benchmarks import _loadgen
-from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, machine
+from benchmarks._common import CONSUMER_CPU, GENERATOR_CPU, LOOPS, machine, run_on
 
 
 def _rss_mib() -> float:
@@ -173,12 +173,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--rate", type=int, default=50_000)
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument("--backend", choices=LOOPS, default="asyncio")
     parser.add_argument(
         "--max-rss-growth", type=float, default=32.0, help="MiB, last quarter against warm-up"
     )
     args = parser.parse_args()
-    result = anyio.run(soak, args.duration, args.rate, backend=args.backend)
+    result = run_on(args.backend, soak, args.duration, args.rate)
     result["backend"] = args.backend
     checks = {
         "rss bounded": result["rss_growth_mib"] <= args.max_rss_growth,

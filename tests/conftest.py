@@ -1,10 +1,12 @@
-"""Shared fixtures: every async test runs on asyncio and on trio; kernel tests need BPF."""
+"""Shared fixtures: every async test runs on asyncio (its own loop and uvloop's) and on trio;
+kernel tests need BPF."""
 
 from __future__ import annotations
 
 import os
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,9 +29,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kernel)
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(
+    params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, Any]]:
+    """asyncio's own loop, uvloop's (the CLI's default), and trio."""
+    backend: str | tuple[str, dict[str, Any]] = request.param
+    return backend
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ themselves, Ctrl-C included. (Their figures are in benchmarks/RESULTS.md, not ch
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import subprocess
@@ -11,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from benchmarks._common import batch_latencies
 
 from . import kernel
 
@@ -82,8 +85,8 @@ def test_execve_storm_counts_every_exec(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     rows = _rows(out)
-    assert len(rows) == 1 + 4 * 2  # BCC, and aiobpf's four with and without a budget
-    assert sorted(row["budget_ms"] for row in rows) == [0] * 5 + [10] * 4
+    assert len(rows) == 1 + 6 * 2  # BCC, and aiobpf's six (2 paths x 3 loops), budget or not
+    assert sorted(row["budget_ms"] for row in rows) == [0] * 7 + [10] * 6
     for row in rows:
         assert row["balanced"], row
         assert row["received"] + row["dropped"] >= 300  # other processes exec too
@@ -129,10 +132,11 @@ def test_loop_floor_times_the_loops_sleep_beside_a_read_and_bccs_callback() -> N
     done = _benchmark("benchmarks.loop_floor", *args)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
-    loops = ["| asyncio"] * 2 + ["| trio"] * 2 + ["| -", "| asyncio", "| trio"]
+    loops = ["| asyncio"] * 2 + ["| uvloop"] * 2 + ["| trio"] * 2
+    loops += ["| -", "| asyncio", "| uvloop", "| trio"]
     assert [row.split(" | ")[0] for row in rows] == loops
-    assert rows[4].endswith("| 1.00x |")
-    assert all(f"of {src}" in row for row in rows[5:])
+    assert rows[6].endswith("| 1.00x |")
+    assert all(f"of {src}" in row for row in rows[7:])
 
 
 @pytest.mark.parametrize("pattern", ["even", "poisson"])
@@ -217,3 +221,22 @@ def test_an_interrupted_benchmark_leaves_no_generator_and_nothing_attached(
             process.wait()
     assert kernel.wait_until_gone(generators) == set()
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+@pytest.mark.parametrize("every", [1, 8, 64])
+def test_a_batch_samples_the_records_a_per_record_consumer_samples(every: int) -> None:
+    """Cut into batches of any sizes, a stream's latency samples are the records whose number
+    (from 1) is a multiple of ``every``, as BCC's callback samples them: the batch path's figures
+    are not biased towards each batch's oldest record."""
+    records = np.zeros(1000, dtype=[("timestamp_ns", "<u8")])
+    records["timestamp_ns"] = np.arange(1000)
+    rng = random.Random(every)
+    sampled: list[int] = []
+    received = 0
+    while received < len(records):
+        size = rng.choice([1, 2, 3, 4, 7, 100])
+        batch = records[received : received + size]
+        sampled += batch_latencies(batch, received, 10_000, every)
+        received += len(batch)
+    expected = [10_000 - number + 1 for number in range(every, len(records) + 1, every)]
+    assert sampled == expected

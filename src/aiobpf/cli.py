@@ -584,12 +584,25 @@ def _read_token(path: str) -> str:
 # -- the command ---------------------------------------------------------------------------------
 
 
+#: The event loops a tool runs on, as anyio's backend and its options. uvloop is the default: a
+#: wake-up costs it about a quarter less CPU than asyncio's own loop, most of what a read costs at
+#: a thousand events a second (benchmarks/RESULTS.md, "What a wake-up costs").
+BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "uvloop": ("asyncio", {"use_uvloop": True}),
+    "asyncio": ("asyncio", {}),
+    "trio": ("trio", {}),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiobpf", description="Kernel events through eBPF, from async Python."
     )
     parser.add_argument(
-        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop"
+        "--backend",
+        choices=list(BACKENDS),
+        default="uvloop",
+        help="event loop (default: uvloop, asyncio on uvloop's loop)",
     )
     tools = parser.add_subparsers(dest="tool", required=True, metavar="TOOL")
 
@@ -797,7 +810,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if prepare := getattr(args, "prepare", None):
         prepare(args)
     try:
-        anyio.run(_run_until_stopped, tool, args, sys.stdout, backend=args.backend)
+        backend, options = BACKENDS[args.backend]
+        anyio.run(
+            _run_until_stopped, tool, args, sys.stdout, backend=backend, backend_options=options
+        )
     except KeyboardInterrupt:
         return 0  # Ctrl-C before the tool could catch it: every source was closed on the way out
     except AiobpfError as exc:

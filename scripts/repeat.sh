@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs test modules many times in a row, to show a test's promise does not depend on the
 # scheduler: `scripts/repeat.sh [--stress] RUNS tests/test_x.py ...` (RUNS whole runs of the
-# given modules, each on asyncio and trio as the tests are parametrised). With --stress,
+# given modules, each on asyncio, uvloop and trio as the tests are parametrised). With --stress,
 # `stress-ng --cpu 2` runs beside them for the whole time. Prints one line per run and the
 # counts at the end; exits 1 if any run failed. Logs of failed runs are kept in $LOGS (/tmp).
 # PYTHON names the interpreter (.venv/bin/python); run from a separate clone with

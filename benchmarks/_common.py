@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import anyio
 
+from aiobpf._defaults import BACKENDS
+
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +117,8 @@ def batch_latencies(batch: Any, before: int, now_ns: int, every: int) -> list[in
     first = -(before + 1) % every
     if first >= len(batch):
         return []
-    return list((now_ns - batch["timestamp_ns"][first::every]).tolist())
+    samples: list[int] = (now_ns - batch["timestamp_ns"][first::every]).tolist()
+    return samples
 
 
 def budgets(text: str) -> list[float | str]:
@@ -140,7 +143,6 @@ LOOPS = ("asyncio", "uvloop", "trio")
 
 
 def run_on(loop: str, func: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Runs ``func(*args)`` on ``loop`` (one of :data:`LOOPS`), as the CLI's ``--backend`` does."""
-    if loop == "uvloop":
-        return anyio.run(func, *args, backend="asyncio", backend_options={"use_uvloop": True})
-    return anyio.run(func, *args, backend=loop)
+    """Runs ``func(*args)`` on ``loop`` (one of :data:`LOOPS`), as the command's ``--backend``."""
+    backend, options = BACKENDS[loop]
+    return anyio.run(func, *args, backend=backend, backend_options=options)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from aiobpf._defaults import BACKENDS
+
 from . import kernel
 
 
@@ -30,11 +32,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(
-    params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"]
+    params=[pytest.param(BACKENDS[loop], id=loop) for loop in ("asyncio", "uvloop", "trio")]
 )
-def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, Any]]:
-    """asyncio's own loop, uvloop's (the CLI's default), and trio."""
-    backend: str | tuple[str, dict[str, Any]] = request.param
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """asyncio's own loop, uvloop's (the command's default), and trio."""
+    backend: tuple[str, dict[str, Any]] = request.param
     return backend
 
 

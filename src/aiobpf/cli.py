@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 import attrs
 
-from ._defaults import DEFAULT_SOCKET
+from ._defaults import BACKENDS, DEFAULT_SOCKET
 from ._kernel.cgroups import cgroup_path
 from .errors import AiobpfError, SetupError
 from .programs._constants import MAX_ARGS
@@ -582,16 +582,6 @@ def _read_token(path: str) -> str:
 
 
 # -- the command ---------------------------------------------------------------------------------
-
-
-#: The event loops a tool runs on, as anyio's backend and its options. uvloop is the default: a
-#: wake-up costs it about a quarter less CPU than asyncio's own loop, most of what a read costs at
-#: a thousand events a second (benchmarks/RESULTS.md, "What a wake-up costs").
-BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
-    "uvloop": ("asyncio", {"use_uvloop": True}),
-    "asyncio": ("asyncio", {}),
-    "trio": ("trio", {}),
-}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -125,6 +125,8 @@ class RingReader(MalformedRecords):
     _framed: np.dtype[np.void] = attrs.field(init=False)
     _stride: int = attrs.field(init=False)
     _view: memoryview = attrs.field(init=False)
+    _consumer: memoryview = attrs.field(init=False)  # the position words, read as Python ints
+    _producer: memoryview = attrs.field(init=False)
     _corrupt: str | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -136,6 +138,9 @@ class RingReader(MalformedRecords):
             )
         self._stride = record_stride(self.record.itemsize)
         self._view = self.data.data.cast("B")
+        # numpy indexing makes a numpy scalar to convert; a memoryview gives the int at once
+        self._consumer = self.consumer_pos.data
+        self._producer = self.producer_pos.data
         self._framed = np.dtype(
             {
                 "names": ["len", "payload"],
@@ -151,7 +156,7 @@ class RingReader(MalformedRecords):
 
     def pending_bytes(self) -> int:
         """Bytes between the consumer and producer positions (committed or not)."""
-        return int(self.producer_pos[0]) - int(self.consumer_pos[0])
+        return self._producer[0] - self._consumer[0]
 
     def read(self) -> npt.NDArray[np.void]:
         """Copies out every committed record up to the first busy one and publishes the position.
@@ -165,12 +170,12 @@ class RingReader(MalformedRecords):
         """
         if self._corrupt is not None:
             raise RecordLayoutError(self._corrupt)
-        start = int(self.consumer_pos[0])
-        end = int(self.producer_pos[0])
+        start = self._consumer[0]
+        end = self._producer[0]
         few = end - start <= _FEW * self._stride
         records, pos = self._take_few(start, end) if few else self._take_many(start, end)
         if pos != start:
-            self.consumer_pos[0] = pos  # the space goes back to the kernel: copied out already
+            self._consumer[0] = pos  # the space goes back to the kernel: copied out already
         if records is None:
             if self._corrupt is not None:
                 raise RecordLayoutError(self._corrupt)

@@ -219,7 +219,8 @@ class ProgramRing(ProgramSource[T, RingBuffer[T], P]):
     async def receive_batch(self) -> npt.NDArray[np.void]:
         """Every available record as one array, opening the source if needed (see
         :meth:`aiobpf.RingBuffer.receive_batch`)."""
-        return await (await self.open()).receive_batch()
+        inner = self._inner if self._inner is not None else await self.open()
+        return await inner.receive_batch()
 
     def drain(self) -> npt.NDArray[np.void]:
         """Every record available now, without waiting (see :meth:`aiobpf.RingBuffer.drain`)."""

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar, overload
 
 import anyio
-import anyio.lowlevel
 import numpy as np
 import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
@@ -352,7 +351,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         anything came (or the source was closed)."""
         deadline = time.monotonic() + self._pacing.busy_poll
         while True:
-            await anyio.lowlevel.checkpoint()
+            await self._gate.checkpoint()
             if self._closed or self._ring_has_bytes():
                 return True
             if time.monotonic() >= deadline:
@@ -360,6 +359,12 @@ class RingBuffer(ObjectReceiveStream[R]):
 
     def _ring_has_bytes(self) -> bool:
         return self._reader is not None and (self._reader.pending_bytes() or 0) > 0
+
+    def _ring_is_empty(self) -> bool:
+        """Whether the ring holds nothing, committed or not; False for a reader that does not
+        see the ring (BCC's). A read of an empty ring costs a wake-up an allocation and calls."""
+        reader = self._reader
+        return reader is not None and reader.data_size is not None and reader.pending_bytes() == 0
 
     async def _next_batch(self) -> npt.NDArray[np.void]:
         """Waits until records are available and takes them all. Raises _Closed if closed."""
@@ -376,32 +381,33 @@ class RingBuffer(ObjectReceiveStream[R]):
                 if delay > 0:
                     await self._gate.sleep(delay)  # cut short by closing: the loop ends
                 elif not self._waited_last or self._ring_has_bytes():
-                    await anyio.lowlevel.checkpoint()  # let other tasks run
+                    await self._gate.checkpoint()  # let other tasks run
                 # else: the last call waited on the fd and the ring is empty: the wait below
                 # lets the others run (a loop iteration less per record when they come apart)
             waited = False
             while True:
                 if self._closed:
                     raise _Closed
-                batch = self._take()
-                if len(batch):
-                    self._checkpoint_due = True
-                    self._waited_last = waited
-                    assert self._reader is not None
-                    self._pacing.read(
-                        len(batch) * self._reader.stride,
-                        self._reader.data_size,
-                        time.monotonic(),
-                        records=len(batch),
-                    )
-                    return batch
-                self._raise_layout_error()  # what the read found wrong, if anything
-                if self._ring_has_bytes():
-                    # A reserved record not yet committed heads the ring; poll() would report the
-                    # fd readable at once, so yield to the loop and look again. BPF programs run
-                    # without sleeping, so the commit is microseconds away.
-                    await anyio.lowlevel.checkpoint()
-                    continue
+                if not self._ring_is_empty():  # an empty ring: nothing to read, wait at once
+                    batch = self._take()
+                    if len(batch):
+                        self._checkpoint_due = True
+                        self._waited_last = waited
+                        assert self._reader is not None
+                        self._pacing.read(
+                            len(batch) * self._reader.stride,
+                            self._reader.data_size,
+                            time.monotonic(),
+                            records=len(batch),
+                        )
+                        return batch
+                    self._raise_layout_error()  # what the read found wrong, if anything
+                    if self._ring_has_bytes():
+                        # A reserved record not yet committed heads the ring; poll() would
+                        # report the fd readable at once, so yield to the loop and look again.
+                        # BPF programs run without sleeping: the commit is microseconds away.
+                        await self._gate.checkpoint()
+                        continue
                 if self._pacing.busy_poll and await self._busy_polled():
                     continue
                 if not await self._gate.wait_readable(self._fd) or self._closed:
@@ -435,7 +441,7 @@ class RingBuffer(ObjectReceiveStream[R]):
             index = 0
         elif index % _RECORDS_PER_CHECKPOINT == 0 and not self._checkpointed:
             self._checkpointed = True
-            await anyio.lowlevel.checkpoint()  # before taking the record: none is lost
+            await self._gate.checkpoint()  # before taking the record: none is lost
             return await self.__anext__()  # another task may have taken records meanwhile
         self._checkpointed = False
         self._pending_index = index + 1
@@ -446,7 +452,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         waiting, :class:`anyio.ClosedResourceError` when it was closed before, and
         :class:`anyio.BusyResourceError` when another task is waiting on it."""
         if self._pending_index < len(self._pending):
-            await anyio.lowlevel.checkpoint()
+            await self._gate.checkpoint()
         while self._pending_index >= len(self._pending):
             try:
                 self._hand_out(await self._next_batch())
@@ -470,7 +476,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         if self._pending_batch is not None and self._pending_index < len(self._pending):
             rest = self._pending_batch[self._pending_index :]
             self._pending, self._pending_batch, self._pending_index = (), None, 0
-            await anyio.lowlevel.checkpoint()
+            await self._gate.checkpoint()
             return rest
         self._pending, self._pending_batch, self._pending_index = (), None, 0
         try:

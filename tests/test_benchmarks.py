@@ -118,10 +118,11 @@ def test_fleet_publish_compares_the_sink_with_the_client_alone() -> None:
 def test_decode_times_this_decoder_against_another_checkout() -> None:
     """--previous times another checkout's decoder in turns with this one (here: itself)."""
     src = str(ROOT / "src")
-    done = _benchmark("benchmarks.decode", "--repeat", "1", "--previous", src)
+    done = _benchmark("benchmarks.decode", "--repeat", "1", "--batch", "4", "--previous", src)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]  # no header
     assert [row.split(" | ")[0] for row in rows] == ["| this checkout", f"| {src}"]
+    assert "; 4-record batches." in done.stdout
 
 
 def test_loop_floor_times_the_loops_sleep_beside_a_read_and_bccs_callback() -> None:

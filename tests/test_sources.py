@@ -14,6 +14,7 @@ import pytest
 
 import aiobpf
 from aiobpf import RingBuffer
+from aiobpf._defaults import BACKENDS
 
 from .synthetic import SyntheticRing, record_bytes
 
@@ -177,6 +178,32 @@ async def test_unclosed_source_warns_and_is_released(ring: SyntheticRing) -> Non
         del source
         gc.collect()
     assert released == [True]
+
+
+def test_a_source_read_under_one_loop_then_others_waits_on_each(ring: SyntheticRing) -> None:
+    """The gate remembers the loop its reader ran on, to skip asking sniffio on every wait:
+    read again under another loop (a new asyncio loop, trio, uvloop), it waits on that one."""
+    source = ring.source(max_latency=0)
+
+    async def read_one(value: int) -> list[int]:
+        async def submit() -> None:
+            await anyio.wait_all_tasks_blocked()  # the reader waits on the fd
+            ring.submit(record_bytes(value))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(submit)
+            with anyio.fail_after(10):
+                batch = await source.receive_batch()
+        return [int(v) for v in batch["value"]]
+
+    loops = [*BACKENDS, *BACKENDS]
+    seen = [
+        anyio.run(read_one, value, backend=BACKENDS[name][0], backend_options=BACKENDS[name][1])
+        for value, name in enumerate(loops)
+    ]
+    anyio.run(source.aclose)
+    assert seen == [[value] for value in range(len(loops))]
+    assert source.stats.received == len(loops)
 
 
 def test_negative_latency_budget_is_refused(ring: SyntheticRing) -> None:

@@ -139,7 +139,7 @@ def budget_label(budget_ms: float | str) -> str:
 
 
 #: The event loops a trial runs on: anyio's two backends, and asyncio with uvloop's loop.
-LOOPS = ("asyncio", "uvloop", "trio")
+LOOPS = tuple(BACKENDS)
 
 
 def run_on(loop: str, func: Callable[..., Awaitable[T]], *args: Any) -> T:

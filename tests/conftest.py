@@ -31,9 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kernel)
 
 
-@pytest.fixture(
-    params=[pytest.param(BACKENDS[loop], id=loop) for loop in ("asyncio", "uvloop", "trio")]
-)
+@pytest.fixture(params=[pytest.param(backend, id=loop) for loop, backend in BACKENDS.items()])
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     """asyncio's own loop, uvloop's (the command's default), and trio."""
     backend: tuple[str, dict[str, Any]] = request.param

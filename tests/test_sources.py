@@ -196,10 +196,10 @@ def test_a_source_read_under_one_loop_then_others_waits_on_each(ring: SyntheticR
                 batch = await source.receive_batch()
         return [int(v) for v in batch["value"]]
 
-    loops = [*BACKENDS, *BACKENDS]
+    loops = [*BACKENDS.values(), *BACKENDS.values()]
     seen = [
-        anyio.run(read_one, value, backend=BACKENDS[name][0], backend_options=BACKENDS[name][1])
-        for value, name in enumerate(loops)
+        anyio.run(read_one, value, backend=backend, backend_options=options)
+        for value, (backend, options) in enumerate(loops)
     ]
     anyio.run(source.aclose)
     assert seen == [[value] for value in range(len(loops))]

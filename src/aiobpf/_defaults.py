@@ -9,12 +9,12 @@ __all__ = ["BACKENDS", "DEFAULT_SOCKET"]
 #: Where ``aiobpf serve`` listens when no port is given.
 DEFAULT_SOCKET = "/run/aiobpf/aiobpf.sock"
 
-#: The event loops by name (the command's ``--backend``), as anyio's backend and its options.
-#: uvloop, first, is the command's default: a wake-up costs it about a quarter less CPU than
-#: asyncio's own loop, most of what a read costs at a thousand events a second
-#: (benchmarks/RESULTS.md, "What a wake-up costs").
+#: The event loops by name (the command's ``--backend``, the tests' and the benchmarks' loops,
+#: in this order), as anyio's backend and its options. uvloop is the command's default: a
+#: wake-up costs it about a quarter less CPU than asyncio's own loop, most of what a read costs
+#: at a thousand events a second (benchmarks/RESULTS.md, "What a wake-up costs").
 BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
-    "uvloop": ("asyncio", {"use_uvloop": True}),
     "asyncio": ("asyncio", {}),
+    "uvloop": ("asyncio", {"use_uvloop": True}),
     "trio": ("trio", {}),
 }

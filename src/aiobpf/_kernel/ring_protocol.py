@@ -69,7 +69,9 @@ class RecordReader(Protocol):
         """Bytes a record takes in the ring, header and padding included."""
 
     def pending_bytes(self) -> int | None:
-        """Bytes between the consumer and producer positions; None when it cannot tell."""
+        """Bytes waiting that the reader knows of: between the consumer and producer positions
+        for a reader that sees the ring; for one that does not (``data_size`` None), only what
+        it took out already, so that 0 does not mean the ring is empty."""
 
     @property
     def malformed(self) -> int:

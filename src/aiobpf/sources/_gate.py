@@ -147,21 +147,20 @@ class ReaderGate:
         if self._reader_left is not None:
             self._reader_left.set()
 
-    def _on_asyncio(self) -> bool:
-        """Whether the reader runs on asyncio (else on trio): sniffio's answer, remembered with
+    def _asyncio_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The asyncio loop the reader runs on, None on trio: sniffio's answer, remembered with
         the loop it was given on. Asked on every wait, sniffio costs asyncio a look-up of the
         current task and an import each time; the running loop is one C call."""
         loop = self._loop
-        if loop is not None and asyncio._get_running_loop() is loop:
-            return True
-        on_asyncio = sniffio.current_async_library() == "asyncio"
-        self._loop = asyncio.get_running_loop() if on_asyncio else None
-        return on_asyncio
+        if loop is None or asyncio._get_running_loop() is not loop:
+            on_asyncio = sniffio.current_async_library() == "asyncio"
+            loop = self._loop = asyncio.get_running_loop() if on_asyncio else None
+        return loop
 
     async def checkpoint(self) -> None:
         """Lets the other tasks run, and is where a cancel is seen: anyio's checkpoint, without
         asking sniffio which loop runs it."""
-        if self._on_asyncio():
+        if self._asyncio_loop() is not None:
             await asyncio.sleep(0)
         else:
             import trio
@@ -174,9 +173,10 @@ class ReaderGate:
             return False
         self._waiting_fd = fd
         try:
-            if self._on_asyncio():
+            loop = self._asyncio_loop()
+            if loop is not None:
                 readiness = self._readiness
-                if readiness is None or readiness.loop is not self._loop:
+                if readiness is None or readiness.loop is not loop:
                     if readiness is not None:
                         readiness.close()
                     readiness = self._readiness = _Readiness(
@@ -231,9 +231,8 @@ class ReaderGate:
         """
         if self._closing:
             return False
-        if self._on_asyncio():
-            loop = self._loop
-            assert loop is not None  # set by _on_asyncio
+        loop = self._asyncio_loop()
+        if loop is not None:
             future: asyncio.Future[bool] = loop.create_future()
             timer = loop.call_later(seconds, _set_result, future, True)
             self._sleeping = future

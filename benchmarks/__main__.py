@@ -55,6 +55,7 @@ PLANS: dict[str, list[list[str]]] = {
         ["fleet_publish", "--events", "20000", "--repeat", "1"],
         ["decode", "--repeat", "3"],
         ["loop_floor", "--repeat", "1", "--seconds", "2"],
+        ["close_stall", "--repeat", "1"],
     ],
     "full": [
         # offered load: every consumer, both loops, with and without a 1 ms budget
@@ -134,6 +135,7 @@ PLANS: dict[str, list[list[str]]] = {
         ["fleet_publish", "--events", "100000", "--repeat", "3"],
         ["decode", "--repeat", "7"],
         ["loop_floor", "--repeat", "5", "--seconds", "4"],
+        ["close_stall", "--repeat", "5"],
     ],
 }
 

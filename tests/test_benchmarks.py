@@ -140,6 +140,24 @@ def test_loop_floor_times_the_loops_sleep_beside_a_read_and_bccs_callback() -> N
     assert all(f"of {src}" in row for row in rows[7:])
 
 
+def test_close_stall_times_each_source_closing_beside_a_ticking_task() -> None:
+    """A short run: a row per source, loop and checkout (--previous: here this one), each with
+    the close's time and the loop's longest stall in milliseconds."""
+    src = str(ROOT / "src")
+    args = ("--repeat", "1", "--loops", "asyncio,trio", "--previous", src)
+    done = _benchmark("benchmarks.close_stall", *args)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    sources = ["execve_events", "execve_counts", "hello_world", "syscall_events"]
+    assert [(row[0].split()[1], row[1], row[2]) for row in rows] == [
+        (source, loop, which)
+        for source in sources
+        for loop in ("asyncio", "trio")
+        for which in ("this checkout", src)
+    ]
+    assert all(float(row[3]) >= 0 and float(row[4].rstrip(" |")) >= 0 for row in rows)
+
+
 @pytest.mark.parametrize("pattern", ["even", "poisson"])
 def test_several_sources_make_every_call_they_were_given_between_them(pattern: str) -> None:
     """The generator split between four threads, each pacing its own arrivals: the ring gets

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import numpy as np
 import pytest
 
@@ -209,6 +210,51 @@ async def test_cancelling_a_consumer_mid_stream_detaches_everything() -> None:
     # most a full ring of records (each with its 8-byte header), has been handed out
     assert 20 <= received < 20 + ring_size // (EXECVE_RECORD.itemsize + 8)
     assert kernel.bpf_objects() == objects
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+async def test_closing_detaches_off_the_event_loop() -> None:
+    """Each tracepoint's detach waits out a grace period in the kernel: closing detaches in a
+    worker thread, so the loop is free meanwhile (it runs a call the detaching thread makes,
+    which anyio refuses from the loop's own thread), and the program ends unloaded."""
+    programs = kernel.loaded_program_ids()
+    ran_on_the_loop: list[bool] = []
+    with anyio.fail_after(30):
+        async with aiobpf.execve_events() as events:
+            detach = events.detach
+
+            def detach_and_call_the_loop() -> None:
+                anyio.from_thread.run_sync(ran_on_the_loop.append, True)
+                detach()
+
+            events.detach = detach_and_call_the_loop  # type: ignore[method-assign]
+    assert ran_on_the_loop == [True]
+    assert events.closed
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+async def test_a_close_cancelled_while_detaching_still_releases_everything() -> None:
+    """A cancel that comes while the program detaches does not cut closing short: the program
+    is detached and unloaded, and the counts balance."""
+    programs = kernel.loaded_program_ids()
+    events = aiobpf.execve_events()
+    await events.open()
+    await anyio.run_process(["true"])
+    detach = events.detach
+    with anyio.CancelScope() as scope:
+
+        def cancel_then_detach() -> None:
+            anyio.from_thread.run_sync(scope.cancel)
+            detach()
+
+        events.detach = cancel_then_detach  # type: ignore[method-assign]
+        await events.aclose()
+    assert scope.cancel_called
+    assert events.closed
+    stats = events.stats
+    assert stats.produced is not None
+    assert stats.produced >= 1
+    assert stats.produced == stats.received + stats.unread + (stats.dropped or 0)
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.streams.text
 import httpx
 import pytest
@@ -103,6 +104,67 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
     assert f'aiobpf_execve_total{{uid="{UID}"}} 3.0' in metrics
     assert "aiobpf_kernel_dropped_total" in metrics
     assert "new EventSource(" in page
+    assert kernel.bpf_objects() == objects
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+async def test_a_shutdown_ends_open_event_streams_cleanly() -> None:
+    """Shutting down ends the event streams first: a client's stream ends as a complete response
+    (hypercorn would wait for it, then cut the connection: an incomplete one), then the server
+    exits and detaches everything."""
+    port = _free_port()
+    programs, objects = kernel.loaded_program_ids(), kernel.bpf_objects()
+    stop = anyio.Event()
+    events: list[str] = []
+    with anyio.fail_after(60):
+        async with (
+            anyio.create_task_group() as tasks,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
+        ):
+            await tasks.start(
+                lambda task_status: serve(
+                    port=port, access=ACCESS, shutdown=stop, task_status=task_status
+                )
+            )
+            async with (
+                client.stream("GET", "/events") as response,
+                contextlib.aclosing(_sse(response)) as messages,
+            ):
+                async for event, _ in messages:
+                    events.append(event)
+                    stop.set()
+    assert events == ["connected"]
+    assert kernel.bpf_objects() == objects
+    assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+async def test_a_cancelled_server_with_a_stream_open_exits_without_error() -> None:
+    """serve() cancelled while a client's event stream is open returns without an error and
+    detaches everything. (On asyncio hypercorn's server, cancelled again while it waited for
+    that connection, raised InvalidStateError; it now stops through its shutdown trigger.)"""
+    port = _free_port()
+    programs, objects = kernel.loaded_program_ids(), kernel.bpf_objects()
+    server = anyio.CancelScope()
+
+    async def run(*, task_status: anyio.abc.TaskStatus[Any]) -> None:
+        with server:
+            await serve(port=port, access=ACCESS, task_status=task_status)
+
+    with anyio.fail_after(60):
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
+            anyio.create_task_group() as tasks,
+        ):
+            await tasks.start(run)
+            with contextlib.suppress(httpx.RemoteProtocolError):  # trio's server cuts it
+                async with (
+                    client.stream("GET", "/events") as response,
+                    contextlib.aclosing(_sse(response)) as messages,
+                ):
+                    async for event, _ in messages:
+                        assert event == "connected"
+                        server.cancel()
+    assert server.cancel_called
     assert kernel.bpf_objects() == objects
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 

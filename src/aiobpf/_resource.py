@@ -3,10 +3,12 @@ resource collected unclosed says so."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 
-__all__ = ["release_all", "warn_unclosed"]
+__all__ = ["release_all", "release_together", "warn_unclosed"]
 
 
 def release_all(
@@ -28,6 +30,40 @@ def release_all(
         for error in errors:
             after.add_note(f"and releasing what was built failed too: {error!r}")
     elif errors:
+        raise errors[0]
+
+
+def release_together(callbacks: Iterable[Callable[[], None]]) -> None:
+    """Runs every release callback at once, each in a thread of its own, and returns when all
+    are done; the first failure is raised then.
+
+    For steps that wait in the kernel rather than work: detaching a tracepoint waits out an RCU
+    grace period (about 70 ms on a VM here), so a program on five tracepoints took 0.37 s to
+    detach one after the other, and about 0.2 s at once (ctypes lets go of the GIL while a C
+    call waits). Where no thread can start (the interpreter is shutting down), the steps left
+    run one after the other.
+    """
+    steps = list(callbacks)
+    errors: list[BaseException] = []
+
+    def run(step: Callable[[], None]) -> None:
+        try:
+            step()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads: list[threading.Thread] = []
+    if len(steps) > 1:
+        with contextlib.suppress(RuntimeError):  # can't create new thread at shutdown
+            for step in steps:
+                thread = threading.Thread(target=run, args=(step,), name="aiobpf release")
+                thread.start()
+                threads.append(thread)
+    for step in steps[len(threads) :]:
+        run(step)
+    for thread in threads:
+        thread.join()
+    if errors:
         raise errors[0]
 
 

@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import functools
 import importlib
 import os
 import re
@@ -32,6 +33,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
+from .._resource import release_together
 from ..errors import (
     AttachError,
     BccMissingError,
@@ -485,15 +487,17 @@ class Program:
         """Stops every probe of the program; it stays loaded and its maps stay readable, so a
         source can take what the program delivered before the stop, and nothing after it."""
         bpf = self.bpf
+        steps = [
+            *(functools.partial(bpf.detach_tracepoint, tp) for tp in list(bpf.tracepoint_fds)),
+            *(
+                functools.partial(bpf.detach_raw_tracepoint, tp)
+                for tp in list(bpf.raw_tracepoint_fds)
+            ),
+            *(functools.partial(bpf.detach_kprobe_event, ev) for ev in list(bpf.kprobe_fds)),
+            *(functools.partial(bpf.detach_uprobe_event, ev) for ev in list(bpf.uprobe_fds)),
+        ]
         try:
-            for tracepoint in list(bpf.tracepoint_fds):
-                bpf.detach_tracepoint(tracepoint)
-            for tracepoint in list(bpf.raw_tracepoint_fds):
-                bpf.detach_raw_tracepoint(tracepoint)
-            for event in list(bpf.kprobe_fds):
-                bpf.detach_kprobe_event(event)
-            for event in list(bpf.uprobe_fds):
-                bpf.detach_uprobe_event(event)
+            release_together(steps)  # each tracepoint's detach waits out a grace period
         except Exception as exc:
             raise AttachError(f"detaching the program failed: {exc}") from exc
 
@@ -506,4 +510,7 @@ class Program:
         if self._closed:
             return
         self._closed = True
-        _forget(self.bpf)
+        try:
+            self.detach()  # all at once: BCC's cleanup detaches one after the other
+        finally:
+            _forget(self.bpf)

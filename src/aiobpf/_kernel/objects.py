@@ -16,12 +16,14 @@ import concurrent.futures
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
+from .._resource import release_together
 from ..errors import AttachError, CompileError, SetupError, UnknownMapError
 from .libbpf import check, libbpf, write_element
 from .libc import libc
@@ -243,10 +245,11 @@ class BpfObject:
                 raise
 
     def detach(self) -> None:
-        """Detaches every program; the object stays loaded, its maps readable."""
-        lib = libbpf()
-        while self._links:
-            lib.bpf_link__destroy(self._links.pop())
+        """Detaches every program, all at once (each tracepoint's detach waits out a grace period
+        in the kernel); the object stays loaded, its maps readable."""
+        links, self._links = self._links, []
+        destroy = libbpf().bpf_link__destroy
+        release_together(functools.partial(destroy, link) for link in links)
 
     @property
     def closed(self) -> bool:

@@ -100,6 +100,7 @@ class EventHub(AsyncContextManagerMixin):
         self._client_buffer = client_buffer
         self._max_latency = max_latency
         self._subscribers: set[Subscriber] = set()
+        self._finished = False
         self._events: ExecveEvents | None = None
         self._counts: ExecveCounts | None = None
         self.user_dropped = 0
@@ -148,6 +149,8 @@ class EventHub(AsyncContextManagerMixin):
     def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Subscriber]:
         """A subscriber for the duration of the ``with`` block."""
         subscriber = Subscriber(uid, comm, self._client_buffer)
+        if self._finished:
+            subscriber.finish()
         self._subscribers.add(subscriber)
         self._tell_clients_changed()
         try:
@@ -160,6 +163,15 @@ class EventHub(AsyncContextManagerMixin):
             subscriber.close()
             if self._events is not None:
                 self._select(self._events)
+
+    def finish(self) -> None:
+        """Ends every subscription, those made later too: what a queue holds is still
+        delivered, then its stream ends. A server shutting down calls it first, so that its
+        event streams end and their connections with them, instead of being waited for and
+        then cut (hypercorn waits three seconds)."""
+        self._finished = True
+        for subscriber in self._subscribers:
+            subscriber.finish()
 
     def _tell_clients_changed(self) -> None:
         self._clients_changed.set()

@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -84,7 +84,8 @@ async def serve(
     task_status: anyio.abc.TaskStatus[Serving] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves ``app(hub)`` (aiobpf's own application by default) until ``shutdown`` is set, or
-    forever, then detaches everything.
+    forever, then detaches everything. Stopping (``shutdown``, or a cancel) ends the event
+    streams first: clients see them end, and the server need not wait for their connections.
 
     Listens on the Unix socket ``socket_path`` (created with ``socket_mode``), or, when
     ``port`` is given, on TCP ``host:port`` with the bearer token of ``access`` (a new one
@@ -167,14 +168,17 @@ async def serve(
                 if not _is_loopback(host):
                     names |= {socket.gethostname(), socket.getfqdn()}
                 application = TrustedHostMiddleware(application, allowed_hosts=sorted(names))
+            stopping = anyio.Event()  # hypercorn's trigger: set on a stop, and on a cancel
             if sniffio.current_async_library() == "trio":
                 from hypercorn.trio import serve as hypercorn_serve
 
                 timed_out: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+                shielded = False
             else:
                 from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
 
                 timed_out = _timed_out_clients_are_not_loop_errors()
+                shielded = True
             with timed_out:
                 # hypercorn takes ownership of the descriptor it is given: a duplicate of ours
                 config.bind = [f"fd://{os.dup(listener.fileno())}"]
@@ -182,17 +186,36 @@ async def serve(
                     # Starlette is an ASGI app; hypercorn's annotation spells ASGI out more
                     # narrowly
                     run = functools.partial(
-                        hypercorn_serve, cast(Any, application), config, shutdown_trigger=stop.wait
+                        hypercorn_serve,
+                        cast(Any, application),
+                        config,
+                        shutdown_trigger=stopping.wait,
                     )
-                    tasks.start_soon(run)
+                    if shielded:
+                        tasks.start_soon(_until_triggered, run)
+                    else:  # trio's server ends cleanly on a cancel
+                        tasks.start_soon(run)
                     if publisher is not None:
                         tasks.start_soon(publisher.run, hub)
                     task_status.started(
                         Serving(hub=hub, url=url, token=policy.token, publisher=publisher)
                     )
-                    await stop.wait()
+                    try:
+                        await stop.wait()
+                    finally:
+                        hub.finish()  # event streams end: their connections need no waiting
+                        stopping.set()
                     if publisher is not None:
                         publisher.finish()  # what the hub queued for it still goes out
+
+
+async def _until_triggered(run: Callable[[], Awaitable[None]]) -> None:
+    """Runs hypercorn's asyncio server until its shutdown trigger, a cancel of the service
+    included. Cancelled, it stops too, but a cancel that comes again while it waits for its
+    connections to end (anyio delivers one on every loop iteration until the task ends) makes it
+    raise ``InvalidStateError`` (hypercorn#184): the service then exited with that error."""
+    with anyio.CancelScope(shield=True):
+        await run()
 
 
 def _is_loopback(host: str) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from aiobpf.service import AccessControl, AccessPolicy, EventHub, HubStats, create_app
 from aiobpf.service._access import _peer_uid
+from aiobpf.service._hub import Subscriber
 
 pytestmark = pytest.mark.anyio
 
@@ -131,3 +132,19 @@ def test_a_tcp_listener_without_a_token_is_refused() -> None:
     """AccessControl over TCP needs a token: a server without one must not start."""
     with pytest.raises(ValueError, match="needs a token"):
         AccessControl(create_app(cast(EventHub, _KnownHub())), AccessPolicy(), "tcp")
+
+
+async def test_a_finished_subscriber_delivers_what_it_holds_then_takes_nothing() -> None:
+    """A shutdown finishes every subscription while the kernel source still runs: events that
+    come after are not part of the ended stream, neither queued nor counted as lost (offering
+    them used to raise, which ended the hub's fan-out with an error)."""
+    subscriber = Subscriber(None, None, 4)
+    first, later = cast(Any, object()), cast(Any, object())
+    try:
+        assert subscriber.offer(first)
+        subscriber.finish()
+        assert subscriber.offer(later)
+        assert [event async for event in subscriber.receive] == [first]
+        assert subscriber.lost == 0
+    finally:
+        subscriber.close()

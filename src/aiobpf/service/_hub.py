@@ -38,11 +38,15 @@ class Subscriber:
         self._send, self.receive = anyio.create_memory_object_stream[ExecveEvent](buffer)
         self.unreported_lost = 0
         self.lost = 0
+        self._finished = False
 
     def offer(self, event: ExecveEvent) -> bool:
-        """Queues ``event`` if it matches; False when the queue was full (the event is lost)."""
-        if (self.uid is not None and event.uid != self.uid) or (
-            self.comm is not None and event.comm != self.comm
+        """Queues ``event`` if it matches; False when the queue was full (the event is lost).
+        Once finished, the stream has ended: what comes after is not part of it."""
+        if (
+            self._finished
+            or (self.uid is not None and event.uid != self.uid)
+            or (self.comm is not None and event.comm != self.comm)
         ):
             return True
         try:
@@ -61,6 +65,7 @@ class Subscriber:
 
     def finish(self) -> None:
         """Ends the queue: what it holds can still be received, then the stream ends."""
+        self._finished = True
         self._send.close()
 
     def close(self) -> None:

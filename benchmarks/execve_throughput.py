@@ -173,7 +173,9 @@ async def _aiobpf_trial(
             "wakeups": stats.wakeups,
             "batches": stats.batches,
         }
-    return {**finish(generator, start, counts), **latency_percentiles(latencies)}
+        # before closing, as for BCC's consumers: the figures leave out the teardown
+        result = finish(generator, start, counts)
+    return {**result, **latency_percentiles(latencies)}
 
 
 def main() -> None:

@@ -320,7 +320,9 @@ async def _aiobpf_trial(generator: subprocess.Popen[bytes], spec: dict[str, Any]
             "wakeups": stats.wakeups,
             "batches": stats.batches,
         }
-    return {**finish(generator, start, counts), **latency_percentiles(latencies)}
+        # before closing, as for BCC's consumers: the figures leave out the teardown
+        result = finish(generator, start, counts)
+    return {**result, **latency_percentiles(latencies)}
 
 
 # -- the sweep -----------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Closing detaches the program, and each tracepoint's detach waits out an RCU grac
 kernel (tens of milliseconds on a VM). This opens each source aiobpf ships, lets it run, then
 closes it while a second task ticks every millisecond: the close's wall time, and the longest
 gap between two ticks (a stall of the whole loop: every other task of the service waits that
-long). Each trial runs in a fresh process; medians of ``--repeat`` trials, in turns.
+long). Each trial runs in a fresh process; medians of ``--repeat`` trials, in turns,
+each turn in its own shuffled order.
 
     sudo .venv/bin/python -m benchmarks.close_stall [--repeat 5] [--previous OTHER_CHECKOUT/src]
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from ._common import LOOPS, ROOT, machine, run_on, run_trial
+from ._common import LOOPS, ROOT, in_shuffled_order, machine, run_on, run_trial
 
 TICK = 0.001
 #: The sources aiobpf ships, with the tracepoints each attaches to.
@@ -86,22 +87,22 @@ def main() -> None:
     if args.previous:
         checkouts["previous"] = args.previous
     loops = args.loops.split(",")
-    rows: dict[tuple[str, str, str], list[dict[str, float]]] = {}
-    for _ in range(args.repeat):
-        for source in SOURCES:
-            for loop in loops:
-                for which, src in checkouts.items():
-                    spec = {"source": source, "loop": loop}
-                    rows.setdefault((source, loop, which), []).append(
-                        run_trial("close_stall", spec, src)
-                    )
+    trials = [(source, loop, which) for source in SOURCES for loop in loops for which in checkouts]
+    rows: dict[tuple[str, str, str], list[dict[str, float]]] = {trial: [] for trial in trials}
+    for turn in range(args.repeat):
+        for source, loop, which in in_shuffled_order(trials, turn):
+            spec = {"source": source, "loop": loop}
+            rows[source, loop, which].append(run_trial("close_stall", spec, checkouts[which]))
     print(f"Machine: {machine()}")
     previous = f" --previous {args.previous}" if args.previous else ""
     print(
         f"Command: sudo .venv/bin/python -m benchmarks.close_stall --repeat {args.repeat} "
         f"--loops {args.loops}{previous}"
     )
-    print(f"Medians of {args.repeat} closes each, in turns, each in a fresh process.\n")
+    print(
+        f"Medians of {args.repeat} closes each, in turns (each in its own shuffled order), each "
+        "in a fresh process.\n"
+    )
     print("| source (tracepoints) | loop | aiobpf | close (ms) | longest loop stall (ms) |")
     print("|---|---|---|---|---|")
     for (source, loop, which), results in rows.items():

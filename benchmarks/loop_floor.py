@@ -27,7 +27,16 @@ from typing import Any
 import sniffio
 
 from . import _loadgen
-from ._common import CONSUMER_CPU, GENERATOR_CPU, LOOPS, ROOT, machine, run_on, run_trial
+from ._common import (
+    CONSUMER_CPU,
+    GENERATOR_CPU,
+    LOOPS,
+    ROOT,
+    in_shuffled_order,
+    machine,
+    run_on,
+    run_trial,
+)
 
 RATE = 1000
 BUDGET = 0.004  # aiobpf.sources.AUTO_MAX_LATENCY
@@ -142,21 +151,24 @@ def main() -> None:
     trials = [*TRIALS, ("-", "bcc")]
     if args.previous:
         trials += [(loop, "previous") for loop in LOOPS]
-    rows: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for _ in range(args.repeat):
-        for loop, what in trials:
+    rows: dict[tuple[str, str], list[dict[str, float]]] = {trial: [] for trial in trials}
+    for turn in range(args.repeat):
+        for loop, what in in_shuffled_order(trials, turn):
             spec = {"what": "ring" if what == "previous" else what, "loop": loop}
             spec["seconds"] = args.seconds
             # both checkouts' aiobpf from PYTHONPATH, so that they import the same way
             src = args.previous if what == "previous" else str(ROOT / "src")
-            rows.setdefault((loop, what), []).append(run_trial("loop_floor", spec, src))
+            rows[loop, what].append(run_trial("loop_floor", spec, src))
     print(f"Machine: {machine()}")
     previous = f" --previous {args.previous}" if args.previous else ""
     print(
         f"Command: sudo .venv/bin/python -m benchmarks.loop_floor --repeat {args.repeat} "
         f"--seconds {args.seconds:g}{previous}"
     )
-    print(f"Medians of {args.repeat} trials each, in turns, each in a fresh process.\n")
+    print(
+        f"Medians of {args.repeat} trials each, in turns (each in its own shuffled order), each "
+        "in a fresh process.\n"
+    )
     print("| loop | what | CPU µs per wake-up | CPU µs per record | per record vs BCC |")
     print("|---|---|---|---|---|")
     bcc = statistics.median(r["per_record_us"] for r in rows["-", "bcc"])

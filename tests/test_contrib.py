@@ -11,8 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from aiobpf.service import serve
-
+from .serving import running_service
 from .test_service import ACCESS, AUTHORIZED, _free_port
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
@@ -45,20 +44,13 @@ def test_the_contrib_files_load_and_name_aiobpf_metrics() -> None:
 @pytest.mark.anyio
 async def test_every_metric_the_contrib_files_name_is_exported() -> None:
     port = _free_port()
-    stop = anyio.Event()
     with anyio.fail_after(60):
         async with (
-            anyio.create_task_group() as tasks,
+            running_service(port=port, access=ACCESS),
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
         ):
-            await tasks.start(
-                lambda task_status: serve(
-                    port=port, access=ACCESS, shutdown=stop, task_status=task_status
-                )
-            )
             await anyio.run_process(["/bin/true"])  # one exec: every family has a sample
             metrics = (await client.get("/metrics")).text
-            stop.set()
     exported = set(re.findall(r"^(aiobpf_[a-z_]+)[{ ]", metrics, flags=re.M))
     named = {
         name

@@ -20,6 +20,7 @@ import pytest
 from aiobpf.service import AccessPolicy, EventHub, serve
 
 from . import kernel
+from .serving import running_service
 
 pytestmark = [
     pytest.mark.anyio,
@@ -70,14 +71,9 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
     stop = anyio.Event()
     with anyio.fail_after(60):
         async with (
-            anyio.create_task_group() as tasks,
+            running_service(port=port, access=ACCESS, shutdown=stop),
             httpx.AsyncClient(base_url=base, headers=AUTHORIZED) as client,
         ):
-            await tasks.start(
-                lambda task_status: serve(
-                    port=port, access=ACCESS, shutdown=stop, task_status=task_status
-                )
-            )
             async with client.stream("GET", "/events", params={"uid": UID}) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 seen = []
@@ -118,21 +114,14 @@ async def test_a_shutdown_ends_open_event_streams_cleanly() -> None:
     events: list[str] = []
     with anyio.fail_after(60):
         async with (
-            anyio.create_task_group() as tasks,
+            running_service(port=port, access=ACCESS, shutdown=stop),
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
+            client.stream("GET", "/events") as response,
+            contextlib.aclosing(_sse(response)) as messages,
         ):
-            await tasks.start(
-                lambda task_status: serve(
-                    port=port, access=ACCESS, shutdown=stop, task_status=task_status
-                )
-            )
-            async with (
-                client.stream("GET", "/events") as response,
-                contextlib.aclosing(_sse(response)) as messages,
-            ):
-                async for event, _ in messages:
-                    events.append(event)
-                    stop.set()
+            async for event, _ in messages:
+                events.append(event)
+                stop.set()
     assert events == ["connected"]
     assert kernel.bpf_objects() == objects
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
@@ -284,19 +273,11 @@ async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) ->
     fast: list[Any] = []
     with anyio.fail_after(100):
         async with (
-            anyio.create_task_group() as tasks,
+            running_service(
+                port=port, access=ACCESS, client_buffer=queue, send_buffer=32768, shutdown=stop
+            ),
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
         ):
-            await tasks.start(
-                lambda task_status: serve(
-                    port=port,
-                    access=ACCESS,
-                    client_buffer=queue,
-                    send_buffer=32768,
-                    shutdown=stop,
-                    task_status=task_status,
-                )
-            )
             # closed on any way out, before the server is asked to stop: hypercorn's trio
             # server cannot interrupt a send to a client that does not read
             with contextlib.closing(_StalledClient(port, "/events?comm=flood-me")) as slow:
@@ -410,14 +391,9 @@ async def test_bad_filters_are_refused_and_long_names_match_what_the_kernel_keep
     stop = anyio.Event()
     with anyio.fail_after(60):
         async with (
-            anyio.create_task_group() as tasks,
+            running_service(port=port, access=ACCESS, shutdown=stop) as serving,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
         ):
-            serving = await tasks.start(
-                lambda task_status: serve(
-                    port=port, access=ACCESS, shutdown=stop, task_status=task_status
-                )
-            )
             refusals = [
                 (await client.get("/events", params={"uid": uid}))
                 for uid in ("me", "-1", "4294967296")
@@ -443,20 +419,16 @@ async def test_a_client_that_takes_nothing_is_disconnected_after_the_timeout(
     stop = anyio.Event()
     with anyio.fail_after(60):
         async with (
-            anyio.create_task_group() as tasks,
+            running_service(
+                port=port,
+                access=ACCESS,
+                client_buffer=8,
+                send_buffer=8192,
+                stalled_client_timeout=1.0,
+                shutdown=stop,
+            ) as serving,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED),
         ):
-            serving = await tasks.start(
-                lambda task_status: serve(
-                    port=port,
-                    access=ACCESS,
-                    client_buffer=8,
-                    send_buffer=8192,
-                    stalled_client_timeout=1.0,
-                    shutdown=stop,
-                    task_status=task_status,
-                )
-            )
             with contextlib.closing(_StalledClient(port, "/events?comm=stall-me")) as stalled:
                 messages = stalled.messages()
                 assert (await anext(messages))[0] == "connected"

@@ -4,14 +4,13 @@ the token over TCP, a web page's foreign Host header, a crowd of idle connection
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,10 @@ import httpx
 import pytest
 
 import aiobpf
-from aiobpf.service import AccessPolicy, Serving, serve
+from aiobpf.service import AccessPolicy
 
 from . import kernel
+from .serving import running_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("bpf")]
 
@@ -39,19 +39,6 @@ def socket_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="aiobpf-sock-", dir="/tmp") as directory:
         Path(directory).chmod(0o755)
         yield Path(directory)
-
-
-@contextlib.asynccontextmanager
-async def _serving(**options: Any) -> AsyncIterator[Serving]:
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tasks:
-        serving = await tasks.start(
-            lambda task_status: serve(shutdown=stop, task_status=task_status, **options)
-        )
-        try:
-            yield serving
-        finally:
-            stop.set()
 
 
 def _curl(path: str, socket_path: Path, uid: int | None = None) -> list[str]:
@@ -95,7 +82,7 @@ async def test_a_local_user_sees_only_its_own_execs_and_counts(
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
     path = socket_dir / "aiobpf.sock"
     with anyio.fail_after(60):
-        async with _serving(socket_path=path, socket_mode=0o666) as serving:
+        async with running_service(socket_path=path, socket_mode=0o666) as serving:
             assert path.stat().st_mode & 0o777 == 0o666
             async with await anyio.open_process(_curl("/events", path, ALICE)) as alice:
                 assert alice.stdout is not None
@@ -125,7 +112,7 @@ async def test_the_default_socket_mode_lets_only_root_in(socket_dir: Path) -> No
     """Mode 0600 (the default): another user cannot even connect; root can."""
     path = socket_dir / "aiobpf.sock"
     with anyio.fail_after(60):
-        async with _serving(socket_path=path):
+        async with running_service(socket_path=path):
             assert path.stat().st_mode & 0o777 == 0o600
             alice = await anyio.run_process(_curl("/top", path, ALICE), check=False)
             root = await _get("/top", path)
@@ -140,7 +127,7 @@ async def test_tcp_needs_the_token() -> None:
     base = f"http://127.0.0.1:{port}"
     with anyio.fail_after(60):
         async with (
-            _serving(port=port, access=AccessPolicy(token=TOKEN)) as serving,
+            running_service(port=port, access=AccessPolicy(token=TOKEN)) as serving,
             httpx.AsyncClient(base_url=base) as client,
         ):
             bare = await client.get("/top")
@@ -149,7 +136,7 @@ async def test_tcp_needs_the_token() -> None:
             query = await client.get("/top", params={"token": TOKEN})
             metrics = await client.get("/metrics")
         async with (
-            _serving(port=port, access=AccessPolicy(token=TOKEN, metrics_public=True)),
+            running_service(port=port, access=AccessPolicy(token=TOKEN, metrics_public=True)),
             httpx.AsyncClient(base_url=base) as client,
         ):
             open_metrics = await client.get("/metrics")
@@ -166,7 +153,7 @@ async def test_a_generated_token_is_long_and_reported() -> None:
     """Without a token of its own, the TCP service makes one (reported once it listens)."""
     port = _free_port()
     with anyio.fail_after(60):
-        async with _serving(port=port) as serving, httpx.AsyncClient() as client:
+        async with running_service(port=port) as serving, httpx.AsyncClient() as client:
             served = await client.get(f"{serving.url}top", params={"token": serving.token})
     assert serving.token is not None
     assert len(serving.token) >= 40
@@ -180,7 +167,7 @@ async def test_a_foreign_host_header_is_refused() -> None:
     authorized = {"Authorization": f"Bearer {TOKEN}"}
     with anyio.fail_after(60):
         async with (
-            _serving(port=port, access=AccessPolicy(token=TOKEN)),
+            running_service(port=port, access=AccessPolicy(token=TOKEN)),
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=authorized) as client,
         ):
             foreign = await client.get("/top", headers={"Host": f"rebound.example:{port}"})
@@ -195,7 +182,7 @@ async def test_event_streams_are_capped_per_user_and_in_all(socket_dir: Path) ->
     path = socket_dir / "aiobpf.sock"
     policy = AccessPolicy(max_clients=3, max_clients_per_user=2)
     with anyio.fail_after(60):
-        async with _serving(socket_path=path, socket_mode=0o666, access=policy) as serving:
+        async with running_service(socket_path=path, socket_mode=0o666, access=policy) as serving:
 
             async def open_stream(uid: int, clients: int) -> anyio.abc.Process:
                 process = await anyio.open_process(_curl("/events", path, uid))
@@ -229,7 +216,7 @@ async def test_a_thousand_idle_connections_do_not_starve_the_service(socket_dir:
     idle: list[socket.socket] = []
     statuses: list[str] = []
     with anyio.fail_after(120):
-        async with _serving(socket_path=path, access=policy) as serving:
+        async with running_service(socket_path=path, access=policy) as serving:
 
             def connect_all() -> None:  # in a thread: the server accepts on this one's loop
                 for _ in range(1000):
@@ -264,10 +251,10 @@ async def test_a_socket_in_use_is_refused_before_anything_is_attached(socket_dir
     """A second service on the same socket gets ListenError, and loaded nothing."""
     path = socket_dir / "aiobpf.sock"
     with anyio.fail_after(60):
-        async with _serving(socket_path=path):
+        async with running_service(socket_path=path):
             held = kernel.held_program_ids()
             with pytest.raises(ExceptionGroup) as refused:  # from the task group serving it
-                async with _serving(socket_path=path):
+                async with running_service(socket_path=path):
                     pass
             assert refused.group_contains(aiobpf.ListenError, match="is in use")
             assert kernel.held_program_ids() == held
@@ -306,7 +293,7 @@ async def test_tls_serves_with_the_given_certificate(tmp_path: Path) -> None:
     authorized = {"Authorization": f"Bearer {TOKEN}"}
     with anyio.fail_after(60):
         async with (
-            _serving(
+            running_service(
                 port=port,
                 access=AccessPolicy(token=TOKEN),
                 certfile=str(certificate),

@@ -18,7 +18,6 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -26,7 +25,7 @@ import anyio
 from ._common import LOOPS, ROOT, in_shuffled_order, machine, run_on, run_trial
 
 TICK = 0.001
-#: The sources aiobpf ships, with the tracepoints each attaches to.
+#: The sources aiobpf ships (the functions' names), with the tracepoints each attaches to.
 SOURCES: dict[str, str] = {
     "execve_events": "sys_enter/exit of execve and execveat, sched_process_exec",
     "execve_counts": "sys_enter_execve and sys_enter_execveat",
@@ -38,13 +37,7 @@ SOURCES: dict[str, str] = {
 def _source(name: str) -> Any:
     import aiobpf
 
-    makers: dict[str, Callable[[], Any]] = {
-        "execve_events": aiobpf.execve_events,
-        "execve_counts": aiobpf.execve_counts,
-        "hello_world": aiobpf.hello_world,
-        "syscall_events": aiobpf.syscall_events,
-    }
-    return makers[name]()
+    return getattr(aiobpf, name)()  # each of SOURCES is the function that makes it
 
 
 async def _close(name: str) -> dict[str, float]:

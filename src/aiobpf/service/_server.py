@@ -203,10 +203,10 @@ async def serve(
                     try:
                         await stop.wait()
                     finally:
-                        hub.finish()  # event streams end: their connections need no waiting
+                        # every subscription ends, the publisher's too (what its queue holds
+                        # still goes out), and event streams with their connections
+                        hub.finish()
                         stopping.set()
-                    if publisher is not None:
-                        publisher.finish()  # what the hub queued for it still goes out
 
 
 async def _until_triggered(run: Callable[[], Awaitable[None]]) -> None:

@@ -169,16 +169,15 @@ async def serve(
                     names |= {socket.gethostname(), socket.getfqdn()}
                 application = TrustedHostMiddleware(application, allowed_hosts=sorted(names))
             stopping = anyio.Event()  # hypercorn's trigger: set on a stop, and on a cancel
-            if sniffio.current_async_library() == "trio":
+            on_trio = sniffio.current_async_library() == "trio"
+            if on_trio:
                 from hypercorn.trio import serve as hypercorn_serve
 
                 timed_out: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-                shielded = False
             else:
                 from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
 
                 timed_out = _timed_out_clients_are_not_loop_errors()
-                shielded = True
             with timed_out:
                 # hypercorn takes ownership of the descriptor it is given: a duplicate of ours
                 config.bind = [f"fd://{os.dup(listener.fileno())}"]
@@ -191,10 +190,10 @@ async def serve(
                         config,
                         shutdown_trigger=stopping.wait,
                     )
-                    if shielded:
-                        tasks.start_soon(_until_triggered, run)
-                    else:  # trio's server ends cleanly on a cancel
+                    if on_trio:  # trio's server ends cleanly on a cancel
                         tasks.start_soon(run)
+                    else:
+                        tasks.start_soon(_until_triggered, run)
                     if publisher is not None:
                         tasks.start_soon(publisher.run, hub)
                     task_status.started(

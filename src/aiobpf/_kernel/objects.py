@@ -110,6 +110,9 @@ class BpfObject:
         self._handle: int | None = handle
         self.path = path
         self._links: list[int] = []
+        # Attaching, detaching and closing take turns: libbpf frees the object on close, and a
+        # close from another thread while this one attached crashed the process.
+        self._lock = threading.RLock()
 
     def __enter__(self) -> Self:
         return self
@@ -223,7 +226,9 @@ class BpfObject:
         :class:`aiobpf.UnknownTracepointError` for a tracepoint this kernel does not have)."""
         lib = libbpf()
         program = None
-        with _messages() as said:
+        with self._lock, _messages() as said:
+            if self._handle is None:
+                raise AttachError(f"{self.path.name} is closed: it cannot be attached")
             try:
                 while program := lib.bpf_object__next_program(self._handle, program):
                     section = (lib.bpf_program__section_name(program) or b"?").decode()
@@ -247,9 +252,10 @@ class BpfObject:
     def detach(self) -> None:
         """Detaches every program, all at once (each tracepoint's detach waits out a grace period
         in the kernel); the object stays loaded, its maps readable."""
-        links, self._links = self._links, []
-        destroy = libbpf().bpf_link__destroy
-        release_together(functools.partial(destroy, link) for link in links)
+        with self._lock:
+            links, self._links = self._links, []
+            destroy = libbpf().bpf_link__destroy
+            release_together(functools.partial(destroy, link) for link in links)
 
     @property
     def closed(self) -> bool:
@@ -257,7 +263,8 @@ class BpfObject:
 
     def close(self) -> None:
         """Detaches and unloads; idempotent."""
-        self.detach()
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            libbpf().bpf_object__close(handle)
+        with self._lock:
+            self.detach()
+            handle, self._handle = self._handle, None
+            if handle is not None:
+                libbpf().bpf_object__close(handle)

@@ -76,6 +76,12 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner, P]):
         self._program: P | None = None
         self._opening = False
         self._closed = False
+        # Set when an open ends, and when the release ends: a close waits for both, so that
+        # the program is never released under a thread still attaching it (a close during an
+        # open freed the object while libbpf attached it: a segmentation fault), nor twice at
+        # once. Made by the coroutine that starts each (an event belongs to a running loop).
+        self._opened: anyio.Event | None = None
+        self._released: anyio.Event | None = None
 
     # -- what subclasses provide ----------------------------------------------------------------
 
@@ -116,25 +122,29 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner, P]):
         if self._opening:
             raise anyio.BusyResourceError("opening")
         self._opening = True
+        opened = self._opened = anyio.Event()
         try:
             # The thread cannot be interrupted: anyio waits for it (shielded) and hands over
-            # the program; a cancel that came meanwhile is honoured below, once it is owned.
+            # the program; a cancel or a close that came meanwhile is honoured below, once the
+            # program is owned.
             program = await anyio.to_thread.run_sync(self._compile)
             inner = self._wrap(program)
             self._inner, self._program = inner, program
             try:
-                self._configure(program, inner)
-                # attached once its maps hold: no event they exclude can reach the consumer
-                await anyio.to_thread.run_sync(self._attach, program)
+                if not self._closed:
+                    self._configure(program, inner)
+                    # attached once its maps hold: no event they exclude can reach the consumer
+                    await anyio.to_thread.run_sync(self._attach, program)
                 await anyio.lowlevel.checkpoint_if_cancelled()
-                if self._closed:  # closed by another task meanwhile
-                    raise anyio.ClosedResourceError
+                if self._closed:  # closed by another task meanwhile, which waits for this
+                    raise anyio.ClosedResourceError(f"{self._name} was closed while it opened")
             except BaseException:
                 await self._release(inner)
                 raise
             return inner
         finally:
             self._opening = False
+            opened.set()
 
     async def __aenter__(self) -> Self:
         await self.open()  # entering attaches; leaving closes
@@ -168,21 +178,33 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner, P]):
     async def aclose(self) -> None:
         """Detaches the program, then releases everything: the inner source counts what the
         program delivered before the stop and nobody read (``unread``). Idempotent; a cancel
-        does not interrupt it."""
+        does not interrupt it. Closing while another task opens the source waits for that
+        open to end (it then releases what it built, and raises
+        :class:`anyio.ClosedResourceError` in the opening task)."""
         self._closed = True
-        if self._inner is not None:
-            await self._release(self._inner)
+        with anyio.CancelScope(shield=True):
+            if self._opened is not None:
+                await self._opened.wait()
+            if self._inner is not None:
+                await self._release(self._inner)
 
     async def _release(self, inner: Inner) -> None:
         """Detaches in a worker thread, then closes ``inner`` (which releases the program),
-        shielded. A tracepoint's detach waits out a grace period in the kernel (about 70 ms on a
-        VM here, per tracepoint): on the event loop it stalled every other task for as long
-        (0.37 s for execve_events()' five)."""
+        shielded, once: a second caller waits for the first. A tracepoint's detach waits out a
+        grace period in the kernel (about 70 ms on a VM here, per tracepoint): on the event
+        loop it stalled every other task for as long (0.37 s for execve_events()' five)."""
         with anyio.CancelScope(shield=True):
+            if self._released is not None:
+                await self._released.wait()
+                return
+            released = self._released = anyio.Event()
             try:
                 await anyio.to_thread.run_sync(self.detach)
             finally:
-                await inner.aclose()
+                try:
+                    await inner.aclose()
+                finally:
+                    released.set()
 
     # -- reading --------------------------------------------------------------------------------
 

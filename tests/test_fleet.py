@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import errno
+import json
 import os
 import shutil
 import signal
@@ -15,6 +17,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 import aiobpf
@@ -243,7 +247,7 @@ async def test_the_buffer_policies_count_what_they_drop(engine: NatsServer) -> N
             for batch in range(10):  # ten messages of ten
                 await sink.send({"batch": batch, "n": n} for n in range(10))
             stats = sink.stats  # what the engine sees of the outage, and when, is its own
-            assert stats == SinkStats(100, 0, 70, 30, 0, 0, stats.retries, stats.disconnects)
+            assert stats == SinkStats(100, 0, 70, 30, 0, 0, stats.retries, stats.disconnects, 0)
             engine.start()
         assert (sink.stats.published, sink.stats.dropped, sink.stats.pending) == (30, 70, 0)
         async with fleet_events(engine.url, subject=subject, durable=policy) as events:
@@ -488,3 +492,165 @@ def test_a_nodes_subject_is_one_token_per_part() -> None:
     assert JetStreamSink(node=Node("db.2", "b")).subject == "aiobpf.db_2.events"
     with pytest.raises(ValueError, match="a node needs a name"):
         Node("")
+
+
+FAILED_EXECS = """
+import os, sys
+argv = [b"\\xff" * 255] * 8  # invalid UTF-8: each byte is a U+FFFD, 6 bytes of JSON
+for _ in range(int(sys.argv[1])):
+    try:
+        os.execv(b"/nonexistent/aiobpf-oversize", argv)
+    except OSError:
+        pass
+"""
+
+
+@asyncio_only
+@pytest.mark.usefixtures("bpf")
+async def test_failed_execs_with_long_invalid_utf8_argv_do_not_wedge_the_sink(
+    engine: NatsServer,
+) -> None:
+    """256 failed execs of a fresh uid, each with 2 KiB of invalid UTF-8 in argv, make a batch
+    of about 3 MiB of JSON, over the engine's 1 MiB message: the sink retried it forever and
+    published nothing after it. It is split into messages the engine takes, and every exec is
+    published and read back once."""
+    uid, count = 61093, 256
+    async with (
+        JetStreamSink(engine.url, subject="aiobpf.oversize.exec", close_timeout=30) as sink,
+        aiobpf.execve_events() | aiobpf.filter_uid(uid) as execs,
+    ):
+        python = kernel.setpriv_command(uid, sys.executable)
+        await anyio.run_process([*python, "-c", FAILED_EXECS, str(count)])
+        with anyio.fail_after(60):
+            got = [event async for event in first(count + 1, execs)]  # setpriv's exec first
+        await sink.send(got)
+    stats = sink.stats
+    assert (stats.received, stats.published, stats.dropped, stats.pending) == (
+        count + 1, count + 1, 0, 0
+    )  # fmt: skip
+    assert stats.messages >= 3  # 3 MiB in messages of at most 1 MiB
+    assert stats.too_large == 0
+
+    events = await read(engine.url, count + 1)
+    failed = [event for event in events if event.retval == -errno.ENOENT]
+    assert len(failed) == count
+    assert {"\ufffd" * 255} == {arg for event in failed for arg in event.argv}
+
+
+@asyncio_only
+async def test_an_item_larger_than_the_engines_message_is_dropped_and_counted(
+    engine: NatsServer,
+) -> None:
+    """An item larger than the engine's largest message alone cannot be published: it is
+    dropped and counted (too_large, within dropped), and the items around it, in the same
+    batch and after, are published in order."""
+    huge = {"n": -1, "blob": "x" * (1024 * 1024 + 1)}
+    async with JetStreamSink(engine.url, node=Node("huge"), close_timeout=30) as sink:
+        await sink.send([{"n": 0}, huge, {"n": 1}])
+        await sink.send({"n": n} for n in range(2, 5))
+    stats = sink.stats
+    assert (stats.received, stats.published, stats.dropped, stats.pending) == (6, 5, 1, 0)
+    assert stats.too_large == 1
+    events = await read(engine.url, 5)
+    assert [event.n for event in events] == list(range(5))
+
+
+@asyncio_only
+async def test_a_batch_is_split_under_the_engines_largest_message(engine: NatsServer) -> None:
+    """A batch whose JSON is larger than the engine's largest message goes out as several
+    messages, each within it, in order; none is refused."""
+    blob = "y" * 20_000
+    async with JetStreamSink(engine.url, node=Node("split"), close_timeout=30) as sink:
+        await sink.send({"n": n, "blob": blob} for n in range(200))  # about 4 MiB
+    stats = sink.stats
+    assert (stats.published, stats.dropped, stats.too_large) == (200, 0, 0)
+    assert 4 <= stats.messages <= 16
+    events = await read(engine.url, 200)
+    assert [event.n for event in events] == list(range(200))
+
+
+@asyncio_only
+async def test_a_deeply_nested_message_is_skipped_and_the_reader_goes_on(
+    engine: NatsServer,
+) -> None:
+    """A peer publishes a deeply nested JSON body on the subject: it raised RecursionError out
+    of the reader, unacknowledged, so every restart died on it again. It is skipped, counted
+    and acknowledged; the events after it are read."""
+    import nats
+
+    async with JetStreamSink(engine.url, node=Node("nested")) as sink:
+        await sink.send([{"uid": 1}])
+    client = await nats.connect(engine.url)
+    try:
+        for hostile in (b"[" * 100_000 + b"]" * 100_000, b'{"items":' * 50_000, b"\xff\xfe{"):
+            await client.jetstream().publish(sink.subject, hostile)
+    finally:
+        await client.close()
+    async with JetStreamSink(engine.url, node=Node("nested")) as sink:
+        await sink.send([{"uid": 2}])
+
+    async with fleet_events(engine.url, durable="nested") as events:
+        with anyio.fail_after(30):
+            got = [await events.receive() for _ in range(2)]
+        assert [event.uid for event in got] == [1, 2]
+        assert events.stats.malformed == 3
+    assert await jetstream_state(engine.url, "nested") == (5, 0, 0)  # all acknowledged
+
+
+class _Message:
+    """What the reader takes of a NATS message: its body."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(
+    data=st.binary(max_size=300)
+    | _json_values.map(lambda value: json.dumps(value).encode())
+    | st.fixed_dictionaries(
+        dict.fromkeys(("node", "boot_id", "run", "seq", "items"), _json_values)
+    ).map(lambda value: json.dumps(value).encode())
+    | st.integers(1, 200_000).map(lambda depth: b"[" * depth)
+)
+@settings(max_examples=300, deadline=None)
+def test_no_message_body_stops_the_reader(data: bytes) -> None:
+    """Whatever bytes a peer publishes, the reader's decoding returns events or nothing (then
+    counted as malformed, or as a duplicate): it never raises."""
+    events = fleet_events()
+    before = events.stats
+    decoded = events._decode(_Message(data))
+    after = events.stats
+    assert all(isinstance(event, FleetEvent) for event in decoded)
+    if not decoded:
+        assert after.malformed + after.duplicates == before.malformed + before.duplicates + 1
+
+
+@given(
+    node=st.text(min_size=1),
+    boot_id=st.text(),
+    run=st.text(),
+    seq=st.integers(min_value=0),
+    items=st.lists(st.dictionaries(st.text(), _json_values, max_size=3), max_size=5),
+)
+@settings(max_examples=100, deadline=None)
+def test_a_well_formed_message_decodes_to_its_items(
+    node: str, boot_id: str, run: str, seq: int, items: list[dict[str, Any]]
+) -> None:
+    """aiobpf's own messages (any text, any items of objects) decode to one event an item,
+    in order, with the message's id; the same message again is a duplicate."""
+    body = {"node": node, "boot_id": boot_id, "run": run, "seq": seq, "items": items}
+    events = fleet_events()
+    decoded = events._decode(_Message(json.dumps(body).encode()))
+    assert [event.fields for event in decoded] == items
+    assert {(event.node, event.boot_id, event.message_id) for event in decoded} <= {
+        (node, boot_id, f"{node}:{run}:{seq}")
+    }
+    assert events._decode(_Message(json.dumps(body).encode())) == []
+    assert (events.stats.duplicates, events.stats.malformed) == (1, 0)

@@ -325,3 +325,23 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_socket_in_a_missing_directory_is_refused_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    """`aiobpf serve --socket` in a directory that does not exist: status 1, one line naming
+    it, and no directory made (it created the whole path as root, and served)."""
+    missing = tmp_path / "no" / "such" / "dir"
+    result = subprocess.run(
+        [sys.executable, "-m", "aiobpf", "serve", "--socket", str(missing / "x.sock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"aiobpf serve: cannot listen on {missing}/...: {missing} is not a directory that "
+        "exists (aiobpf creates only the default socket's directory)\n"
+    )
+    assert not (tmp_path / "no").exists()

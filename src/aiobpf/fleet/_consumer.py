@@ -96,7 +96,7 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
     async def open(self) -> None:
         """Connects and binds the durable consumer (made on first use); idempotent."""
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError("the fleet reader is closed")
         if self._subscription is not None:
             return
         require_asyncio("fleet_events()")
@@ -121,7 +121,7 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
     async def receive(self) -> FleetEvent:
         """The next event; raises :class:`anyio.ClosedResourceError` once closed."""
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError("the fleet reader is closed")
         if self._subscription is None:
             await self.open()
         await self._acknowledge()
@@ -159,15 +159,26 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
                 self._to_ack.append(message)
 
     def _decode(self, message: Any) -> list[FleetEvent]:
+        """The events of one message; none, counted as malformed, for anything that is not
+        aiobpf's JSON. A peer may send anything on the subject: nothing it sends may stop
+        the reader (a deeply nested body raised RecursionError out of it, and the message,
+        never acknowledged, came back to every restart)."""
         try:
             body = json.loads(message.data)
+            if not isinstance(body, dict):
+                raise TypeError("a message is a JSON object")
             node, boot_id, items = body["node"], body["boot_id"], body["items"]
-            message_id = f"{node}:{body['run']}:{body['seq']}"
+            run, seq = body["run"], body["seq"]
+            if not (isinstance(node, str) and isinstance(boot_id, str) and isinstance(run, str)):
+                raise TypeError("node, boot_id and run are text")
+            if isinstance(seq, bool) or not isinstance(seq, int):
+                raise TypeError("seq is a whole number")
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise TypeError("items must be a list of objects")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self._malformed += 1
             return []
+        message_id = f"{node}:{run}:{seq}"
         if message_id in self._seen:
             self._duplicates += 1
             return []

@@ -6,7 +6,10 @@ publishes them in order and waits for the engine's acknowledgement of each; whil
 slow or down, messages wait in a bounded buffer whose policy (block, drop_oldest, drop_newest)
 decides what gives, and a failed publish is tried again with back-off, under the same message
 id, so that the engine stores a message once even when an acknowledgement was lost on the way
-(JetStream's duplicate window). Nothing is lost silently: every item handed in is published
+(JetStream's duplicate window). A batch whose message would exceed the largest the engine takes
+(its ``max_payload``, 1 MiB by default) is split in halves until each part fits; a single item
+larger than that is dropped and counted (``too_large``): one oversize message retried forever
+held up everything behind it. Nothing is lost silently: every item handed in is published
 (acknowledged), dropped (counted), or still pending, and leaving the sink counts what it could
 not publish in time as dropped.
 """
@@ -37,6 +40,10 @@ SinkPolicy = Literal["block", "drop_oldest", "drop_newest"]
 #: NATS's default largest message is 1 MiB; an exec event is about 0.5 KiB of JSON.
 MAX_ITEMS = 256
 
+#: What a message's headers (its id) may take of the engine's largest message, which counts
+#: headers and body together.
+HEADER_ROOM = 1024
+
 
 @attrs.frozen
 class SinkStats:
@@ -44,7 +51,8 @@ class SinkStats:
     pending``. ``messages`` were acknowledged, ``duplicates`` of them as a message the engine
     already had (a retry whose first acknowledgement was lost: its items count once);
     ``retries`` publishes failed and were tried again; ``disconnects`` counts lost
-    connections."""
+    connections; ``too_large`` items were each larger than the engine's largest message alone
+    (dropped, and counted in ``dropped`` too)."""
 
     received: int
     published: int
@@ -54,6 +62,7 @@ class SinkStats:
     duplicates: int
     retries: int
     disconnects: int
+    too_large: int
 
 
 @attrs.define
@@ -139,6 +148,10 @@ class JetStreamSink(AsyncContextManagerMixin):
         self._seq = 0
         self._received = self._published = self._dropped = self._pending = 0
         self._messages = self._duplicates = self._retries = self._disconnects = 0
+        self._too_large = 0
+        #: The largest message body the engine takes (its max_payload, less the headers'
+        #: room), known once connected.
+        self._largest = 1024 * 1024 - HEADER_ROOM
         self._changed: anyio.Event  # made on entering: an event belongs to a running loop
         self._open = self._closing = False
 
@@ -155,6 +168,7 @@ class JetStreamSink(AsyncContextManagerMixin):
             on_disconnect=self._disconnected,
         )
         try:
+            self._largest = client.max_payload - HEADER_ROOM
             jetstream = client.jetstream()
             await self._ensure_stream(jetstream)
             async with anyio.create_task_group() as tasks:
@@ -200,32 +214,57 @@ class JetStreamSink(AsyncContextManagerMixin):
     # -- handing items in -----------------------------------------------------------------------
 
     async def send(self, items: Iterable[Any]) -> None:
-        """Queues ``items`` for publishing, in messages of up to ``max_items``. With the
-        ``block`` policy, waits while the buffer is full. Raises
+        """Queues ``items`` for publishing, in messages of up to ``max_items`` (fewer where
+        the engine's largest message holds fewer; an item too large alone is dropped and
+        counted). With the ``block`` policy, waits while the buffer is full. Raises
         :class:`anyio.ClosedResourceError` when the sink is not open, :class:`TypeError` for
         an item with no JSON form (attrs classes, numpy records and plain values have one)."""
         await anyio.lowlevel.checkpoint()  # the publisher runs between two sends
         if not self._open:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError("the sink is not open: use 'async with'")
         batch = list(items)
         for start in range(0, len(batch), self._max_items):
-            message = self._message(batch[start : start + self._max_items])  # TypeError first
-            self._received += message.count
-            try:
-                room = await self._make_room(message.count)
-            except BaseException:  # cancelled, or the sink closed, while waiting for room
-                self._dropped += message.count  # never queued: counted, not lost silently
-                raise
-            if not room:
-                self._dropped += message.count
-                continue
-            self._queue.append(message)
-            self._pending += message.count
-            self._notify()
+            part = batch[start : start + self._max_items]
+            messages, too_large = self._split(part)  # TypeError first
+            self._received += len(part)
+            self._too_large += too_large
+            self._dropped += too_large
+            for index, message in enumerate(messages):
+                try:
+                    room = await self._make_room(message.count)
+                except BaseException:  # cancelled, or the sink closed, while waiting for room
+                    # never queued, this message and those after it: counted, not lost silently
+                    self._dropped += sum(later.count for later in messages[index:])
+                    raise
+                if not room:
+                    self._dropped += message.count
+                    continue
+                self._queue.append(message)
+                self._pending += message.count
+                self._notify()
 
-    def _message(self, items: list[Any]) -> _Message:
-        seq, self._seq = self._seq, self._seq + 1
-        payload = to_json(
+    def _split(self, items: list[Any]) -> tuple[list[_Message], int]:
+        """``items`` as messages the engine takes, in order: one, or halves of halves where
+        one would be larger than the engine's largest message; with how many items were too
+        large alone. Encoded once when they fit, as they do but for hostile input."""
+        messages: list[_Message] = []
+        too_large = 0
+        parts = [items]
+        while parts:
+            part = parts.pop()
+            payload = self._payload(part, self._seq)
+            if len(payload) <= self._largest:
+                messages.append(_Message(self._message_id(self._seq), payload, len(part)))
+                self._seq += 1
+            elif len(part) == 1:
+                too_large += 1
+            else:
+                half = len(part) // 2
+                parts += (part[half:], part[:half])  # the first half is taken next
+        return messages, too_large
+
+    def _payload(self, items: list[Any], seq: int) -> bytes:
+        return to_json(
             {
                 "node": self.node.name,
                 "boot_id": self.node.boot_id,
@@ -234,7 +273,9 @@ class JetStreamSink(AsyncContextManagerMixin):
                 "items": items,
             }
         )
-        return _Message(f"{self.node.name}:{self.run}:{seq}", payload, len(items))
+
+    def _message_id(self, seq: int) -> str:
+        return f"{self.node.name}:{self.run}:{seq}"
 
     async def _make_room(self, count: int) -> bool:
         """Whether ``count`` more items may wait (after dropping or waiting, by policy)."""
@@ -253,7 +294,7 @@ class JetStreamSink(AsyncContextManagerMixin):
                 continue
             await self._wait_for_change()
             if not self._open:
-                raise anyio.ClosedResourceError
+                raise anyio.ClosedResourceError("the sink closed")
         return True
 
     # -- publishing -----------------------------------------------------------------------------
@@ -272,6 +313,7 @@ class JetStreamSink(AsyncContextManagerMixin):
                 await self._wait_for_change()
             message = self._in_flight = self._queue[0]
             delay = 0.05
+            ack = None
             while True:
                 try:
                     ack = await jetstream.publish(
@@ -281,6 +323,10 @@ class JetStreamSink(AsyncContextManagerMixin):
                         headers={"Nats-Msg-Id": message.message_id},
                     )
                     break
+                except nats.errors.MaxPayloadError:
+                    # the engine now takes less than when the message was made (a reconnect to
+                    # another server): trying again would hold up everything behind it
+                    break
                 except nats.errors.Error:  # timeout, no stream, disconnected: tried again
                     self._retries += 1
                     await anyio.sleep(delay)
@@ -288,9 +334,13 @@ class JetStreamSink(AsyncContextManagerMixin):
             self._queue.popleft()
             self._in_flight = None
             self._pending -= message.count
-            self._published += message.count
-            self._messages += 1
-            self._duplicates += bool(ack.duplicate)
+            if ack is None:
+                self._too_large += message.count
+                self._dropped += message.count
+            else:
+                self._published += message.count
+                self._messages += 1
+                self._duplicates += bool(ack.duplicate)
             self._notify()
 
     @property
@@ -304,6 +354,7 @@ class JetStreamSink(AsyncContextManagerMixin):
             duplicates=self._duplicates,
             retries=self._retries,
             disconnects=self._disconnects,
+            too_large=self._too_large,
         )
 
 

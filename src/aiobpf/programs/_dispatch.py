@@ -327,7 +327,7 @@ class SyscallEvents(ProgramRing[SyscallEvent, _Kernel]):
     def kernel(self) -> _Kernel:
         """The running dispatcher; raises :class:`anyio.ClosedResourceError` when not running."""
         if self._program is None or self._inner is None or self._inner.closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError("the dispatcher is not running")
         return self._program
 
 

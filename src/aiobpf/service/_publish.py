@@ -61,6 +61,7 @@ class HubPublisher(Collector):
             ("dropped", stats.dropped, "exec events dropped before the engine took them"),
             ("retries", stats.retries, "publishes tried again (engine slow or away)"),
             ("disconnects", stats.disconnects, "connections to the stream engine lost"),
+            ("too_large", stats.too_large, "exec events each larger than the engine's message"),
         ):
             counter = CounterMetricFamily(
                 f"aiobpf_publish_{name}", documentation, labels=list(labels)

@@ -287,10 +287,7 @@ def _unix_listener(
     """A Unix socket at ``path`` with ``mode`` (never wider while it is created), removed on
     the way out. A socket file nobody answers on (left by a process that died) is replaced; one
     that answers is in use."""
-    try:
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ListenError(f"cannot create {path.parent} for the socket: {exc.strerror}") from exc
+    _socket_directory(path.parent)
     _remove_stale_socket(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         if send_buffer is not None:
@@ -306,6 +303,22 @@ def _unix_listener(
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def _socket_directory(directory: Path) -> None:
+    """Makes the default socket's directory (``/run/aiobpf``, one level, under a ``/run``
+    that exists); any other directory must exist already. Run as root, creating whatever
+    path an argument names would make directories (owned by root) wherever a typo points."""
+    if directory == Path(DEFAULT_SOCKET).parent:
+        try:
+            directory.mkdir(mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise ListenError(f"cannot create {directory} for the socket: {exc.strerror}") from exc
+    elif not directory.is_dir():
+        raise ListenError(
+            f"cannot listen on {directory}/...: {directory} is not a directory that exists "
+            "(aiobpf creates only the default socket's directory)"
+        )
 
 
 def _remove_stale_socket(path: Path) -> None:

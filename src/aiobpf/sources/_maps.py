@@ -235,7 +235,7 @@ class MapPoller(ObjectReceiveStream[MapReading[K, V]]):
     def read(self) -> MapReading[K, V]:
         """A reading now, in this poller's mode (a drain empties the map)."""
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError(f"the poller of map {self._reader.name!r} is closed")
         dropped = None if self._dropped is None else self._dropped()[0]
         keys, values = self._reader.read(delete=self._mode == "drain")
         current = dict(zip(self._keys(keys), self._values(values), strict=True))
@@ -277,7 +277,7 @@ class MapPoller(ObjectReceiveStream[MapReading[K, V]]):
         """The next reading. Raises :class:`anyio.EndOfStream` when the poller was closed while
         waiting, and :class:`anyio.ClosedResourceError` when it was closed before."""
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError(f"the poller of map {self._reader.name!r} is closed")
         try:
             return await self.__anext__()
         except StopAsyncIteration:

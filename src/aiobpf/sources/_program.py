@@ -116,7 +116,7 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner, P]):
         :class:`anyio.BusyResourceError` while another task is opening it.
         """
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError(f"{self._name} is closed")
         if self._inner is not None:
             return self._inner
         if self._opening:

@@ -92,7 +92,7 @@ class TracePipe(ObjectReceiveStream[TraceLine]):
         be found or mounted, :class:`PermissionError` without the right to read it, and
         :class:`anyio.ClosedResourceError` once closed."""
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError("the trace pipe source is closed")
         if self._fd is None:
             path = ensure_tracefs() / "trace_pipe"
             self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

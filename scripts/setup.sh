@@ -93,6 +93,8 @@ mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug \
 
 # 4. The virtual environment, with the system bcc module exposed and nothing else from dist-packages.
 python="${PYTHON:-python3}"
+# a bare Debian's python3 has no venv module (nor ensurepip) until python3-venv is installed
+"$python" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
 if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv"
     "$python" -m venv "$venv"

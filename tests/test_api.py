@@ -58,6 +58,7 @@ TOP_LEVEL = [
     "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
+    "UnsupportedMachineError",
     "WindowCount",
     "batch",
     "errors",

@@ -18,6 +18,7 @@ import pytest
 import aiobpf
 from aiobpf import RingBuffer
 from aiobpf._kernel.ring_protocol import RingReader
+from aiobpf.lowlevel import EXECVE_RECORD, record_type
 from aiobpf.testing import getppid_program, getppid_record
 
 from . import kernel
@@ -65,8 +66,10 @@ def _run_probe(*wrapper: str, source: str = "aiobpf.execve_events()") -> str:
 def test_missing_bcc_is_a_typed_error_with_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Without the bcc module, touching the kernel says to install python3-bpfcc."""
+    """Without the bcc module (neither this Python's nor Debian's), compiling a BCC program
+    says to install python3-bpfcc."""
     monkeypatch.setitem(sys.modules, "bcc", None)
+    monkeypatch.setattr(aiobpf._kernel.bcc, "DEBIAN_BCC", Path("/nonexistent/bcc"))
     with (
         within_a_second(),
         pytest.raises(aiobpf.BccMissingError, match="apt-get install python3-bpfcc"),
@@ -228,6 +231,22 @@ def test_a_map_that_is_not_a_ring_is_a_map_type_error() -> None:
         program.close()
 
 
+@pytest.mark.usefixtures("bpf")
+def test_a_misspelt_ring_name_is_an_unknown_map_with_the_close_names() -> None:
+    """from_bcc with a ring name one letter off, and no record declared: an UnknownMapError
+    naming the ring it comes close to (it said to declare the record, as if the ring existed
+    and its struct could not be read)."""
+    text, flags = getppid_program()
+    program = aiobpf.lowlevel.Program.compile(text, cflags=flags)
+    try:
+        with pytest.raises(aiobpf.UnknownMapError, match="did you mean 'events'"):
+            RingBuffer.from_bcc(program.bpf, "evnets")
+        with pytest.raises(aiobpf.UnknownMapError, match="no map named 'evnets'"):
+            aiobpf.PerfBuffer.from_bcc(program.bpf, "evnets")
+    finally:
+        program.close()
+
+
 class _InjectedFault(Exception):
     pass
 
@@ -272,3 +291,28 @@ def test_import_needs_neither_bcc_nor_root() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
+
+
+def test_programs_built_for_another_machine_are_refused_in_one_line(tmp_path: Path) -> None:
+    """Objects whose build says another machine (BUILT_FOR beside them) are refused before
+    anything loads, naming both machines: not programs that read the wrong registers."""
+    from aiobpf._kernel.objects import BpfObject
+
+    other = "aarch64" if os.uname().machine != "aarch64" else "x86_64"
+    (tmp_path / "BUILT_FOR").write_text(f"{other}\n")
+    (tmp_path / "hello.bpf.o").write_bytes(b"\x7fELF")
+    with pytest.raises(aiobpf.UnsupportedMachineError, match=f"built for {other}, and this"):
+        BpfObject.load(tmp_path / "hello.bpf.o")
+
+
+def test_reading_a_mapped_ring_needs_x86_memory_ordering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU without x86-64's memory ordering, a ring over a mapped fd is refused (and the
+    fd it was to own is closed) rather than read with the wrong ordering."""
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    fd = os.open("/dev/null", os.O_RDONLY)
+    with pytest.raises(aiobpf.UnsupportedMachineError, match="this machine is aarch64"):
+        RingBuffer.from_fd(fd, name="events", record=record_type(EXECVE_RECORD))
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)

@@ -46,6 +46,7 @@ from .errors import (
     UnknownSymbolError,
     UnknownSyscallError,
     UnknownTracepointError,
+    UnsupportedMachineError,
 )
 
 if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf`` stays cheap
@@ -121,6 +122,7 @@ __all__ = [
     "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
+    "UnsupportedMachineError",
     "WindowCount",
     "batch",
     "errors",
@@ -204,12 +206,29 @@ _HOMES = {
     ),
 }
 _HOME_OF = {name: home for home, names in _HOMES.items() for name in names}
+
+
+def _version() -> str:
+    """The installed distribution's version (``aiobpf.__version__``), from its metadata."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("aiobpf")
+    except metadata.PackageNotFoundError:  # imported from a source tree nobody installed
+        return "0+unknown"
+
+
 _SUBMODULES = frozenset({"fleet", "lowlevel", "operators", "programs", "sources"})
 
+
+if TYPE_CHECKING:
+    __version__: str
 
 if not TYPE_CHECKING:  # type checkers see the imports above
 
     def __getattr__(name: str) -> Any:
+        if name == "__version__":  # asked for rarely: importlib.metadata stays off start-up
+            return _version()
         if name in _SUBMODULES:
             value = importlib.import_module(f"aiobpf.{name}")
         elif name in _HOME_OF:

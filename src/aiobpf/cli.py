@@ -584,9 +584,22 @@ def _read_token(path: str) -> str:
 # -- the command ---------------------------------------------------------------------------------
 
 
+class _Version(argparse.Action):
+    """``--version``, with the version read from the package's metadata only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from . import _version
+
+        print(f"aiobpf {_version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiobpf", description="Kernel events through eBPF, from async Python."
+    )
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="print aiobpf's version and exit"
     )
     parser.add_argument(
         "--backend",

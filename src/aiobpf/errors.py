@@ -16,6 +16,7 @@ The tree::
     │   ├── TracefsError            (OSError) tracefs is not mounted and cannot be
     │   ├── KprobesUnavailableError (NotImplementedError) no kprobes: use a tracepoint
     │   ├── BtfError                (LookupError) the kernel's BTF lacks what a program reads
+    │   ├── UnsupportedMachineError (NotImplementedError) no programs or ring reading for this CPU
     │   └── NatsMissingError        (ImportError) no ``nats`` module: pip install 'aiobpf[nats]'
     ├── AsyncioOnlyError            (RuntimeError) a part built on an asyncio-only library, on trio
     ├── StreamEngineError           (ConnectionError) the stream engine cannot be reached or set up
@@ -62,6 +63,7 @@ __all__ = [
     "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
+    "UnsupportedMachineError",
 ]
 
 
@@ -99,6 +101,11 @@ class KprobesUnavailableError(SetupError, NotImplementedError):
 
 class BtfError(SetupError, LookupError):
     """The running kernel's BTF is missing, or lacks a type or member a program reads."""
+
+
+class UnsupportedMachineError(SetupError, NotImplementedError):
+    """aiobpf's programs were built for another architecture, or its ring reading needs a
+    memory ordering (x86-64's) this CPU does not give."""
 
 
 class NatsMissingError(SetupError, ImportError):

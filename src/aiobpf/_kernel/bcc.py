@@ -15,12 +15,15 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import difflib
 import errno
 import functools
 import importlib
+import importlib.util
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import weakref
@@ -55,17 +58,40 @@ __all__ = ["BccRingConsumer", "Program", "import_bcc", "map_fd", "percpu_sums"]
 _TRACEPOINT_NAME = re.compile(r"^tracepoint__(\w+?)__(\w+)$")
 
 
+#: Where Debian's (and Ubuntu's) python3-bpfcc puts the module. BCC is not on PyPI, and a
+#: virtual environment does not see the system's packages: aiobpf takes BCC from here, and
+#: nothing else of the system's.
+DEBIAN_BCC = Path("/usr/lib/python3/dist-packages/bcc")
+
+
 def import_bcc() -> ModuleType:
-    """The ``bcc`` module; raises :class:`BccMissingError` with the install command."""
+    """The ``bcc`` module: the one this Python imports, else Debian's python3-bpfcc (BCC's
+    Python side is ctypes over libbcc, the same for every Python 3), so that any virtual
+    environment can use it. Raises :class:`BccMissingError` with the install command."""
     try:
-        bcc: ModuleType = importlib.import_module("bcc")
+        return importlib.import_module("bcc")
     except ImportError as exc:
-        raise BccMissingError(
-            "the bcc Python module is not importable; BCC is not on PyPI: install Debian's "
-            "python3-bpfcc (apt-get install python3-bpfcc) and use a Python that sees it "
-            "(scripts/setup.sh makes such a venv in .venv)"
-        ) from exc
-    return bcc
+        missing = exc
+    init = DEBIAN_BCC / "__init__.py"
+    if init.is_file():
+        spec = importlib.util.spec_from_file_location(
+            "bcc", init, submodule_search_locations=[str(DEBIAN_BCC)]
+        )
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["bcc"] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules["bcc"]
+                raise BccMissingError(f"BCC's module at {DEBIAN_BCC} fails to load: {exc}") from exc
+            return module
+    raise BccMissingError(
+        "the bcc Python module is needed for your own BCC programs only (aiobpf's tools and "
+        "sources need none): BCC is not on PyPI; install Debian's python3-bpfcc (apt-get "
+        f"install python3-bpfcc), which aiobpf finds at {DEBIAN_BCC} from any virtual "
+        "environment"
+    ) from missing
 
 
 def check_headers() -> None:
@@ -111,20 +137,47 @@ def _forget(bpf: Any) -> None:
 
 def map_fd(bpf: Any, name: str) -> int:
     """A duplicate of the fd of map ``name`` of a ``bcc.BPF`` object (the caller closes it)."""
-    try:
-        table = bpf[name.encode()]
-    except KeyError:
-        raise UnknownMapError(f"the BPF program has no map named {name!r}") from None
-    return os.dup(table.get_fd())
+    return os.dup(_table(bpf, name).get_fd())
 
 
 def map_types(bpf: Any, name: str) -> tuple[Any, Any]:
     """The ctypes key and (per-CPU: single) value types BCC derived for map ``name``."""
-    try:
-        table = bpf[name.encode()]
-    except KeyError:
-        raise UnknownMapError(f"the BPF program has no map named {name!r}") from None
+    table = _table(bpf, name)
     return table.Key, getattr(table, "sLeaf", table.Leaf)
+
+
+def require_map(bpf: Any, name: str) -> None:
+    """:class:`aiobpf.UnknownMapError` (naming the program's maps that come close) unless the
+    ``bcc.BPF`` object has a map ``name``: asked first, so that a misspelt name is not taken
+    for a record to declare."""
+    _table(bpf, name)
+
+
+def _map_names(bpf: Any) -> list[str]:
+    """The names of every map of a ``bcc.BPF`` object, from libbcc (whose Python side declares
+    no prototypes for these two: declared here, without touching BCC's own)."""
+    lib = import_bcc().libbcc.lib
+    count = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)(("bpf_num_tables", lib))
+    name_of = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)(
+        ("bpf_table_name", lib)
+    )
+    return [
+        (name_of(bpf.module, index) or b"").decode(errors="replace")
+        for index in range(count(bpf.module))
+    ]
+
+
+def _table(bpf: Any, name: str) -> Any:
+    try:
+        return bpf[name.encode()]
+    except KeyError:
+        names = _map_names(bpf)
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        shown = ", ".join(map(repr, sorted(names))) or "none"
+        raise UnknownMapError(
+            f"the BPF program has no map named {name!r}{hint} (its maps: {shown})"
+        ) from None
 
 
 def event_fields(bpf: Any, name: str) -> list[tuple[str, str]]:

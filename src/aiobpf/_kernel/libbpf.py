@@ -74,8 +74,8 @@ def libbpf() -> ctypes.CDLL:
         lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
     except OSError as exc:
         raise LibbpfMissingError(
-            "libbpf (libbpf.so.1) is needed to read BPF maps and kernel BTF; install it: "
-            "apt-get install libbpf1"
+            "libbpf (libbpf.so.1) loads aiobpf's programs and reads BPF maps, and this host "
+            "has none: apt-get install libbpf1 (Debian and Ubuntu; iproute2 brings it too)"
         ) from exc
     for name, (argtypes, restype) in _PROTOTYPES.items():
         function = getattr(lib, name)

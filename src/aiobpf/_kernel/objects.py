@@ -18,13 +18,20 @@ import ctypes
 import errno
 import functools
 import os
+import platform
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
 from .._resource import release_together
-from ..errors import AttachError, CompileError, SetupError, UnknownMapError
+from ..errors import (
+    AttachError,
+    CompileError,
+    SetupError,
+    UnknownMapError,
+    UnsupportedMachineError,
+)
 from .libbpf import check, libbpf, write_element
 from .libc import libc
 from .privileges import check_privileges
@@ -101,6 +108,22 @@ def preload(path: Path, *, max_entries: dict[str, int] | None = None) -> None:
     threading.Thread(target=load, name=f"aiobpf preload {path.name}", daemon=True).start()
 
 
+def _check_built_for(path: Path) -> None:
+    """:class:`aiobpf.UnsupportedMachineError` when the objects beside ``path`` were compiled
+    for another machine (their build writes it in ``BUILT_FOR``): one clear line, rather
+    than programs that read the wrong registers."""
+    try:
+        built_for = (path.parent / "BUILT_FOR").read_text().strip()
+    except FileNotFoundError:
+        return
+    if built_for != platform.machine():
+        raise UnsupportedMachineError(
+            f"aiobpf's programs in {path.parent} were built for {built_for}, and this machine "
+            f"is {platform.machine()}: install a wheel built for {platform.machine()} "
+            "(python -m build, on such a machine)"
+        )
+
+
 class BpfObject:
     """One CO-RE object, opened, loaded and (once :meth:`attach_tracepoints` is called)
     attached; :meth:`close` detaches and unloads it. The same surface as
@@ -137,9 +160,11 @@ class BpfObject:
     def _load(cls, path: Path, max_entries: dict[str, int] | None) -> BpfObject:
         if not path.is_file():
             raise SetupError(
-                f"aiobpf's prebuilt program {path.name} is missing from {path.parent}: run "
-                "scripts/setup.sh, which compiles the programs with clang"
+                f"the BPF object {path.name} is missing from {path.parent}: an aiobpf installed "
+                "from a wheel has its programs inside (python -m build makes one); a checkout "
+                "compiles them with scripts/setup.sh"
             )
+        _check_built_for(path)
         check_privileges()  # EACCES from the kernel may be the verifier's refusal
         # signals held, and EAGAIN tried again: see aiobpf._kernel.verifier (an object that
         # failed to load cannot load again: each try opens it anew)

@@ -6,21 +6,10 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from ._build import PREBUILT
 from ._constants import shared_flags
 
 __all__ = ["PREBUILT", "execve_object", "include_flags", "prebuilt_path", "program_text"]
-
-#: The CO-RE objects set-up compiles (``<name>.bpf.o`` beside the C), each from ``<source>.bpf.c``
-#: with its own flags, which libbpf loads: no BCC, clang or kernel headers at run time. The
-#: other programs are BCC's to compile.
-PREBUILT: dict[str, tuple[str, tuple[str, ...]]] = {
-    "execve": ("execve", ()),
-    "hello": ("hello", ()),
-    "top_uids": ("top_uids", ()),
-    "execve_window_uid": ("execve_window", ()),
-    "execve_window_comm": ("execve_window", ("-DAIOBPF_KEY_COMM",)),
-    "dispatch": ("dispatch", ()),
-}
 
 _HERE = resources.files(__package__ or "aiobpf.programs")
 

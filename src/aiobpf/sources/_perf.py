@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -17,7 +16,7 @@ from .._kernel import bcc as _bcc
 from .._kernel.perf_buffer import PerfBuffers, open_perf_buffers
 from .._resource import release_all
 from ._records import RecordType
-from ._ring import _TSO_MACHINES, RingBuffer, _counter_reader, _record_of
+from ._ring import RingBuffer, _counter_reader, _record_of, require_tso
 from ._stats import RingStats
 from ._validate import MaxLatency, check_reading_mode
 
@@ -72,17 +71,15 @@ class PerfBuffer(RingBuffer[R]):
         Raises what :meth:`RingBuffer.from_bcc` raises, :class:`aiobpf.MapTypeError` when the
         map is not a perf event array, :class:`ValueError` for a bad ``page_cnt`` or an unknown
         ``order_by`` field, :class:`aiobpf.PrivilegeError` without CAP_PERFMON, and
-        :class:`NotImplementedError` on CPUs other than x86-64 (the reader's ordering argument).
+        :class:`aiobpf.UnsupportedMachineError` on CPUs other than x86-64 (the reader's
+        ordering argument).
         """
         on_close: list[Callable[[], None]] = list(owned)
         reader: PerfBuffers | None = None
         try:
             check_reading_mode(max_latency, busy_poll)
-            if platform.machine().lower() not in _TSO_MACHINES:
-                raise NotImplementedError(
-                    f"PerfBuffer reads the mapped buffers, which needs x86-64's memory ordering; "
-                    f"this is {platform.machine()}: use BCC's open_perf_buffer"
-                )
+            require_tso(f"perf buffer {name!r}")
+            _bcc.require_map(bpf, name)
             layout = _record_of(bpf, name, record, f"perf buffer {name!r}")
             if order_by is not None and order_by not in (layout.dtype.names or ()):
                 raise ValueError(

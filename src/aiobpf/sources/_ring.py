@@ -24,7 +24,7 @@ from .._kernel import bcc as _bcc
 from .._kernel.ring_memory import RingMemory
 from .._kernel.ring_protocol import RecordReader, RingReader
 from .._resource import release_all, warn_unclosed
-from ..errors import RecordLayoutError
+from ..errors import RecordLayoutError, UnsupportedMachineError
 from ._c_layout import check_layout, dtype_from_fields, text_fields
 from ._gate import ReaderGate
 from ._pacing import Pacing
@@ -42,6 +42,19 @@ Reader = Literal["auto", "mmap", "bcc"]
 #: The mmap reader's ordering argument (see :mod:`aiobpf._kernel.ring_protocol`) holds on TSO
 #: CPUs only.
 _TSO_MACHINES = frozenset({"x86_64", "amd64", "i686", "i386"})
+
+
+def require_tso(what: str) -> None:
+    """:class:`aiobpf.UnsupportedMachineError` unless this CPU orders memory as x86-64 does
+    (TSO), which reading the mapped ring or perf buffer relies on: elsewhere plain loads and
+    stores are not acquire and release, and records could be read before they are written."""
+    machine = platform.machine()
+    if machine.lower() not in _TSO_MACHINES:
+        raise UnsupportedMachineError(
+            f"{what} reads mapped kernel memory with x86-64's memory ordering; this machine is "
+            f"{machine}, where that would read wrong records: use a BCC program's ring with "
+            "reader='bcc'"
+        )
 
 
 #: Records handed out from a batch between two checkpoints. A checkpoint per record would cost
@@ -244,6 +257,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         """
         try:
             check_reading_mode(max_latency, busy_poll)  # before the ring is mapped
+            _bcc.require_map(bpf, name)
             layout = _record_of(bpf, name, record, f"ring {name!r}")
             counter_reader = _counter_reader(bpf, name, counters)
             if reader == "auto":
@@ -303,6 +317,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         ring_reader: RecordReader | None = None
         try:
             check_reading_mode(max_latency, busy_poll)
+            require_tso(f"ring {name!r}")
             ring_reader = _mapped_reader(fd, name, record.dtype, on_close)
             source: RingBuffer[T] = RingBuffer(
                 name=name,
@@ -369,7 +384,7 @@ class RingBuffer(ObjectReceiveStream[R]):
     async def _next_batch(self) -> npt.NDArray[np.void]:
         """Waits until records are available and takes them all. Raises _Closed if closed."""
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError(f"ring {self.name!r} is closed")
         self._raise_layout_error()
         with self._gate.reading():
             if self._checkpoint_due:  # the last call returned without awaiting
@@ -493,7 +508,7 @@ class RingBuffer(ObjectReceiveStream[R]):
         :class:`anyio.BusyResourceError` while another task is waiting on the source.
         """
         if self._closed:
-            raise anyio.ClosedResourceError
+            raise anyio.ClosedResourceError(f"ring {self.name!r} is closed")
         with self._gate.reading():
             rest = (
                 self._pending_batch[self._pending_index :]

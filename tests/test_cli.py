@@ -18,6 +18,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from aiobpf.lowlevel import cgroup_id
+from aiobpf.schema import EXEC_FIELDS, SCHEMA_VERSION
 
 from . import kernel
 
@@ -160,15 +161,12 @@ async def test_execsnoop_json_reports_a_known_program(tmp_path: Path) -> None:
             line = await _json_until(stream, lambda line: True)
             error = await _stop(process)
             summary = await _json_until(stream, lambda line: True)
-    assert set(line) == {
-        "type", "time", "uid", "pid", "tid", "ppid", "comm", "syscall", "dirfd", "flags",
-        "filename", "argv", "filename_truncated", "argv_truncated", "retval", "cgroup_id",
-        "cgroup",
-    }  # fmt: skip
+    assert set(line) == {"schema", "type", *EXEC_FIELDS, "cgroup"}
+    assert line["schema"] == SCHEMA_VERSION
     assert (line["type"], line["uid"], line["comm"], line["retval"]) == ("exec", UID, "snoop-me", 0)
     assert (line["filename"], line["argv"]) == (str(program), [str(program), "an argument"])
     assert before <= line["time"] <= after
-    assert summary == {"type": "summary", "seen": 1, "lost": 0}
+    assert summary == {"schema": 1, "type": "summary", "seen": 1, "lost": 0}
     assert process.returncode == 0, error
 
 
@@ -193,7 +191,7 @@ async def test_execsnoop_cgroup_keeps_only_the_cgroups_execs(tmp_path: Path) -> 
                 summary = await _json_until(stream, lambda line: True)
     assert (line["comm"], line["filename"]) == ("inside", str(inside))
     assert (line["cgroup"], line["cgroup_id"]) == expected
-    assert summary == {"type": "summary", "seen": 1, "lost": 0}
+    assert summary == {"schema": 1, "type": "summary", "seen": 1, "lost": 0}
     assert process.returncode == 0, error
 
 
@@ -304,8 +302,8 @@ def test_execsnoop_tells_what_it_lost_in_band_and_at_exit(
         assert [record["type"] for record in records] == ["exec", "lost", "summary"]
         assert records[0]["comm"] == "lose-me"
         assert records[1:] == [
-            {"type": "lost", "count": 4},
-            {"type": "summary", "seen": 1, "lost": 4},
+            {"schema": 1, "type": "lost", "count": 4},
+            {"schema": 1, "type": "summary", "seen": 1, "lost": 4},
         ]
     else:
         assert len(lines) == 3, lines

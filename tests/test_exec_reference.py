@@ -114,7 +114,7 @@ def test_a_storm_is_counted_exactly_as_bpftrace_counts_it(tmp_path: Path) -> Non
     *events_json, summary_json = json_records
     shown = [record for record in events_json if record["type"] == "exec"]
     told_lost = sum(record["count"] for record in events_json if record["type"] == "lost")
-    assert summary_json == {"type": "summary", "seen": len(shown), "lost": told_lost}
+    assert summary_json == {"schema": 1, "type": "summary", "seen": len(shown), "lost": told_lost}
     assert len(shown) + told_lost == reference
     if told_lost == 0:
         by_syscall = [record["syscall"] for record in shown]

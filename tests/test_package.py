@@ -208,7 +208,7 @@ def test_the_installed_tools_run_with_no_compiler_bcc_or_headers(
         summary = json.loads(tracer.stdout.readline())
         assert tracer.wait(timeout=60) == 0
     assert (line["pid"], line["uid"], line["comm"]) == (child.pid, UID, "wheel-exec")
-    assert summary == {"type": "summary", "seen": 1, "lost": 0}
+    assert summary == {"schema": 1, "type": "summary", "seen": 1, "lost": 0}
 
 
 def _library_path(name: str) -> Path:
@@ -236,3 +236,29 @@ def test_without_libbpf_a_tool_says_which_package_in_one_line(
     assert "apt-get install libbpf1" in result.stderr
     assert result.stderr.startswith("aiobpf execsnoop: ")
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.usefixtures("bpf")
+def test_doctor_from_the_wheel_tells_what_this_host_lacks(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The installed `aiobpf doctor --json`, with the toolchain hidden: ready (the tools need
+    none of it), BCC and the kernel headers found missing with their remedies; with libbpf
+    hidden too, not ready (exit 1), libbpf's check failed naming libbpf1."""
+    _, venv = built
+    doctor = [str(venv / "bin/aiobpf"), "doctor", "--json"]
+    result = _run(_hiding(HIDDEN, doctor), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    assert checks["aiobpf's programs"]["ok"]
+    assert not checks["BCC"]["ok"]
+    assert "apt-get install python3-bpfcc" in checks["BCC"]["remedy"]
+    assert not checks["kernel headers"]["ok"]
+
+    library = _library_path("libbpf.so.1")
+    result = _run(_hiding([*HIDDEN, str(library)], doctor), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    failed = [check for check in report["checks"] if check["needed"] and not check["ok"]]
+    assert [check["name"] for check in failed] == ["libbpf"]
+    assert "apt-get install libbpf1" in failed[0]["remedy"]

@@ -29,6 +29,7 @@ The tree::
     ├── MapTypeError                (TypeError) a map is not of the type needed
     ├── MapError                    (OSError) a map operation failed; ``errno`` says why
     ├── RecordLayoutError           (ValueError) records do not match the declared layout
+    ├── RecordingError              (ValueError) a recording's line is not aiobpf's event schema
     ├── ListenError                 (OSError) the service cannot listen where asked
     └── InsecureListenerError       (ValueError) listening beyond this machine without TLS
 
@@ -56,6 +57,7 @@ __all__ = [
     "NatsMissingError",
     "PrivilegeError",
     "RecordLayoutError",
+    "RecordingError",
     "SetupError",
     "StreamEngineError",
     "TracefsError",
@@ -155,6 +157,11 @@ class MapError(AiobpfError, OSError):
 
 class RecordLayoutError(AiobpfError, ValueError):
     """Records in a ring do not have the size the declared record type says they have."""
+
+
+class RecordingError(AiobpfError, ValueError):
+    """A recording (JSON lines of :mod:`aiobpf.schema`) has a line that is not an event of this
+    schema version; the message names the line and what is wrong with it."""
 
 
 class ListenError(AiobpfError, OSError):

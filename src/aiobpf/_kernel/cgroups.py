@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import SetupError
+from .mounts import mount_points
 
 __all__ = [
     "cgroup_directory",
@@ -28,10 +29,8 @@ __all__ = [
 @functools.cache
 def cgroup_root() -> Path:
     """Where the cgroup2 filesystem is mounted; SetupError where it is not."""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        before, _, after = line.partition(" - ")
-        if after.split(" ", 1)[0] == "cgroup2":
-            return Path(before.split(" ")[4])
+    for mounted in mount_points("cgroup2"):
+        return mounted
     raise SetupError(
         "no cgroup2 filesystem is mounted (cgroup v2 ids need it): mount it, for example "
         "`mount -t cgroup2 none /sys/fs/cgroup/unified`"

@@ -49,6 +49,8 @@ _PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
     "bpf_map_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
     "bpf_link_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
     "libbpf_num_possible_cpus": ([], ctypes.c_int),
+    "libbpf_major_version": ([], ctypes.c_uint32),
+    "libbpf_minor_version": ([], ctypes.c_uint32),
     # the object API: prebuilt CO-RE objects (objects.py)
     "bpf_object__open_file": ([ctypes.c_char_p, _P], _P),
     "bpf_object__load": ([_P], ctypes.c_int),

@@ -38,7 +38,7 @@ from .privileges import check_privileges
 from .tracefs import require_tracepoint
 from .verifier import LOAD_ATTEMPTS, signals_held
 
-__all__ = ["BpfObject", "preload"]
+__all__ = ["BpfObject", "check_built_for", "preload"]
 
 _PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _INFO = 1  # libbpf_print_level: WARN (0) and INFO are kept, DEBUG (2) is left out
@@ -108,7 +108,7 @@ def preload(path: Path, *, max_entries: dict[str, int] | None = None) -> None:
     threading.Thread(target=load, name=f"aiobpf preload {path.name}", daemon=True).start()
 
 
-def _check_built_for(path: Path) -> None:
+def check_built_for(path: Path) -> None:
     """:class:`aiobpf.UnsupportedMachineError` when the objects beside ``path`` were compiled
     for another machine (their build writes it in ``BUILT_FOR``): one clear line, rather
     than programs that read the wrong registers."""
@@ -164,7 +164,7 @@ class BpfObject:
                 "from a wheel has its programs inside (python -m build makes one); a checkout "
                 "compiles them with scripts/setup.sh"
             )
-        _check_built_for(path)
+        check_built_for(path)
         check_privileges()  # EACCES from the kernel may be the verifier's refusal
         # signals held, and EAGAIN tried again: see aiobpf._kernel.verifier (an object that
         # failed to load cannot load again: each try opens it anew)

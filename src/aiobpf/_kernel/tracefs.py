@@ -22,7 +22,7 @@ _CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 def tracefs_root() -> Path | None:
     """The mounted tracefs directory, or None."""
     for candidate in _CANDIDATES:
-        if (candidate / "events").is_dir():
+        if os.path.isdir(candidate / "events"):  # False, not PermissionError, for a user
             return candidate
     return None
 

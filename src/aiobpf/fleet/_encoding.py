@@ -14,6 +14,9 @@ from typing import Any
 
 import attrs
 
+from ..programs._execve_event import ExecveEvent
+from ..schema import exec_record
+
 __all__ = ["jsonable", "to_json"]
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -27,7 +30,10 @@ def _fields_of(kind: type) -> tuple[str, ...] | None:
 
 
 def _default(item: Any) -> Any:
-    """What the encoder does not know, as something it does (one level down)."""
+    """What the encoder does not know, as something it does (one level down): an exec event
+    as its record of :mod:`aiobpf.schema`, another attrs instance as its fields."""
+    if type(item) is ExecveEvent:
+        return exec_record(item)
     names = _fields_of(type(item))
     if names is not None:
         return {name: getattr(item, name) for name in names}

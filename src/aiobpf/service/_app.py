@@ -34,6 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ..programs._execve_event import ExecveEvent
+from ..schema import exec_record
 from ._access import AccessPolicy, Viewer, viewer_of
 from ._hub import EventHub
 
@@ -50,7 +51,7 @@ def _user_name(uid: int) -> str | None:
 
 
 def _event_json(event: ExecveEvent) -> str:
-    return json.dumps(attrs.asdict(event))
+    return json.dumps(exec_record(event))
 
 
 class _HubCollector(Collector):

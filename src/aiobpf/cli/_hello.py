@@ -1,0 +1,58 @@
+"""``aiobpf hello``: "Hello World!" from a BPF program on every execve, from the program's own
+log ring or the shared trace pipe (chapter 2 of *Learning eBPF*)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+from . import _options as option
+from ._running import Stop
+from ._text import printable
+
+__all__ = ["add_parser"]
+
+
+async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
+    from ..programs._hello import hello_world
+    from ..sources._trace_pipe import trace_pipe
+
+    async with hello_world() as logs:
+        seen = 0
+        try:
+            with stop.running():
+                if args.trace_pipe:
+                    keep = lambda line: line.message == "Hello World!"  # noqa: E731
+                    async with trace_pipe(keep=keep) as pipe:
+                        async for line in pipe:
+                            seen += 1
+                            print(
+                                f"{printable(line.task)}-{line.pid} [{line.cpu}] "
+                                f"{line.timestamp:.6f}: {printable(line.message)}",
+                                file=out,
+                                flush=True,
+                            )
+                else:
+                    async for record in logs:
+                        seen += 1
+                        print(
+                            f"{record.level} {printable(record.comm)}-{record.pid} "
+                            f"uid={record.uid}: {printable(record.text)}",
+                            file=out,
+                            flush=True,
+                        )
+        finally:
+            # the trace pipe keeps no count of what it lost; the program's ring does
+            lost = "" if args.trace_pipe else f", {logs.stats.dropped or 0} lost"
+            print(f"-- {seen} hello lines seen{lost}", file=out, flush=True)
+
+
+def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hello = tools.add_parser("hello", help='"Hello World!" from a BPF program on every execve')
+    hello.add_argument(
+        "--trace-pipe",
+        action="store_true",
+        help="read the shared trace pipe instead of the program's own log ring",
+    )
+    option.add_duration(hello)
+    hello.set_defaults(run=run)

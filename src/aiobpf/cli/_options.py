@@ -1,0 +1,124 @@
+"""The command's argument types and the options its tools share, each said once."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import TYPE_CHECKING
+
+from ..errors import SetupError
+from ..programs._constants import MAX_ARGS
+
+if TYPE_CHECKING:
+    from ..operators._cgroups import CgroupTree
+    from ..sources._validate import MaxLatency
+
+__all__ = [
+    "add_duration",
+    "add_json",
+    "add_max_latency",
+    "arg_count",
+    "cgroup",
+    "count",
+    "file_mode",
+    "latency",
+    "pid",
+    "positive",
+    "ring_size",
+    "uid",
+]
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def latency(text: str) -> MaxLatency:
+    if text == "auto":
+        return "auto"
+    value = float(text)
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number >= 0, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def arg_count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_ARGS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 0 to {MAX_ARGS}, got {text!r}"
+        )
+    return value
+
+
+def ring_size(text: str) -> int:
+    from ..sources._validate import ring_pages
+
+    value = int(text)
+    try:
+        ring_pages(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def file_mode(text: str) -> int:
+    value = int(text, 8)
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"must be a file mode in octal (0600), got {text!r}")
+    return value
+
+
+def uid(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be a uid (0 to 4294967295), got {text!r}")
+    return value
+
+
+def pid(text: str) -> int:
+    value = int(text)
+    if not 0 < value <= _PID_MAX:
+        raise argparse.ArgumentTypeError(f"must be a process id (1 to {_PID_MAX}), got {text!r}")
+    return value
+
+
+_PID_MAX = 4 * 1024 * 1024  # the kernel's PID_MAX_LIMIT on 64-bit machines
+
+
+def cgroup(text: str) -> CgroupTree:
+    from ..operators._cgroups import CgroupTree
+
+    try:
+        return CgroupTree.of(text)
+    except (OSError, SetupError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_duration(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=positive, default=math.inf, help="seconds to run")
+
+
+def add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json``: NDJSON records of :mod:`aiobpf.schema` (``what`` says which)."""
+    parser.add_argument("--json", action="store_true", help=f"NDJSON: {what}")
+
+
+def add_max_latency(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
+    parser.add_argument(
+        "--max-latency",
+        type=latency,
+        default="auto",
+        help="latency budget, seconds: read at most this often (less CPU); "
+        "auto (default): 4 ms while 750 events/s or more come, else at once; 0: at once",
+    )

@@ -1,0 +1,233 @@
+"""``aiobpf serve``: the HTTP service (an SSE stream of execs, /top, /metrics, a dashboard),
+optionally publishing every exec to a NATS JetStream engine."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import anyio
+
+from .._defaults import DEFAULT_SOCKET
+from ..errors import AiobpfError
+from . import _options as option
+from ._running import Stop
+
+if TYPE_CHECKING:
+    from ..fleet import JetStreamSink
+
+__all__ = ["add_parser"]
+
+
+async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
+    try:
+        from ..service import AccessPolicy, serve
+    except ImportError as exc:
+        raise AiobpfError(
+            f"aiobpf serve needs the service extra ({exc.name} is missing): "
+            "pip install 'aiobpf[service]'"
+        ) from exc
+    access = AccessPolicy(
+        token=_read_token(args.token_file) if args.token_file else None,
+        see_all=frozenset(args.see_all or ()),
+        metrics_public=args.metrics_without_token,
+        max_clients=args.max_clients,
+        max_clients_per_user=args.max_clients_per_user,
+    )
+    async with contextlib.AsyncExitStack() as publishing:
+        sink = await publishing.enter_async_context(_sink(args)) if args.publish else None
+        shutdown = anyio.Event()
+        async with anyio.create_task_group() as server:
+            run = functools.partial(
+                serve,
+                socket_path=args.socket,
+                socket_mode=args.socket_mode,
+                host=args.host,
+                port=args.port,
+                access=access,
+                allowed_hosts=args.allowed_host or (),
+                certfile=args.certfile,
+                keyfile=args.keyfile,
+                insecure=args.insecure,
+                uids=args.uid,
+                client_buffer=args.client_buffer,
+                max_latency=args.max_latency,
+                send_buffer=args.send_buffer,
+                stalled_client_timeout=args.stalled_timeout,
+                publish_to=sink,
+                shutdown=shutdown,
+            )
+            serving = await server.start(run)
+            where = serving.url
+            if serving.token is not None and not args.token_file:
+                where += f"?token={serving.token}"  # generated: the one place it is told
+            elif serving.url.startswith("unix:"):
+                where += f" (mode {args.socket_mode:04o})"
+            print(f"serving on {where} (Ctrl-C stops)", file=out, flush=True)
+            if sink is not None:
+                print(f"publishing to {sink.url}, subject {sink.subject}", file=out, flush=True)
+            try:
+                with stop.running():
+                    await anyio.sleep_forever()
+            finally:
+                stats = serving.hub.stats
+                shutdown.set()  # the server shuts down gracefully, then detaches
+    print(
+        f"-- {stats.received} execs received, {stats.kernel_dropped} lost in the kernel, "
+        f"{stats.user_dropped} lost by slow clients",
+        file=out,
+        flush=True,
+    )
+    if serving.publisher is not None:  # final: the sink has waited for the engine
+        published = serving.publisher.stats
+        print(
+            f"-- {published.published} execs published to {args.publish}, "
+            f"{published.dropped} dropped",
+            file=out,
+            flush=True,
+        )
+
+
+def _sink(args: argparse.Namespace) -> JetStreamSink:
+    from ..fleet import JetStreamSink, Node
+
+    node = Node()
+    return JetStreamSink(
+        args.publish,
+        subject=args.subject or node.subject("exec"),
+        node=node,
+        max_pending=args.publish_buffer,
+        policy=args.publish_policy,
+    )
+
+
+def _read_token(path: str) -> str:
+    """The token in ``path``, a file only its owner may read (it stands for root's view)."""
+    try:
+        mode = os.stat(path).st_mode
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise AiobpfError(f"cannot read the token file {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise AiobpfError(
+            f"the token file {path} is readable by others (mode {mode & 0o777:04o}): chmod 600 it"
+        )
+    if not token:
+        raise AiobpfError(f"the token file {path} is empty")
+    return token
+
+
+def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    web = tools.add_parser(
+        "serve", help="HTTP service: SSE event stream, /top, /metrics, a dashboard"
+    )
+    web.add_argument(
+        "--socket",
+        default=DEFAULT_SOCKET,
+        help=f"Unix socket to listen on, unless --port is given ({DEFAULT_SOCKET})",
+    )
+    web.add_argument(
+        "--socket-mode",
+        type=option.file_mode,
+        default=0o600,
+        help="who may connect to the socket (0600: root; 0666: every local user, each seeing "
+        "its own execs)",
+    )
+    web.add_argument(
+        "--see-all",
+        type=option.uid,
+        action="append",
+        help="a uid that, like root, sees every user's execs over the socket (repeatable)",
+    )
+    web.add_argument("--port", type=int, help="listen on TCP instead, with a bearer token")
+    web.add_argument("--host", default="127.0.0.1", help="TCP address to bind (127.0.0.1)")
+    web.add_argument(
+        "--token-file",
+        help="file holding the bearer token, mode 0600 (default: a new token, printed at start)",
+    )
+    web.add_argument(
+        "--metrics-without-token",
+        action="store_true",
+        help="serve /metrics over TCP without the token (for a Prometheus scraper)",
+    )
+    web.add_argument(
+        "--allowed-host",
+        action="append",
+        help="a Host header name to answer besides --host and the loopback names (repeatable)",
+    )
+    web.add_argument("--certfile", help="TLS certificate (PEM), with --keyfile")
+    web.add_argument("--keyfile", help="TLS private key (PEM), with --certfile")
+    web.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without TLS: every user's commands in clear",
+    )
+    web.add_argument(
+        "--max-clients", type=option.count, default=64, help="open /events streams at most (64)"
+    )
+    web.add_argument(
+        "--max-clients-per-user",
+        type=option.count,
+        default=8,
+        help="open /events streams per user (or per token) at most (8)",
+    )
+    web.add_argument(
+        "--uid",
+        type=option.uid,
+        action="append",
+        help="serve only this user's execs (repeatable; in the kernel)",
+    )
+    web.add_argument(
+        "--client-buffer",
+        type=option.count,
+        default=1024,
+        help="events queued per client before it loses some (1024)",
+    )
+    web.add_argument(
+        "--max-latency",
+        type=option.latency,
+        default="auto",
+        help="latency budget of the kernel source, seconds (less CPU under exec storms); "
+        "auto (default): 4 ms while 750 execs/s or more come, else at once",
+    )
+    web.add_argument(
+        "--send-buffer",
+        type=option.count,
+        default=None,
+        help="kernel socket buffer per client, bytes (default: the kernel sizes it)",
+    )
+    web.add_argument(
+        "--stalled-timeout",
+        type=option.positive,
+        default=60.0,
+        help="disconnect a client that reads nothing for this long, seconds (60)",
+    )
+    web.add_argument(
+        "--publish",
+        metavar="URL",
+        help="also publish every exec to this NATS JetStream engine (nats://HOST:PORT); "
+        "whoever reads its stream sees every user's commands",
+    )
+    web.add_argument(
+        "--subject",
+        help="the subject to publish on (aiobpf.<hostname>.exec); the stream AIOBPF, over "
+        "aiobpf.>, is made if no stream holds the subject",
+    )
+    web.add_argument(
+        "--publish-buffer",
+        type=option.count,
+        default=65536,
+        help="execs kept while the engine is slow or away, then dropped and counted (65536)",
+    )
+    web.add_argument(
+        "--publish-policy",
+        choices=["drop_oldest", "drop_newest"],
+        default="drop_oldest",
+        help="which execs give when the buffer is full (drop_oldest)",
+    )
+    option.add_duration(web)
+    web.set_defaults(run=run)

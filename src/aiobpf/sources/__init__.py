@@ -7,7 +7,7 @@ and no busy loops on the waiting path.
 Every source is an :class:`anyio.abc.ObjectReceiveStream`: ``async with`` it, iterate it (or
 ``await source.receive()``), read its ``stats`` (a frozen record), and it is closed on leaving.
 The generic sources here work over BPF objects of your own; :mod:`aiobpf.programs` has the
-sources of the programs aiobpf ships.
+sources of the programs aiobpf ships; :func:`replay` plays a recording back as a source.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._maps import MapPoller, MapReading, Mode
 from ._pacing import AUTO_MAX_LATENCY
 from ._perf import PerfBuffer
+from ._replay import Replay, ReplayStats, replay
 from ._ring import Reader, RingBuffer
 from ._stats import MapStats, RingStats, TraceStats
 from ._trace_pipe import TraceLine, TracePipe, trace_pipe
@@ -29,10 +30,13 @@ __all__ = [
     "Mode",
     "PerfBuffer",
     "Reader",
+    "Replay",
+    "ReplayStats",
     "RingBuffer",
     "RingStats",
     "TraceLine",
     "TracePipe",
     "TraceStats",
+    "replay",
     "trace_pipe",
 ]

@@ -7,7 +7,8 @@
 # `setup.sh bcc` for BCC programs (your own, and the test suite's load generator); aiobpf's
 # prebuilt programs need none. `setup.sh test` does both, and also installs what only the tests
 # need: Debian's chromium (the dashboard), bpftrace and stress-ng (independent references for
-# exec tracing) and nats-server (the stream engine the fleet sink publishes to).
+# exec tracing), nats-server (the stream engine the fleet sink publishes to) and libbpf-tools
+# (the C tools the process tools are compared with).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,8 +50,11 @@ esac
 if [ "$mode" = test ]; then
     # chromium checks the dashboard; bpftrace and stress-ng are references exec tracing is
     # checked against; stress-ng also loads the machine in scripts/repeat.sh --stress;
-    # nats-server is the stream engine the fleet tests publish to
-    for pkg in chromium bpftrace stress-ng nats-server; do installed "$pkg" || missing+=("$pkg"); done
+    # nats-server is the stream engine the fleet tests publish to; libbpf-tools' C tools
+    # (exitsnoop, execsnoop, ...) are the CO-RE references the process tools are checked against
+    for pkg in chromium bpftrace stress-ng nats-server libbpf-tools; do
+        installed "$pkg" || missing+=("$pkg")
+    done
 fi
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 

@@ -15,7 +15,20 @@ Every record is a JSON object with ``schema`` (:data:`SCHEMA_VERSION`) and ``typ
 ``lost`` (records the source lost since the last ``lost`` record):
     ``count`` (int).
 ``summary`` (at the end of a run):
-    ``seen`` and ``lost`` (ints): every exec reported and every one lost, in all.
+    ``seen`` and ``lost`` (ints): every exec reported and every one lost, in all (``aiobpf
+    run`` adds ``processes`` and ``failures``).
+
+Process records (:func:`aiobpf.process_events`; ``aiobpf exitsnoop`` and ``aiobpf run``) share
+``time``, ``pid``, ``ppid``, ``uid``, ``gid``, ``comm``, ``start_ns`` (the process's start,
+CLOCK_MONOTONIC) and ``cgroup_id``:
+
+``fork``:
+    ``parent_comm``.
+``exec`` (of a process record: ``ancestors`` tells it from execsnoop's):
+    ``tid``, ``filename``, ``ancestors`` (a list of pids, the parent first), ``exec_id``.
+``exit``:
+    ``tid``, ``exit_code`` (null when a signal ended the process), ``signal`` (its name, as
+    "SIGKILL", or null), ``core_dumped``, ``status`` (the raw wait status), ``duration_s``.
 
 Text the kernel held as bytes that are not UTF-8 is decoded with U+FFFD in their place (the
 same in every form). A reader ignores fields it does not know; a newer schema adds fields and
@@ -27,10 +40,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .errors import RecordingError
 
 if TYPE_CHECKING:
     from .programs._execve_event import ExecveEvent
+    from .programs._process import ProcessEvent
 
 __all__ = [
     "EXEC_FIELDS",
@@ -38,6 +54,7 @@ __all__ = [
     "event_from_record",
     "exec_record",
     "lost_record",
+    "process_record",
     "summary_record",
 ]
 
@@ -67,12 +84,20 @@ def exec_record(event: ExecveEvent, **extra: Any) -> dict[str, Any]:
     return record
 
 
+def process_record(event: ProcessEvent) -> dict[str, Any]:
+    """The ``fork``, ``exec`` or ``exit`` record of a process event."""
+    record: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": event.type}
+    record.update(attrs.asdict(event))
+    del record["timestamp_ns"]
+    return record
+
+
 def lost_record(count: int) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "type": "lost", "count": count}
 
 
-def summary_record(seen: int, lost: int) -> dict[str, Any]:
-    return {"schema": SCHEMA_VERSION, "type": "summary", "seen": seen, "lost": lost}
+def summary_record(seen: int, lost: int, **extra: int) -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, "type": "summary", "seen": seen, "lost": lost, **extra}
 
 
 def event_from_record(record: Mapping[str, Any]) -> ExecveEvent:

@@ -2,6 +2,8 @@
 
     aiobpf execsnoop [--uid UID] [--cgroup PATH] [--json] [--max-args N] [--ring-size BYTES]
                      [--duration S]
+    aiobpf exitsnoop [--uid UID] [--failed] [--json] [--duration S]
+    aiobpf run [--json] [-o FILE] -- CMD [ARGS...]
     aiobpf hello [--trace-pipe] [--duration S]
     aiobpf syscalls [--pid PID] [--interval S] [--top N] [--json] [--duration S]
     aiobpf serve [--socket PATH] [--socket-mode 0600] [--port P [--host H] [--token-file F]]

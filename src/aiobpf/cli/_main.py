@@ -11,7 +11,7 @@ import anyio
 
 from .._defaults import BACKENDS
 from ..errors import AiobpfError
-from . import _doctor, _execsnoop, _hello, _serve, _syscalls, _top_uids
+from . import _doctor, _execsnoop, _exitsnoop, _hello, _run, _serve, _syscalls, _top_uids
 from ._running import Tool, run_until_stopped
 
 __all__ = ["main", "main_exit"]
@@ -41,18 +41,21 @@ def _parser() -> argparse.ArgumentParser:
         help="event loop (default: uvloop, asyncio on uvloop's loop)",
     )
     tools = parser.add_subparsers(dest="tool", required=True, metavar="TOOL")
-    for tool in (_execsnoop, _hello, _syscalls, _serve, _top_uids, _doctor):
+    for tool in (_execsnoop, _exitsnoop, _run, _hello, _syscalls, _serve, _top_uids, _doctor):
         tool.add_parser(tools)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if check := getattr(args, "check", None):
+        check(args, parser)
     tool: Tool = args.run
-    if prepare := getattr(args, "prepare", None):
-        prepare(args)
     try:
+        if prepare := getattr(args, "prepare", None):
+            prepare(args)
         backend, options = BACKENDS[args.backend]
         status = anyio.run(
             run_until_stopped, tool, args, sys.stdout, backend=backend, backend_options=options
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0  # Ctrl-C before the tool could catch it: every source was closed on the way out
     except AiobpfError as exc:
         print(f"aiobpf {args.tool}: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(args, "failure_status", 1))
     return status
 
 

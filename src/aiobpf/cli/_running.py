@@ -53,7 +53,8 @@ async def run_until_stopped(tool: Tool, args: argparse.Namespace, out: TextIO) -
                 async for _ in signals:
                     stop.scope.cancel()
 
-        await tasks.start(on_signals)
+        if not getattr(args, "own_signals", False):  # a tool that handles them itself
+            await tasks.start(on_signals)
         try:
             status = await tool(args, out, stop)
         except BaseException as exc:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 import socket
-import uuid
-from pathlib import Path
 
 import attrs
 
-__all__ = ["Node", "subject_token"]
+from .._kernel.boot import boot_id
 
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+__all__ = ["Node", "subject_token"]
 
 
 def subject_token(name: str) -> str:
@@ -24,20 +22,13 @@ def subject_token(name: str) -> str:
     return token
 
 
-def _boot_id() -> str:
-    try:
-        return _BOOT_ID.read_text().strip()
-    except OSError:  # not Linux, or /proc not mounted: still unique per run
-        return uuid.uuid4().hex
-
-
 @attrs.frozen
 class Node:
     """A publishing node: ``name`` (the host name by default; two processes standing for two
     nodes give their own) and ``boot_id`` (the kernel's, new at every boot)."""
 
     name: str = attrs.field(factory=socket.gethostname)
-    boot_id: str = attrs.field(factory=_boot_id)
+    boot_id: str = attrs.field(factory=boot_id)
 
     def __attrs_post_init__(self) -> None:
         if not self.name:

@@ -15,7 +15,7 @@ time without leaving a generator behind to be finalised later.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Container
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Container, Iterable
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
@@ -31,6 +31,7 @@ __all__ = [
     "aclose_stream",
     "filter",
     "filter_comm",
+    "filter_descendants",
     "filter_pid",
     "filter_uid",
     "map",
@@ -228,6 +229,26 @@ def filter_uid(uids: int | Container[int]) -> Operator[Any, Any]:
 def filter_pid(pids: int | Container[int]) -> Operator[Any, Any]:
     """Events of the given process id(s). On an aiobpf kernel source, runs in the kernel."""
     return _field_filter("pid", pids)
+
+
+def filter_descendants(pids: int | Iterable[int]) -> Operator[Any, Any]:
+    """Events of processes ``pids`` and of every process below them: those that exist when
+    the source opens and those they fork later (a double-forked daemon, or one reparented to
+    init, stays in). Runs in the kernel, which follows the forks: on
+    :func:`aiobpf.process_events` only. Raises :class:`ValueError` on another stream, which
+    cannot tell a process's lineage from its events."""
+    wanted = frozenset({pids} if isinstance(pids, int) else pids)
+
+    def apply(stream: AsyncIterable[Any]) -> Pipeline[Any]:
+        push_down: Callable[[str, frozenset[Any]], bool] | None = getattr(stream, "push_down", None)
+        if push_down is not None and push_down("descendants", wanted):
+            return cast(Pipeline[Any], stream)
+        raise ValueError(
+            f"filter_descendants needs a source that follows forks in the kernel "
+            f"(aiobpf.process_events()), not {type(stream).__name__}"
+        )
+
+    return Operator(apply, f"filter_descendants({sorted(wanted)!r})")
 
 
 def filter_comm(comms: str | Container[str]) -> Operator[Any, Any]:

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for its own program
+    from ._command import TracedCommand, trace_command
     from ._dispatch import (
         SYSCALL_RECORD,
         DispatchStats,
@@ -24,11 +25,20 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for it
     from ._execve_event import EXECVE_RECORD, ExecveEvent
     from ._hello import LOG_RECORD, HelloWorld, LogRecord, hello_world
     from ._kernel_windows import KernelWindowCounts, execve_window_counts
+    from ._process import (
+        PROCESS_RECORD,
+        ProcessEvents,
+        ProcessExec,
+        ProcessExit,
+        ProcessFork,
+        process_events,
+    )
     from ._uid_counts import ExecveCounts, execve_counts
 
 __all__ = [
     "EXECVE_RECORD",
     "LOG_RECORD",
+    "PROCESS_RECORD",
     "SYSCALL_RECORD",
     "DispatchStats",
     "ExecveCounts",
@@ -37,18 +47,26 @@ __all__ = [
     "HelloWorld",
     "KernelWindowCounts",
     "LogRecord",
+    "ProcessEvents",
+    "ProcessExec",
+    "ProcessExit",
+    "ProcessFork",
     "SyscallDispatch",
     "SyscallEvent",
     "SyscallEvents",
+    "TracedCommand",
     "execve_counts",
     "execve_events",
     "execve_window_counts",
     "hello_world",
+    "process_events",
     "syscall_events",
+    "trace_command",
 ]
 
 #: Where each public name lives, imported the first time it is used.
 _HOMES = {
+    "._command": ("TracedCommand", "trace_command"),
     "._dispatch": (
         "SYSCALL_RECORD",
         "DispatchStats",
@@ -61,6 +79,14 @@ _HOMES = {
     "._execve_event": ("EXECVE_RECORD", "ExecveEvent"),
     "._hello": ("LOG_RECORD", "HelloWorld", "LogRecord", "hello_world"),
     "._kernel_windows": ("KernelWindowCounts", "execve_window_counts"),
+    "._process": (
+        "PROCESS_RECORD",
+        "ProcessEvents",
+        "ProcessExec",
+        "ProcessExit",
+        "ProcessFork",
+        "process_events",
+    ),
     "._uid_counts": ("ExecveCounts", "execve_counts"),
 }
 _HOME_OF = {name: home for home, names in _HOMES.items() for name in names}

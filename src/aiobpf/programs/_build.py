@@ -37,6 +37,7 @@ PREBUILT: dict[str, tuple[str, tuple[str, ...]]] = {
     "execve_window_uid": ("execve_window", ()),
     "execve_window_comm": ("execve_window", ("-DAIOBPF_KEY_COMM",)),
     "dispatch": ("dispatch", ()),
+    "process": ("process", ()),
 }
 
 #: Beside the objects: the machine (``uname -m``) they were compiled for.

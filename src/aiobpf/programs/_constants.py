@@ -53,6 +53,17 @@ STAT_FELL_THROUGH = 1
 STAT_IGNORED = 2
 STAT_COMPAT = 3
 
+#: process.bpf.c: the kinds of record, the ancestors an exec record holds, the tracked set's
+#: size, the tracking flag (``process_config[0]``, beside FILTER_UID) and the slot of
+#: ``events_counts`` that counts forks the full tracked set could not follow.
+PROCESS_FORK = 1
+PROCESS_EXEC = 2
+PROCESS_EXIT = 3
+PROCESS_DEPTH = 16
+TRACKED_CAPACITY = 16384
+PROCESS_TRACK = 16
+TRACKED_FULL = 2
+
 SHARED = {
     name: value
     for name, value in globals().items()

@@ -19,7 +19,6 @@ from aiobpf._kernel.ring_protocol import (
     DISCARD_BIT,
     HEADER_SIZE,
     RingReader,
-    record_stride,
 )
 from aiobpf.lowlevel import record_type
 
@@ -59,7 +58,8 @@ class SyntheticRing:
     def reserve(self, payload: bytes) -> int | None:
         """Reserves a BUSY record as bpf_ringbuf_reserve does; None when the ring is full."""
         pos = int(self.producer_pos[0])
-        stride = record_stride(len(payload))
+        # the kernel's own arithmetic (round_up(len + BPF_RINGBUF_HDR_SZ, 8)), not the reader's
+        stride = -(-(len(payload) + 8) // 8) * 8
         if stride > self.free_bytes():
             return None
         self._header(pos, len(payload) | BUSY_BIT)

@@ -56,6 +56,8 @@ def _varied_records(count: int) -> np.ndarray:
         record["dirfd"] = -100 + index
         record["timestamp_ns"] = 10**18 + index
         record["pid"], record["uid"], record["cgroup_id"] = 1000 + index, index, 2**63 + index
+        record["tid"], record["ppid"], record["gid"] = 5000 + index, 7000 + index, 300 + index
+        record["flags"] = 0x1000 * (index % 3)
     return records
 
 
@@ -77,6 +79,10 @@ def test_a_few_records_decode_as_many_do() -> None:
         (True, True),
     }
     assert many[1].argv == ("prog1", "", "-x", "\ufffd1", "")
+    for index, event in enumerate(many):  # each id in its own field, by either decoder
+        ids = (event.pid, event.tid, event.ppid, event.uid, event.gid, event.flags)
+        assert ids == (1000 + index, 5000 + index, 7000 + index, index, 300 + index,
+                       0x1000 * (index % 3))  # fmt: skip
 
 
 def test_a_record_decoded_alone_takes_its_fields_in_the_records_order() -> None:

@@ -365,3 +365,34 @@ async def test_a_long_quiet_stretch_is_one_empty_window() -> None:
     counter.add(0.0005, "a")
     closed = counter.add(600.0005, "b")
     assert [(w.counts, w.end) for w in closed] == [({"a": 1}, 0.001), ({}, pytest.approx(600.0))]
+
+
+async def test_a_view_closed_while_the_router_waits_on_it_counts_that_item_dropped() -> None:
+    """Under "block", the router waits on a full view; its consumer closes it: the item the
+    router was sending is dropped and counted, as is every later one, so delivered + dropped
+    is every item of its key."""
+    items = [("v", 1), ("v", 2), ("v", 3)]
+    router = route(_burst(items), key=lambda item: item[0], buffer_size=1, policy="block")
+    with anyio.fail_after(5):
+        async with router:
+            view = router.view("v")
+            await anyio.wait_all_tasks_blocked()  # the router holds item 2, the buffer item 1
+            assert view.stats == ViewStats(delivered=1, dropped=0)
+            await view.aclose()
+            await anyio.wait_all_tasks_blocked()
+    assert view.stats == ViewStats(delivered=1, dropped=2)
+
+
+def test_an_event_exactly_at_a_windows_end_closes_it_and_belongs_to_the_next() -> None:
+    """Windows are [start, end): an event at 1.0 closes [0, 1) and counts in [1, 2); an
+    event after it, at 0.999, is late, whether events come one by one or in a batch."""
+    one_by_one = operators.WindowCounter(1.0, 1.0)
+    assert one_by_one.add(0.5, "a") == []
+    assert one_by_one.add(1.0, "b") == [WindowCount(0.0, 1.0, {"a": 1})]
+    assert one_by_one.add(0.999, "c") == []
+    assert one_by_one.flush() == [WindowCount(1.0, 2.0, {"b": 1}, late=1)]
+
+    batched = operators.WindowCounter(1.0, 1.0)
+    closed = batched.add_many(np.array([0.5, 1.0, 0.999]), ["a", "b", "c"])
+    assert closed == [WindowCount(0.0, 1.0, {"a": 1})]
+    assert batched.flush() == [WindowCount(1.0, 2.0, {"b": 1}, late=1)]

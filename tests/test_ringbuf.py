@@ -132,3 +132,35 @@ def test_data_size_must_be_a_power_of_two() -> None:
     """A ring whose size is not a power of two is refused with the value named."""
     with pytest.raises(ValueError, match="power of two, got 384"):
         SyntheticRing(384, RECORD).reader()
+
+
+@pytest.mark.parametrize("length", [1, 13, 17, 23])
+def test_a_skipped_record_of_an_odd_length_is_stepped_over_by_its_rounded_size(
+    ring: SyntheticRing, length: int
+) -> None:
+    """A record's space is its length rounded up to 8 bytes: a record of another size whose
+    length is not a multiple of 8 is skipped by that rounded size, and the next record is read
+    whole from where it really starts."""
+    ring.submit(record_bytes(1))
+    ring.submit(bytes(range(length)))
+    ring.submit(record_bytes(2))
+    reader = ring.reader()
+    assert reader.read()["value"].tolist() == [1, 2]
+    assert reader.malformed == 1
+    assert int(ring.consumer_pos[0]) == int(ring.producer_pos[0])
+
+
+def test_a_discarded_record_of_the_declared_size_is_neither_read_nor_counted(
+    ring: SyntheticRing,
+) -> None:
+    """A record the program discarded after reserving it, of exactly the declared size, is not
+    an event: skipped, not delivered, not counted as malformed."""
+    ring.submit(record_bytes(1))
+    discarded = ring.reserve(record_bytes(99))
+    assert discarded is not None
+    ring.commit(discarded, RECORD.itemsize, discard=True)
+    ring.submit(record_bytes(2))
+    reader = ring.reader()
+    assert reader.read()["value"].tolist() == [1, 2]
+    assert reader.malformed == 0
+    assert reader.take_error() is None

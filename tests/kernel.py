@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +66,18 @@ def uniquely_named_program(directory: Path, name: str) -> Path:
     shutil.copy(shutil.which("true") or "/bin/true", path)
     path.chmod(0o755)
     return path
+
+
+@contextlib.contextmanager
+def shared_directory() -> Iterator[Path]:
+    """A directory every user may enter and read (pytest's temporary directories are under
+    one only root may enter), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="aiobpf-shared-"))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path)
 
 
 def setpriv_command(uid: int, program: str | Path) -> list[str]:

@@ -595,3 +595,80 @@ async def test_a_full_selection_is_replaced_by_another_full_one(tmp_path: Path) 
             await anyio.run_process(kernel.setpriv_command(TEST_UID, program))
             first = await events.receive()
     assert (first.uid, first.filename) == (TEST_UID, str(program))
+
+
+HOLD_MID_EXEC = r"""
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+TRACEME, CONT, SETOPTIONS, DETACH, TRACEEXEC, EVENT_EXEC = 0, 7, 0x4200, 17, 0x10, 4
+count, program = int(sys.argv[1]), sys.argv[2]
+held = []
+for _ in range(count):
+    pid = os.fork()
+    if pid == 0:
+        libc.ptrace(TRACEME, 0, None, None)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os.execv(program, [program])
+    _, status = os.waitpid(pid, 0)
+    libc.ptrace(SETOPTIONS, pid, None, ctypes.c_void_p(TRACEEXEC))
+    libc.ptrace(CONT, pid, None, None)
+    _, status = os.waitpid(pid, 0)  # stopped inside execve, before it returns
+    assert status >> 8 == signal.SIGTRAP | (EVENT_EXEC << 8), status
+    held.append(pid)
+print(" ".join(map(str, held)), flush=True)
+sys.stdin.readline()
+for pid in held:
+    libc.ptrace(DETACH, pid, None, None)
+for pid in held:
+    os.waitpid(pid, 0)
+"""
+
+
+async def test_execs_held_mid_exec_by_a_user_do_not_blind_the_source() -> None:
+    """An unprivileged user holds 64 of its processes inside execve (ptrace's exec stop): the
+    execs of everyone else are still reported while they are held (a fixed table of execs in
+    flight, once full, dropped them), and each held exec is reported when released."""
+    holder_uid, other_uid, count = 61097, 61098, 64
+    with kernel.shared_directory() as shared:  # pytest's own is root's alone
+        held_program = kernel.uniquely_named_program(shared, "held-exec")
+        other_program = kernel.uniquely_named_program(shared, "free-exec")
+        await _hold_and_exec(holder_uid, other_uid, count, held_program, other_program)
+
+
+async def _hold_and_exec(
+    holder_uid: int, other_uid: int, count: int, held_program: Path, other_program: Path
+) -> None:
+    holder = [*kernel.setpriv_command(holder_uid, sys.executable), "-c", HOLD_MID_EXEC]
+    with anyio.fail_after(60):
+        source = aiobpf.execve_events()
+        async with (
+            source | aiobpf.filter_uid([holder_uid, other_uid]) as events,
+            await anyio.open_process([*holder, str(count), str(held_program)]) as holding,
+        ):
+            assert holding.stdout is not None
+            assert holding.stdin is not None
+            held = {int(pid) for pid in (await holding.stdout.receive()).split()}
+            assert len(held) == count
+            other = await anyio.run_process(kernel.setpriv_command(other_uid, other_program))
+            first = await events.receive()  # the setpriv exec of the held helper came before
+            while first.uid != other_uid:
+                first = await events.receive()
+            assert first.filename == str(other_program)
+            await holding.stdin.send(b"go\n")
+            await holding.wait()
+            released = [event async for event in _first_n(events, count)]
+            assert other.returncode == 0
+    assert {event.pid for event in released} == held
+    assert {(event.filename, event.retval, event.uid) for event in released} == {
+        (str(held_program), 0, holder_uid)
+    }
+    assert source.stats.dropped == 0
+
+
+async def _first_n(events: Any, count: int) -> Any:
+    async for event in events:
+        yield event
+        count -= 1
+        if count == 0:
+            return

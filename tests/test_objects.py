@@ -75,7 +75,7 @@ def test_the_execve_object_loads_and_releases_everything() -> None:
     program = BpfObject.load(prebuilt_path("execve"), max_entries={"events": 1 << 16})
     try:
         loaded = kernel.held_program_ids() - before
-        assert len(loaded) == 5  # two entries, two exits, sched_process_exec
+        assert len(loaded) == 4  # two entries, two exits
         os.close(program.map_fd("events"))
         with pytest.raises(aiobpf.UnknownMapError, match="no map named 'nope'") as caught:
             program.map_fd("nope")

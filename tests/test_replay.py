@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +183,6 @@ def test_an_execsnoop_recording_replays_as_nobody_with_its_losses(tmp_path: Path
     finally:
         tool.kill()
         tool.wait()
-    shared = Path(tempfile.mkdtemp(prefix="aiobpf-replay-"))  # pytest's are root's alone
-    shared.chmod(0o755)
-    recording = shared / "run.jsonl"
-    recording.write_text("".join(line + "\n" for line in lines))
-    recording.chmod(0o644)
     recorded = [json.loads(line) for line in lines]
     execs = [record for record in recorded if record["type"] == "exec"]
     summary = recorded[-1]
@@ -200,15 +193,18 @@ def test_an_execsnoop_recording_replays_as_nobody_with_its_losses(tmp_path: Path
 
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     environment = {**os.environ, "PYTHONPATH": str(Path(aiobpf.__file__).parent.parent)}
-    result = subprocess.run(
-        [*nobody, sys.executable, "-c", REPLAY_AS_NOBODY, str(recording)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment,
-        cwd="/",
-    )
-    shutil.rmtree(shared)
+    with kernel.shared_directory() as shared:  # pytest's own is root's alone
+        recording = shared / "run.jsonl"
+        recording.write_text("".join(line + "\n" for line in lines))
+        recording.chmod(0o644)
+        result = subprocess.run(
+            [*nobody, sys.executable, "-c", REPLAY_AS_NOBODY, str(recording)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=environment,
+            cwd="/",
+        )
     assert result.returncode == 0, result.stderr
     *replayed, counts = (json.loads(line) for line in result.stdout.splitlines())
     assert replayed == [{key: value for key, value in e.items() if key != "cgroup"} for e in execs]

@@ -31,11 +31,11 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
     """An async source of :class:`ExecveEvent`, one per ``execve`` or ``execveat`` call on the
     machine.
 
-    Attaches to the ``syscalls`` tracepoints of both calls' entry and return (and to
-    ``sched:sched_process_exec``, to follow a thread that execs under a new id) when entered, or
-    at the first iteration for a bare ``async for``, and detaches when closed. Cancellation,
-    memory and loss behave as for :class:`aiobpf.RingBuffer`, which it wraps; :attr:`stats`
-    counts what the ring (or the program's table of execs in flight) could not hold.
+    Attaches to the ``syscalls`` tracepoints of both calls' entry and return when entered, or
+    at the first iteration for a bare ``async for``, and detaches when closed. An exec in
+    flight is kept in its task's own storage (no table anyone could fill). Cancellation, memory
+    and loss behave as for :class:`aiobpf.RingBuffer`, which it wraps; :attr:`stats` counts
+    what the ring (or the kernel's memory for execs in flight) could not hold.
 
     32-bit (ia32) processes on x86-64 are not seen: the kernel's syscall tracepoints do not
     fire for compat syscalls.

@@ -1,18 +1,18 @@
 /* exec events: every execve and execveat, paired entry/exit as execsnoop does.
  *
  * On sys_enter_execve / sys_enter_execveat the program records who is executing what (the
- * syscall, dirfd and flags, filename, argv, ids, parent, cgroup) in a map keyed by the calling
- * thread; on the syscall's return it completes that record with the result and the new comm,
+ * syscall, dirfd and flags, filename, argv, ids, parent, cgroup) in the calling task's own
+ * storage; on the syscall's return it completes that record with the result and the new comm,
  * and submits it to the ring. Failed execs are reported with their negative errno.
  *
  * Pairing follows the kernel's own paths, not the syscall names:
  * - a successful execveat returns through sys_exit_execve, a failed one through
  *   sys_exit_execveat: both exits look the record up the same way;
  * - a thread other than the leader that execs successfully takes the leader's pid on the way
- *   (de_thread), so it returns under another thread id than it entered with. sched_process_exec
- *   reports both ids (old_pid, pid): the pending record moves to the new id there.
+ *   (de_thread), so it returns under another thread id than it entered with; its task_struct,
+ *   and the record stored on it, stay the same.
  *
- * Nothing is lost silently: a record the pending map has no room for is counted as produced and
+ * Nothing is lost silently: a record the kernel has no memory to keep is counted as produced and
  * dropped at once, like a record the ring has no room for.
  *
  * A CO-RE object: compiled once by clang against the kernel's BTF (vmlinux.h), loaded by libbpf,
@@ -61,13 +61,21 @@ struct {
     __type(value, u64);
 } events_counts SEC(".maps");
 
-/* In-flight execs. Not preallocated: a record is large, and few execs are in flight at once. */
+/* In-flight execs, in the exec'ing task's own storage: an entry lives as long as its task
+ * and costs nothing to anyone else. A fixed-size table keyed by thread let a local user who held
+ * processes mid-exec (ptrace's exec stop) fill it, and every other exec on the machine was then
+ * dropped. The storage also follows the task through de_thread(): a thread other than the
+ * leader that execs keeps its task_struct, and so its record, under the leader's id. */
+struct pending_exec {
+    u32 live;
+    u32 unused;
+    struct execve_event ev;
+};
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 10240);
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
     __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, u32);
-    __type(value, struct execve_event);
+    __type(key, int);
+    __type(value, struct pending_exec);
 } execve_pending SEC(".maps");
 
 struct {
@@ -151,15 +159,6 @@ static __always_inline void count_lost(void)
 {
     count(AIOBPF_PRODUCED);
     count(AIOBPF_DROPPED);
-}
-
-/* Moves ``value`` (or nothing) to ``key``; a move the map has no room for is counted lost. */
-static __always_inline void put_pending(u32 key, struct execve_event *value)
-{
-    if (!value)
-        bpf_map_delete_elem(&execve_pending, &key);
-    else if (bpf_map_update_elem(&execve_pending, &key, value, BPF_ANY) != 0)
-        count_lost();
 }
 
 /* Whether the user string at ``text`` ends at index ``at`` (a read that filled its buffer
@@ -271,22 +270,29 @@ static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char
     else if (length == sizeof(ev->filename) && !ends_at(filename, sizeof(ev->filename) - 1))
         ev->truncated |= AIOBPF_TRUNCATED_FILENAME;
     read_args(ev, argv);
-    if (bpf_map_update_elem(&execve_pending, &tid, ev, BPF_ANY) != 0)
-        count_lost(); /* no room to follow it: counted, not silent */
+    struct pending_exec *pending = bpf_task_storage_get(
+        &execve_pending, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!pending) {
+        count_lost(); /* no memory to follow it: counted, not silent */
+        return 0;
+    }
+    bpf_probe_read_kernel(&pending->ev, sizeof(pending->ev), ev);
+    pending->live = 1;
     return 0;
 }
 
 static __always_inline int on_exit(long ret)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct execve_event *pending = bpf_map_lookup_elem(&execve_pending, &tid);
-    if (!pending)
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pending_exec *pending = bpf_task_storage_get(&execve_pending, task, 0, 0);
+    if (!pending || !pending->live)
         return 0; /* filtered out at entry, or entered before the program was attached */
+    pending->live = 0;
     if (config_word(&filter_config) & AIOBPF_FILTER_COMM) {
         struct comm_key key = {};
         bpf_get_current_comm(key.comm, sizeof(key.comm)); /* the comm after the exec */
         if (!bpf_map_lookup_elem(&filter_comms, &key)) {
-            bpf_map_delete_elem(&execve_pending, &tid);
+            bpf_task_storage_delete(&execve_pending, task);
             return 0;
         }
     }
@@ -294,15 +300,15 @@ static __always_inline int on_exit(long ret)
     struct execve_event *ev = bpf_ringbuf_reserve(&events, sizeof(struct execve_event), 0);
     if (!ev) {
         count(AIOBPF_DROPPED);
-        bpf_map_delete_elem(&execve_pending, &tid);
+        bpf_task_storage_delete(&execve_pending, task);
         return 0;
     }
-    bpf_probe_read_kernel(ev, sizeof(*ev), pending); /* too large for an inlined memcpy */
+    bpf_probe_read_kernel(ev, sizeof(*ev), &pending->ev); /* too large for an inlined memcpy */
     ev->timestamp_ns = bpf_ktime_get_ns();
     ev->retval = ret;
     bpf_get_current_comm(ev->comm, sizeof(ev->comm));
     bpf_ringbuf_submit(ev, 0);
-    bpf_map_delete_elem(&execve_pending, &tid);
+    bpf_task_storage_delete(&execve_pending, task); /* memory only while an exec is in flight */
     return 0;
 }
 
@@ -318,32 +324,6 @@ int sys_enter_execveat(struct trace_event_raw_sys_enter *ctx)
 {
     return on_enter(AIOBPF_SYSCALL_EXECVEAT, (s32)ctx->args[0], (u32)ctx->args[4],
                     (const char *)ctx->args[1], (const char *const *)ctx->args[2]);
-}
-
-SEC("tracepoint/sched/sched_process_exec")
-int sched_process_exec(struct trace_event_raw_sched_process_exec *ctx)
-{
-    u32 old_tid = ctx->old_pid;
-    u32 tid = ctx->pid;
-    if (old_tid == tid)
-        return 0;
-    /* A thread other than the leader exec'd: de_thread() swapped its id with the leader's, so
-     * it returns from the syscall as ``tid`` and the old leader (killed, perhaps in an exec of
-     * its own) as ``old_tid``. Their pending records swap keys the same way. The scratch
-     * record holds one while the other moves: programs do not nest on a CPU. */
-    u32 zero = 0;
-    struct execve_event *scratch = bpf_map_lookup_elem(&execve_scratch, &zero);
-    if (!scratch)
-        return 0;
-    struct execve_event *mine = bpf_map_lookup_elem(&execve_pending, &old_tid);
-    struct execve_event *leader = bpf_map_lookup_elem(&execve_pending, &tid);
-    if (leader)
-        bpf_probe_read_kernel(scratch, sizeof(*scratch), leader);
-    else if (!mine)
-        return 0;
-    put_pending(tid, mine);
-    put_pending(old_tid, leader ? scratch : NULL);
-    return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_execve")

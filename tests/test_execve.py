@@ -566,16 +566,18 @@ async def test_a_pushed_down_filter_holds_from_the_first_event(tmp_path: Path) -
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tasks:
+            done = anyio.Event()
 
             async def others() -> None:
-                while True:  # root's execs, before, while and after the source opens
-                    await anyio.run_process(["/bin/true"])
+                while not done.is_set():  # root's execs, before, while and after the opening
+                    with anyio.CancelScope(shield=True):  # a process is never left unreaped
+                        await anyio.run_process(["/bin/true"])
 
             tasks.start_soon(others)
             async with aiobpf.execve_events() | aiobpf.filter_uid(TEST_UID) as events:
                 await anyio.run_process(kernel.setpriv_command(TEST_UID, program))
                 first = await events.receive()
-            tasks.cancel_scope.cancel()
+            done.set()
     assert (first.uid, first.filename) == (TEST_UID, str(program))
 
 
@@ -588,9 +590,10 @@ async def test_a_full_selection_is_replaced_by_another_full_one(tmp_path: Path) 
     old = frozenset(range(100_000, 101_024))
     new = frozenset([*range(200_000, 201_023), TEST_UID])
     with anyio.fail_after(30):
-        async with aiobpf.execve_events() as events:
-            events.select("uid", old)
-            events.select("uid", new)
+        events = aiobpf.execve_events()
+        events.select("uid", old)  # in force from the attach: nobody else's execs pass
+        async with events:
+            events.select("uid", new)  # replaced while it runs
             await anyio.run_process(kernel.setpriv_command(100_000, program))  # old only
             await anyio.run_process(kernel.setpriv_command(TEST_UID, program))
             first = await events.receive()

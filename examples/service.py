@@ -6,8 +6,9 @@ aiobpf's routes (/events, /top, /stats, /metrics and the dashboard) are mounted 
 next to a route of this service, GET /uids/{uid}, which like aiobpf's own shows a user only what
 it may see. A task of the service subscribes to the same hub as the HTTP clients and prints a
 line whenever a watched program runs. It listens on a root-only Unix socket, or with --port on
-TCP with a token it prints; the execve programs attach once, at start-up; SIGINT or SIGTERM stop
-the service with everything detached.
+TCP with the token in --token-file (a file only its owner reads: a token printed would stay in
+every log); the execve programs attach once, at start-up; SIGINT or SIGTERM stop the service
+with everything detached.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import signal
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -23,7 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from aiobpf.service import DEFAULT_SOCKET, EventHub, create_app, serve, viewer_of
+from aiobpf.service import (
+    DEFAULT_SOCKET,
+    AccessPolicy,
+    EventHub,
+    create_app,
+    serve,
+    viewer_of,
+)
 
 
 def application(hub: EventHub) -> Starlette:
@@ -48,16 +57,20 @@ async def alert_on(
             print(f"alert: uid {event.uid} ran {event.filename} (pid {event.pid})", flush=True)
 
 
-async def main(socket_path: str, port: int | None, alert_comms: list[str]) -> None:
+async def main(
+    socket_path: str, port: int | None, token: str | None, alert_comms: list[str]
+) -> None:
+    access = AccessPolicy(token=token)  # None: a new one, in serving.token
     stop = anyio.Event()
     async with anyio.create_task_group() as tasks:
-        listen = functools.partial(serve, socket_path=socket_path, port=port, app=application)
+        listen = functools.partial(
+            serve, socket_path=socket_path, port=port, access=access, app=application
+        )
         serving = await tasks.start(functools.partial(listen, shutdown=stop))
         async with anyio.create_task_group() as watchers:
             for comm in alert_comms:
                 await watchers.start(alert_on, serving.hub, comm)
-            token = f" with token {serving.token}" if serving.token else ""
-            print(f"serving on {serving.url}{token} (Ctrl-C stops)", flush=True)
+            print(f"serving on {serving.url} (Ctrl-C stops)", flush=True)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     break
@@ -69,7 +82,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="aiobpf embedded in a Starlette service")
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help="Unix socket to listen on")
     parser.add_argument("--port", type=int, help="listen on TCP 127.0.0.1 instead, with a token")
+    parser.add_argument("--token-file", help="the token TCP clients present (mode 0600)")
     parser.add_argument("--alert-comm", action="append", default=[], help="watch this program")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args()
-    anyio.run(main, args.socket, args.port, args.alert_comm, backend=args.backend)
+    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    anyio.run(main, args.socket, args.port, token, args.alert_comm, backend=args.backend)

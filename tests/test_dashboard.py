@@ -57,12 +57,17 @@ def server() -> Iterator[tuple[str, str]]:
     try:
         ready = process.stdout.readline()  # printed once attached and listening
         assert ready.startswith("serving on"), f"aiobpf serve did not start: {ready!r}"
-        token = ready.split("?token=")[1].split()[0]  # generated: the URL to open carries it
+        # generated: in a file only root reads, never in the output
+        token_file = Path(ready.split("(token in ")[1].split(",")[0])
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert token not in ready
         yield f"http://127.0.0.1:{port}", token
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         process.stdout.close()
+    assert not token_file.exists()  # removed when serving ends
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
 
 

@@ -350,7 +350,11 @@ async def test_the_service_example_embeds_the_hub(tmp_path: Any, backend: str) -
     port = _free_port()
     programs = kernel.loaded_program_ids()
     example = Path(__file__).parent.parent / "examples" / "service.py"
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
     command = [sys.executable, str(example), "--port", str(port), "--alert-comm", "watch-me"]
+    command += ["--token-file", str(token_file)]
     with anyio.fail_after(60):
         async with (
             await anyio.open_process([*command, "--backend", backend]) as process,
@@ -360,9 +364,9 @@ async def test_the_service_example_embeds_the_hub(tmp_path: Any, backend: str) -
             output = ""
             while "(Ctrl-C stops)" not in output:
                 output += await lines.receive()
-            token = output.split(" with token ")[1].split()[0]  # generated, told once
+            assert TOKEN not in output
             client = httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}
             )
             await anyio.run_process(kernel.setpriv_command(UID, program))
             while "alert:" not in output:

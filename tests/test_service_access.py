@@ -345,3 +345,20 @@ def test_a_socket_in_a_missing_directory_is_refused_and_nothing_is_created(
         "exists (aiobpf creates only the default socket's directory)\n"
     )
     assert not (tmp_path / "no").exists()
+
+
+async def test_the_ipv6_loopback_is_served() -> None:
+    """--host ::1: a client of [::1] with the token is served (every request was refused with
+    400: the Host header carries the address in brackets); a foreign Host is still refused."""
+    port = _free_port()
+    authorized = {"Authorization": f"Bearer {TOKEN}"}
+    with anyio.fail_after(60):
+        async with (
+            running_service(host="::1", port=port, access=AccessPolicy(token=TOKEN)) as serving,
+            httpx.AsyncClient(headers=authorized) as client,
+        ):
+            served = await client.get(f"http://[::1]:{port}/top")
+            foreign = await client.get(f"http://[::1]:{port}/top", headers={"Host": "evil.test"})
+    assert serving.url == f"http://[::1]:{port}/"
+    assert served.status_code == 200
+    assert foreign.status_code == 400

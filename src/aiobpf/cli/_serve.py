@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -38,8 +39,8 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
         max_clients=args.max_clients,
         max_clients_per_user=args.max_clients_per_user,
     )
-    async with contextlib.AsyncExitStack() as publishing:
-        sink = await publishing.enter_async_context(_sink(args)) if args.publish else None
+    async with contextlib.AsyncExitStack() as held:
+        sink = await held.enter_async_context(_sink(args)) if args.publish else None
         shutdown = anyio.Event()
         async with anyio.create_task_group() as server:
             run = functools.partial(
@@ -63,8 +64,12 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
             )
             serving = await server.start(run)
             where = serving.url
+            token_file = None
             if serving.token is not None and not args.token_file:
-                where += f"?token={serving.token}"  # generated: the one place it is told
+                # generated: told in a file only root reads, never in output (a journal or a
+                # container's log keeps whatever a service prints)
+                token_file = held.enter_context(_token_file(serving.token, serving.url))
+                where += f" (token in {token_file}, readable by root only)"
             elif serving.url.startswith("unix:"):
                 where += f" (mode {args.socket_mode:04o})"
             print(f"serving on {where} (Ctrl-C stops)", file=out, flush=True)
@@ -103,6 +108,27 @@ def _sink(args: argparse.Namespace) -> JetStreamSink:
         max_pending=args.publish_buffer,
         policy=args.publish_policy,
     )
+
+
+@contextlib.contextmanager
+def _token_file(token: str, url: str) -> Iterator[Path]:
+    """``token`` in ``/run/aiobpf/serve-<port>.token`` (mode 0600, in root's directory),
+    removed when serving ends; one left by a service that died is replaced."""
+    directory = Path(DEFAULT_SOCKET).parent
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    path = directory / f"serve-{port}.token"
+    try:
+        directory.mkdir(mode=0o755, exist_ok=True)
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise AiobpfError(f"cannot write the generated token to {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(token + "\n")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _read_token(path: str) -> str:

@@ -164,10 +164,10 @@ async def serve(
             )
             application = AccessControl(application, policy, transport)
             if transport == "tcp":
-                names = {host, "localhost", "127.0.0.1", *allowed_hosts}
+                names = {host, "localhost", "127.0.0.1", "::1", *allowed_hosts}
                 if not _is_loopback(host):
                     names |= {socket.gethostname(), socket.getfqdn()}
-                application = TrustedHostMiddleware(application, allowed_hosts=sorted(names))
+                application = TrustedHostMiddleware(application, allowed_hosts=_host_forms(names))
             stopping = anyio.Event()  # hypercorn's trigger: set on a stop, and on a cancel
             on_trio = sniffio.current_async_library() == "trio"
             if on_trio:
@@ -215,6 +215,20 @@ async def _until_triggered(run: Callable[[], Awaitable[None]]) -> None:
     raise ``InvalidStateError`` (hypercorn#184): the service then exited with that error."""
     with anyio.CancelScope(shield=True):
         await run()
+
+
+def _host_forms(names: Iterable[str]) -> list[str]:
+    """The names as a Host header carries them: an IPv6 address in brackets (``[::1]``), which
+    is how Starlette compares it (the bare form alone answered 400 to every request)."""
+    forms = set()
+    for name in names:
+        forms.add(name)
+        try:
+            if ipaddress.ip_address(name.strip("[]")).version == 6:
+                forms.add(f"[{name.strip('[]')}]")
+        except ValueError:
+            pass  # a name, not an address
+    return sorted(forms)
 
 
 def _is_loopback(host: str) -> bool:

@@ -107,6 +107,7 @@ PUBLIC_MODULES = {
     "aiobpf.lowlevel",
     "aiobpf.operators",
     "aiobpf.programs",
+    "aiobpf.redaction",
     "aiobpf.schema",
     "aiobpf.service",
     "aiobpf.sources",

@@ -82,7 +82,8 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
                         if event == "connected":
                             stats = (await client.get("/stats")).json()
                             for _ in range(3):
-                                await anyio.run_process(kernel.setpriv_command(UID, program))
+                                command = kernel.setpriv_command(UID, program)
+                                await anyio.run_process([*command, "--password=hunter2"])
                             continue
                         assert event == "exec"
                         seen.append(data)
@@ -95,6 +96,7 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
     assert [(e["uid"], e["comm"], e["filename"]) for e in seen] == [
         (UID, "served-me", str(program))
     ] * 3
+    assert {tuple(e["argv"]) for e in seen} == {(str(program), "--password=*****")}  # redacted
     assert stats["kernel_selection"] == {"uid": [UID], "comm": None}  # while it was connected
     assert top["counts"][str(UID)] == 3
     assert f'aiobpf_execve_total{{uid="{UID}"}} 3.0' in metrics

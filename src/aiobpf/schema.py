@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .errors import RecordingError
+from .redaction import DEFAULT, Redaction
 
 if TYPE_CHECKING:
     from .programs._execve_event import ExecveEvent
@@ -74,12 +75,16 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 }  # fmt: skip
 
 
-def exec_record(event: ExecveEvent, **extra: Any) -> dict[str, Any]:
-    """The ``exec`` record of ``event``, with ``extra`` fields after its own (``cgroup``)."""
+def exec_record(
+    event: ExecveEvent, *, redaction: Redaction = DEFAULT, **extra: Any
+) -> dict[str, Any]:
+    """The ``exec`` record of ``event``, its argv's secrets hidden by ``redaction``
+    (:mod:`aiobpf.redaction`; ``NONE`` keeps them), with ``extra`` fields after its own
+    (``cgroup``)."""
     record: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": "exec"}
     for name in EXEC_FIELDS:
         record[name] = getattr(event, name)
-    record["argv"] = list(event.argv)
+    record["argv"] = list(redaction.argv(event.argv))
     record.update(extra)
     return record
 

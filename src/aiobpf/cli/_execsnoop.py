@@ -15,6 +15,7 @@ import attrs
 from .._kernel.cgroups import cgroup_path
 from ..errors import SetupError
 from ..programs._constants import MAX_ARGS
+from ..redaction import Redaction
 from ..schema import exec_record, summary_record
 from . import _options as option
 from ._running import Losses, Stop
@@ -52,11 +53,12 @@ def _cgroup_name(cgroup: int) -> str | None:
         return None
 
 
-def _execsnoop_line(event: ExecveEvent, as_json: bool) -> str:
+def _execsnoop_line(event: ExecveEvent, as_json: bool, redaction: Redaction) -> str:
     if as_json:
-        return json.dumps(exec_record(event, cgroup=_cgroup_name(event.cgroup_id)))
+        record = exec_record(event, redaction=redaction, cgroup=_cgroup_name(event.cgroup_id))
+        return json.dumps(record)
     clock = time.strftime("%H:%M:%S", time.localtime(event.time))
-    args = " ".join(printable(arg) for arg in event.argv)
+    args = " ".join(printable(arg) for arg in redaction.argv(event.argv))
     if event.argv_truncated:
         args += " ..."
     filename = printable(_shown_filename(event)) + ("..." if event.filename_truncated else "")
@@ -73,13 +75,14 @@ class _Tally:
     out: TextIO
     as_json: bool
     losses: Losses
+    redaction: Redaction
     seen: int = 0
 
     def events(self, batch: npt.NDArray[np.void]) -> None:
         from ..programs._execve_event import ExecveEvent
 
         for event in ExecveEvent.decode(batch):
-            print(_execsnoop_line(event, self.as_json), file=self.out)
+            print(_execsnoop_line(event, self.as_json, self.redaction), file=self.out)
         self.seen += len(batch)
         self.out.flush()
 
@@ -115,7 +118,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     if args.cgroup:
         cgroups = frozenset().union(*(tree.ids for tree in args.cgroup))
         source.push_down("cgroup", cgroups)  # so is this, cgroups below them included
-    tally = _Tally(out, args.json, Losses(out, args.json))
+    tally = _Tally(out, args.json, Losses(out, args.json), option.redaction_of(args))
     async with source as events:
         # said once attached: from here on, every exec is seen
         if args.json:
@@ -168,6 +171,7 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=20,
         help=f"arguments of argv to show (20; at most {MAX_ARGS})",
     )
+    option.add_redaction(snoop)
     option.add_duration(snoop)
     reading = snoop.add_mutually_exclusive_group()
     option.add_max_latency(reading)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import TYPE_CHECKING
 
 from ..errors import SetupError
 from ..programs._constants import MAX_ARGS
+from ..redaction import DEFAULT, NONE, Redaction
 
 if TYPE_CHECKING:
     from ..operators._cgroups import CgroupTree
@@ -17,6 +19,7 @@ __all__ = [
     "add_duration",
     "add_json",
     "add_max_latency",
+    "add_redaction",
     "arg_count",
     "cgroup",
     "count",
@@ -24,6 +27,7 @@ __all__ = [
     "latency",
     "pid",
     "positive",
+    "redaction_of",
     "ring_size",
     "uid",
 ]
@@ -112,6 +116,39 @@ def add_duration(parser: argparse.ArgumentParser) -> None:
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
     """``--json``: NDJSON records of :mod:`aiobpf.schema` (``what`` says which)."""
     parser.add_argument("--json", action="store_true", help=f"NDJSON: {what}")
+
+
+def add_redaction(parser: argparse.ArgumentParser) -> None:
+    """``--redact REGEX`` and ``--no-redact``: which secrets of argv are hidden in what the
+    tool shows or sends (:mod:`aiobpf.redaction`)."""
+    parser.add_argument(
+        "--redact",
+        action="append",
+        type=_pattern,
+        default=[],
+        metavar="REGEX",
+        help="also hide what this pattern's groups match in each argument (repeatable); "
+        "common secret flags (--password=..., token=..., a URL's password) are hidden anyway",
+    )
+    parser.add_argument(
+        "--no-redact",
+        action="store_true",
+        help="show argv as it is, secrets and all (to whoever sees this tool's output)",
+    )
+
+
+def _pattern(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {exc}") from None
+    return text
+
+
+def redaction_of(args: argparse.Namespace) -> Redaction:
+    if args.no_redact:
+        return NONE.adding(args.redact)
+    return DEFAULT.adding(args.redact) if args.redact else DEFAULT
 
 
 def add_max_latency(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:

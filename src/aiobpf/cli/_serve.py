@@ -38,6 +38,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
         metrics_public=args.metrics_without_token,
         max_clients=args.max_clients,
         max_clients_per_user=args.max_clients_per_user,
+        redaction=option.redaction_of(args),
     )
     async with contextlib.AsyncExitStack() as held:
         sink = await held.enter_async_context(_sink(args)) if args.publish else None
@@ -107,6 +108,7 @@ def _sink(args: argparse.Namespace) -> JetStreamSink:
         node=node,
         max_pending=args.publish_buffer,
         policy=args.publish_policy,
+        redaction=option.redaction_of(args),
     )
 
 
@@ -255,5 +257,6 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default="drop_oldest",
         help="which execs give when the buffer is full (drop_oldest)",
     )
+    option.add_redaction(web)
     option.add_duration(web)
     web.set_defaults(run=run)

@@ -8,6 +8,7 @@ so that a batch of plain or attrs events costs little more than ``json.dumps`` i
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import attrs
 
 from ..programs._execve_event import ExecveEvent
+from ..redaction import DEFAULT, Redaction
 from ..schema import exec_record
 
 __all__ = ["jsonable", "to_json"]
@@ -29,11 +31,12 @@ def _fields_of(kind: type) -> tuple[str, ...] | None:
     return names
 
 
-def _default(item: Any) -> Any:
+def _default(item: Any, redaction: Redaction = DEFAULT) -> Any:
     """What the encoder does not know, as something it does (one level down): an exec event
-    as its record of :mod:`aiobpf.schema`, another attrs instance as its fields."""
+    as its record of :mod:`aiobpf.schema` (argv's secrets hidden by ``redaction``), another
+    attrs instance as its fields."""
     if type(item) is ExecveEvent:
-        return exec_record(item)
+        return exec_record(item, redaction=redaction)
     names = _fields_of(type(item))
     if names is not None:
         return {name: getattr(item, name) for name in names}
@@ -50,7 +53,7 @@ def _default(item: Any) -> Any:
     raise TypeError(f"cannot encode {type(item).__name__} as JSON")
 
 
-def jsonable(item: Any) -> Any:
+def jsonable(item: Any, redaction: Redaction = DEFAULT) -> Any:
     """``item`` as plain JSON values throughout, keys made text (a window count's tuple keys
     among them): what :func:`to_json` falls back on when the encoder refuses a key."""
     if isinstance(item, str | int | float | bool) or item is None:
@@ -59,19 +62,22 @@ def jsonable(item: Any) -> Any:
         return {
             key
             if isinstance(key, str)
-            else json.dumps(jsonable(key), separators=(",", ":")): jsonable(value)
+            else json.dumps(jsonable(key, redaction), separators=(",", ":")): jsonable(
+                value, redaction
+            )
             for key, value in item.items()
         }
     if isinstance(item, list | tuple):
-        return [jsonable(value) for value in item]
-    return jsonable(_default(item))
+        return [jsonable(value, redaction) for value in item]
+    return jsonable(_default(item, redaction), redaction)
 
 
-def to_json(message: Any) -> bytes:
-    """``message`` as compact JSON. Raises :class:`TypeError` for a value that has no JSON
-    form."""
+def to_json(message: Any, *, redaction: Redaction = DEFAULT) -> bytes:
+    """``message`` as compact JSON, exec events' argv secrets hidden by ``redaction``. Raises
+    :class:`TypeError` for a value that has no JSON form."""
+    default = _default if redaction is DEFAULT else functools.partial(_default, redaction=redaction)
     try:
-        text = json.dumps(message, default=_default, separators=(",", ":"))
+        text = json.dumps(message, default=default, separators=(",", ":"))
     except TypeError:  # keys JSON cannot take as they are (tuples): made text first
-        text = json.dumps(jsonable(message), separators=(",", ":"))
+        text = json.dumps(jsonable(message, redaction), separators=(",", ":"))
     return text.encode()

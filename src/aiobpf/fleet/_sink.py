@@ -29,6 +29,7 @@ import attrs
 from anyio import AsyncContextManagerMixin
 
 from ..errors import StreamEngineError
+from ..redaction import DEFAULT, Redaction
 from ._encoding import to_json
 from ._nats import CONNECT_TIMEOUT, close_quietly, connect, nats_module, require_asyncio
 from ._node import Node
@@ -94,7 +95,8 @@ class JetStreamSink(AsyncContextManagerMixin):
     more come, ``policy`` blocks :meth:`send`, drops the oldest waiting messages, or drops the
     new one. Leaving waits up to ``close_timeout`` seconds for the engine to take what is
     pending, and counts the rest as dropped. An engine that does not answer within
-    ``connect_timeout`` seconds on entering is :class:`aiobpf.StreamEngineError`.
+    ``connect_timeout`` seconds on entering is :class:`aiobpf.StreamEngineError`. Exec
+    events' argv secrets are hidden by ``redaction`` (:data:`aiobpf.redaction.DEFAULT`).
 
     Runs on asyncio only (nats-py): under trio, entering raises
     :class:`aiobpf.AsyncioOnlyError`.
@@ -115,6 +117,7 @@ class JetStreamSink(AsyncContextManagerMixin):
         close_timeout: float = 5.0,
         max_backoff: float = 2.0,
         connect_timeout: float = CONNECT_TIMEOUT,
+        redaction: Redaction = DEFAULT,
     ) -> None:
         if policy not in get_args(SinkPolicy):
             raise ValueError(f"policy must be one of {get_args(SinkPolicy)}, got {policy!r}")
@@ -132,6 +135,7 @@ class JetStreamSink(AsyncContextManagerMixin):
             if not (seconds > 0 and math.isfinite(seconds)):
                 raise ValueError(f"{name} must be a finite number > 0 seconds, got {seconds!r}")
         self.node = node or Node()
+        self.redaction = redaction
         self.url = url
         self.subject = subject or self.node.subject("events")
         self.stream = stream
@@ -271,7 +275,8 @@ class JetStreamSink(AsyncContextManagerMixin):
                 "run": self.run,
                 "seq": seq,
                 "items": items,
-            }
+            },
+            redaction=self.redaction,
         )
 
     def _message_id(self, seq: int) -> str:

@@ -33,6 +33,8 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..redaction import DEFAULT, Redaction
+
 __all__ = ["AccessControl", "AccessPolicy", "Viewer", "install_peer_credentials", "new_token"]
 
 Scope = MutableMapping[str, Any]
@@ -56,7 +58,8 @@ class AccessPolicy:
     like root, see every user's execs over the Unix socket; ``metrics_public`` serves
     ``/metrics`` over TCP without the token; ``max_clients`` and ``max_clients_per_user`` cap
     the open ``/events`` streams (429 beyond them), so that idle connections cannot pile up
-    queues.
+    queues; ``redaction`` hides secrets in the argv every viewer is sent
+    (:data:`aiobpf.redaction.DEFAULT`; ``NONE`` sends them as they are).
     """
 
     token: str | None = None
@@ -64,6 +67,7 @@ class AccessPolicy:
     metrics_public: bool = False
     max_clients: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     max_clients_per_user: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    redaction: Redaction = DEFAULT
 
 
 @attrs.frozen

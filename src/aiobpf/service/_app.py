@@ -34,6 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ..programs._execve_event import ExecveEvent
+from ..redaction import Redaction
 from ..schema import exec_record
 from ._access import AccessPolicy, Viewer, viewer_of
 from ._hub import EventHub
@@ -50,8 +51,8 @@ def _user_name(uid: int) -> str | None:
         return None
 
 
-def _event_json(event: ExecveEvent) -> str:
-    return json.dumps(exec_record(event))
+def _event_json(event: ExecveEvent, redaction: Redaction) -> str:
+    return json.dumps(exec_record(event, redaction=redaction))
 
 
 class _HubCollector(Collector):
@@ -170,7 +171,7 @@ def create_app(
                     if subscriber.unreported_lost:
                         lost, subscriber.unreported_lost = subscriber.unreported_lost, 0
                         yield f"event: lost\ndata: {json.dumps({'count': lost})}\n\n"
-                    yield f"event: exec\ndata: {_event_json(event)}\n\n"
+                    yield f"event: exec\ndata: {_event_json(event, policy.redaction)}\n\n"
 
         return _ClosingStream(cast(AsyncGenerator[str, None], stream()), release)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["NatsServer"]
@@ -17,8 +18,9 @@ class NatsServer:
     """``nats-server -js`` on loopback, with its store in ``directory``. :meth:`stop` kills it as
     a crash would; :meth:`start` brings it back on the same port and store."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, options: Sequence[str] = ()) -> None:
         self.directory = directory
+        self.options = list(options)  # more of nats-server's flags (--auth, --tls...)
         self.port = -1  # the first start picks a free port
         self._process: subprocess.Popen[str] | None = None
         self._reader = threading.Thread()
@@ -30,7 +32,7 @@ class NatsServer:
     def start(self) -> None:
         """Starts the server and returns once it says it is ready (its log, not a sleep)."""
         command = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port)]
-        command += ["-sd", str(self.directory)]
+        command += ["-sd", str(self.directory), *self.options]
         process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         assert process.stderr is not None
         said = []

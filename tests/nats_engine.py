@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,9 @@ from benchmarks._nats_server import NatsServer
 __all__ = ["NatsServer", "nats_server_or_skip"]
 
 
-def nats_server_or_skip(directory: Path) -> NatsServer:
+def nats_server_or_skip(directory: Path, options: Sequence[str] = ()) -> NatsServer:
     if shutil.which("nats-server") is None:
         pytest.skip("nats-server is not installed: scripts/setup.sh test installs it")
-    server = NatsServer(directory)
+    server = NatsServer(directory, options)
     server.start()
     return server

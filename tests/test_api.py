@@ -31,6 +31,7 @@ TOP_LEVEL = [
     "BtfError",
     "CompileError",
     "ExecveEvent",
+    "InsecureEngineError",
     "InsecureListenerError",
     "KernelHeadersError",
     "KprobesUnavailableError",

@@ -6,9 +6,11 @@ import collections
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
@@ -654,3 +656,130 @@ def test_a_well_formed_message_decodes_to_its_items(
     }
     assert events._decode(_Message(json.dumps(body).encode())) == []
     assert (events.stats.duplicates, events.stats.malformed) == (1, 0)
+
+
+def test_engine_urls_are_checked_at_the_call() -> None:
+    """A malformed URL list is a ValueError naming it; plain nats:// beyond this machine is
+    refused before any connection (every user's commands in clear) unless insecure; a
+    password in a URL never shows in what is said of it."""
+    from aiobpf.fleet import Engine
+
+    for bad in ("", "nats://", "http://host:4222", "nats://a:4222,,nats://b:4222"):
+        with pytest.raises(ValueError, match="must be nats://HOST:PORT"):
+            Engine.of(bad)
+    with pytest.raises(aiobpf.InsecureEngineError, match=r"10\.1\.2\.3:4222 is beyond"):
+        JetStreamSink("nats://10.1.2.3:4222")
+    with pytest.raises(aiobpf.InsecureEngineError, match=re.escape("nats://***@10.1.2.3:4222")):
+        fleet_events("nats://user:hunter2@10.1.2.3:4222")
+    assert Engine.of("tls://10.1.2.3:4222").servers == ("tls://10.1.2.3:4222",)
+    assert Engine.of("nats://10.1.2.3:4222", insecure=True).shown == "nats://10.1.2.3:4222"
+    cluster = Engine.of(["nats://127.0.0.1:4222", "nats://u:p@localhost:4223"])
+    assert cluster.shown == "nats://127.0.0.1:4222,nats://***@localhost:4223"
+
+
+@asyncio_only
+async def test_an_engine_that_wants_a_token_gets_it_from_a_file(tmp_path: Path) -> None:
+    """nats-server --auth TOKEN: the sink and the reader authenticate with a credentials file
+    (mode 0600) and every item goes through; a file others may read is refused; without it
+    the engine refuses, and nothing said holds the token."""
+    token = "s3cret-" + os.urandom(4).hex()
+    server = nats_server_or_skip(tmp_path / "js", ["--auth", token])
+    try:
+        credentials = tmp_path / "engine.token"
+        credentials.write_text(token + "\n")
+        credentials.chmod(0o600)
+        async with JetStreamSink(server.url, credentials=credentials, node=Node("auth")) as sink:
+            await sink.send([{"n": 1}, {"n": 2}])
+        assert sink.stats.published == 2
+        async with fleet_events(server.url, credentials=credentials, durable="auth") as events:
+            with anyio.fail_after(30):
+                assert [(await events.receive()).n for _ in range(2)] == [1, 2]
+
+        credentials.chmod(0o644)
+        with pytest.raises(aiobpf.StreamEngineError, match="readable by others"):
+            async with JetStreamSink(server.url, credentials=credentials):
+                pass
+        with pytest.raises(aiobpf.StreamEngineError) as refused:
+            async with JetStreamSink(server.url, connect_timeout=5):
+                pass
+        assert token not in str(refused.value)
+    finally:
+        server.stop()
+
+
+@asyncio_only
+async def test_user_and_password_from_a_file_and_tls_with_a_private_authority(
+    tmp_path: Path,
+) -> None:
+    """nats-server with a user, a password and TLS (a certificate of a private authority):
+    tls:// with tls_ca and user:password from a file publish and read back; the same server
+    without the authority is refused."""
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    await anyio.run_process(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(certificate), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+        ]
+    )
+    options = ["--user", "node", "--pass", "pa:ss", "--tls", "--tlscert", str(certificate)]
+    server = nats_server_or_skip(tmp_path / "js", [*options, "--tlskey", str(key)])
+    try:
+        url = f"tls://127.0.0.1:{server.port}"
+        credentials = tmp_path / "engine.login"
+        credentials.write_text("node:pa:ss\n")  # a password may hold a colon
+        credentials.chmod(0o600)
+        sink = JetStreamSink(url, credentials=credentials, tls_ca=certificate, node=Node("tls"))
+        async with sink:
+            await sink.send([{"n": 7}])
+        assert sink.stats.published == 1
+        reader = fleet_events(url, credentials=credentials, tls_ca=certificate, durable="tls")
+        async with reader as events:
+            with anyio.fail_after(30):
+                assert (await events.receive()).n == 7
+        with pytest.raises(aiobpf.StreamEngineError, match="cannot reach the stream engine"):
+            async with JetStreamSink(url, credentials=credentials, connect_timeout=5):
+                pass
+    finally:
+        server.stop()
+
+
+@asyncio_only
+async def test_a_peer_cannot_make_a_nodes_messages_duplicates(engine: NatsServer) -> None:
+    """A peer that read a node's messages publishes, on its own subject, messages with the
+    node's name, boot, run and numbers before the node does: the engine stores every one of
+    the node's (its message ids are random, not node:run:seq) and the reader hands every one
+    out (a repeat is told by its subject too)."""
+    victim = JetStreamSink(engine.url, subject="aiobpf.victim.exec", node=Node("victim", "b"))
+    peer = JetStreamSink(engine.url, subject="aiobpf.peer.exec", node=Node("victim", "b"))
+    peer.run = victim.run
+    async with peer:
+        await peer.send([{"who": "peer", "n": n} for n in range(3)])  # seq 0, then...
+        await peer.send([{"who": "peer", "n": 3}])
+    async with victim:
+        await victim.send([{"who": "victim", "n": n} for n in range(3)])
+        await victim.send([{"who": "victim", "n": 3}])
+    assert (victim.stats.published, victim.stats.duplicates) == (4, 0)
+    events = await read(engine.url, 8, durable="spoof")
+    assert sorted(event.n for event in events if event.who == "victim") == [0, 1, 2, 3]
+
+
+def test_serve_refuses_a_password_in_publish_and_an_engine_in_clear() -> None:
+    """aiobpf serve --publish with a password in the URL (argv is every local user's to read):
+    status 1, one line, the password not repeated; nats:// beyond this machine: status 1, one
+    line, no connection made; a malformed URL list: a usage error."""
+
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "aiobpf", "serve", "--port", "1", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    with_password = serve("--publish", "nats://node:hunter2@127.0.0.1:4222")
+    assert with_password.returncode == 1
+    assert "--publish-credentials FILE" in with_password.stderr
+    assert "hunter2" not in with_password.stderr
+    assert with_password.stderr.count("\n") == 1
+    in_clear = serve("--publish", "nats://10.1.2.3:4222")
+    assert in_clear.returncode == 1
+    assert "in clear" in in_clear.stderr
+    assert in_clear.stderr.count("\n") == 1
+    assert serve("--publish", "nats://a:1,,x").returncode == 2

@@ -31,7 +31,8 @@ The tree::
     ├── RecordLayoutError           (ValueError) records do not match the declared layout
     ├── RecordingError              (ValueError) a recording's line is not aiobpf's event schema
     ├── ListenError                 (OSError) the service cannot listen where asked
-    └── InsecureListenerError       (ValueError) listening beyond this machine without TLS
+    ├── InsecureListenerError       (ValueError) listening beyond this machine without TLS
+    └── InsecureEngineError         (ValueError) a stream engine beyond this machine without TLS
 
 Bad arguments are refused at the call with :class:`ValueError` or :class:`TypeError`, as in the
 standard library. A closed or busy source raises anyio's :class:`anyio.ClosedResourceError` or
@@ -47,6 +48,7 @@ __all__ = [
     "BccMissingError",
     "BtfError",
     "CompileError",
+    "InsecureEngineError",
     "InsecureListenerError",
     "KernelHeadersError",
     "KprobesUnavailableError",
@@ -172,3 +174,8 @@ class ListenError(AiobpfError, OSError):
 class InsecureListenerError(AiobpfError, ValueError):
     """The service was asked to listen beyond this machine without TLS (and without
     ``insecure``): every user's commands would cross the network in clear."""
+
+
+class InsecureEngineError(AiobpfError, ValueError):
+    """A stream engine beyond this machine named with plain ``nats://``: every message would
+    carry every user's commands in clear. Use ``tls://``, or say ``insecure=True``."""

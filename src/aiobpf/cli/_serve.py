@@ -75,7 +75,11 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                 where += f" (mode {args.socket_mode:04o})"
             print(f"serving on {where} (Ctrl-C stops)", file=out, flush=True)
             if sink is not None:
-                print(f"publishing to {sink.url}, subject {sink.subject}", file=out, flush=True)
+                print(
+                    f"publishing to {sink.engine.shown}, subject {sink.subject}",
+                    file=out,
+                    flush=True,
+                )
             try:
                 with stop.running():
                     await anyio.sleep_forever()
@@ -91,7 +95,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     if serving.publisher is not None:  # final: the sink has waited for the engine
         published = serving.publisher.stats
         print(
-            f"-- {published.published} execs published to {args.publish}, "
+            f"-- {published.published} execs published to {serving.publisher.sink.engine.shown}, "
             f"{published.dropped} dropped",
             file=out,
             flush=True,
@@ -99,11 +103,26 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
 
 
 def _sink(args: argparse.Namespace) -> JetStreamSink:
+    """The sink --publish names; credentials in its URL are refused (argv is every local
+    user's to read, in /proc), and so is plain nats:// beyond this machine without
+    --publish-insecure."""
+    import urllib.parse
+
     from ..fleet import JetStreamSink, Node
+
+    for server in args.publish.split(","):
+        if urllib.parse.urlsplit(server.strip()).password is not None:
+            raise AiobpfError(
+                "a password in --publish is visible to every local user (ps, /proc): put the "
+                "credentials in a file only root reads, --publish-credentials FILE"
+            )
 
     node = Node()
     return JetStreamSink(
         args.publish,
+        credentials=args.publish_credentials,
+        tls_ca=args.publish_ca,
+        insecure=args.publish_insecure,
         subject=args.subject or node.subject("exec"),
         node=node,
         max_pending=args.publish_buffer,
@@ -131,6 +150,16 @@ def _token_file(token: str, url: str) -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def _engine_urls(text: str) -> str:
+    from ..fleet import Engine
+
+    try:
+        Engine.of(text, insecure=True)  # the form here; whether it may be in clear, later
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _read_token(path: str) -> str:
@@ -237,8 +266,26 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     web.add_argument(
         "--publish",
         metavar="URL",
-        help="also publish every exec to this NATS JetStream engine (nats://HOST:PORT); "
-        "whoever reads its stream sees every user's commands",
+        type=_engine_urls,
+        help="also publish every exec to this NATS JetStream engine (nats://HOST:PORT, or "
+        "several of a cluster, comma-separated); whoever reads its stream sees every user's "
+        "commands",
+    )
+    web.add_argument(
+        "--publish-credentials",
+        metavar="FILE",
+        help="the engine's credentials, in a file only root reads (mode 0600): a token, "
+        "user:password, or a NATS .creds file",
+    )
+    web.add_argument(
+        "--publish-ca",
+        metavar="FILE",
+        help="the authority that signed the engine's TLS certificates (with tls:// URLs)",
+    )
+    web.add_argument(
+        "--publish-insecure",
+        action="store_true",
+        help="allow plain nats:// to an engine beyond this machine: every user's commands in clear",
     )
     web.add_argument(
         "--subject",

@@ -12,10 +12,12 @@ Built on nats-py (``pip install 'aiobpf[nats]'``), which runs on asyncio only.
 """
 
 from ._consumer import FleetEvent, FleetEvents, FleetStats, fleet_events
+from ._nats import Engine
 from ._node import Node
 from ._sink import JetStreamSink, SinkPolicy, SinkStats, publish
 
 __all__ = [
+    "Engine",
     "FleetEvent",
     "FleetEvents",
     "FleetStats",

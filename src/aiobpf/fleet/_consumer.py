@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -19,7 +21,7 @@ import attrs
 from anyio.abc import ObjectReceiveStream
 
 from ..errors import StreamEngineError
-from ._nats import CONNECT_TIMEOUT, close_quietly, connect, nats_module, require_asyncio
+from ._nats import CONNECT_TIMEOUT, Engine, close_quietly, connect, nats_module, require_asyncio
 
 __all__ = ["FleetEvent", "FleetEvents", "FleetStats", "fleet_events"]
 
@@ -65,7 +67,7 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
 
     def __init__(
         self,
-        url: str,
+        engine: Engine,
         *,
         subject: str,
         stream: str,
@@ -76,7 +78,7 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
     ) -> None:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a whole number >= 1, got {batch!r}")
-        self.url, self.subject, self.stream, self.durable = url, subject, stream, durable
+        self.engine, self.subject, self.stream, self.durable = engine, subject, stream, durable
         self._batch, self._connect_timeout = batch, connect_timeout
         self._client: Any = None
         self._subscription: Any = None
@@ -102,7 +104,7 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
         require_asyncio("fleet_events()")
         nats = nats_module()
         client = await connect(
-            self.url,
+            self.engine,
             name=f"aiobpf fleet reader {self.durable}",
             connect_timeout=self._connect_timeout,
         )
@@ -114,7 +116,7 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
             with anyio.CancelScope(shield=True):
                 await close_quietly(client)
             raise StreamEngineError(
-                f"cannot read stream {self.stream!r} ({self.subject}) at {self.url}: {exc}"
+                f"cannot read stream {self.stream!r} ({self.subject}) at {self.engine.shown}: {exc}"
             ) from exc
         self._client = client
 
@@ -179,10 +181,13 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
             self._malformed += 1
             return []
         message_id = f"{node}:{run}:{seq}"
-        if message_id in self._seen:
+        # a repeat is told by its subject too: a peer allowed only its own subject cannot
+        # make the reader drop another node's message by publishing its numbers first
+        seen = f"{getattr(message, 'subject', '')} {message_id}"
+        if seen in self._seen:
             self._duplicates += 1
             return []
-        self._seen[message_id] = None
+        self._seen[seen] = None
         if len(self._seen) > self._remembered:
             self._seen.popitem(last=False)
         return [
@@ -223,8 +228,11 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
 
 
 def fleet_events(
-    url: str = "nats://127.0.0.1:4222",
+    url: str | Sequence[str] = "nats://127.0.0.1:4222",
     *,
+    credentials: str | os.PathLike[str] | None = None,
+    tls_ca: str | os.PathLike[str] | None = None,
+    insecure: bool = False,
     subject: str = "aiobpf.>",
     stream: str = "AIOBPF",
     durable: str = "aiobpf-fleet",
@@ -242,7 +250,7 @@ def fleet_events(
     that cannot be reached, or has no such stream, :class:`aiobpf.StreamEngineError`.
     """
     return FleetEvents(
-        url,
+        Engine.of(url, credentials=credentials, tls_ca=tls_ca, insecure=insecure),
         subject=subject,
         stream=stream,
         durable=durable,

@@ -8,15 +8,21 @@ called under trio.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import ipaddress
+import os
+import ssl
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anyio
+import attrs
 
-from ..errors import AsyncioOnlyError, NatsMissingError, StreamEngineError
+from ..errors import AsyncioOnlyError, InsecureEngineError, NatsMissingError, StreamEngineError
 
-__all__ = ["close_quietly", "connect", "nats_module", "require_asyncio"]
+__all__ = ["Engine", "close_quietly", "connect", "nats_module", "require_asyncio"]
 
 #: How long the first connection may take before the engine counts as unreachable (nats-py
 #: itself would try forever).
@@ -50,17 +56,123 @@ def require_asyncio(what: str) -> None:
         ) from None
 
 
+_SCHEMES = {"nats": False, "tls": True, "ws": False, "wss": True}  # scheme: encrypted
+
+
+@attrs.frozen
+class Engine:
+    """Where a stream engine is and how to reach it: its ``servers`` (one URL or several, of
+    one cluster: nats-py tries the others, and those the cluster announces, when one goes),
+    ``credentials`` (a file only its owner reads: a token, ``user:password``, or a NATS
+    ``.creds`` file; never in a URL, which ``ps`` shows every local user), ``tls_ca`` (the
+    authority that signed the servers' certificates; ``tls://`` alone trusts the system's).
+
+    :meth:`of` checks everything at the call: a malformed URL list is a :class:`ValueError`;
+    plain ``nats://`` to a server beyond this machine, whose every message carries every
+    user's commands in clear, is :class:`aiobpf.InsecureEngineError` unless ``insecure``."""
+
+    servers: tuple[str, ...]
+    credentials: Path | None = None
+    tls_ca: Path | None = None
+
+    @classmethod
+    def of(
+        cls,
+        url: str | Sequence[str],
+        *,
+        credentials: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+    ) -> Engine:
+        servers = tuple(part.strip() for part in (url.split(",") if isinstance(url, str) else url))
+        if not servers or not all(servers):
+            raise ValueError(f"engine URLs must be nats://HOST:PORT, comma-separated; got {url!r}")
+        for server in servers:
+            parsed = urllib.parse.urlsplit(server)
+            if parsed.scheme not in _SCHEMES or not parsed.hostname:
+                raise ValueError(
+                    f"an engine URL must be nats://HOST:PORT (or tls://, ws://, wss://); got "
+                    f"{_shown(server)!r}"
+                )
+            encrypted = _SCHEMES[parsed.scheme] or tls_ca is not None
+            if not (encrypted or insecure or _is_loopback(parsed.hostname)):
+                raise InsecureEngineError(
+                    f"{_shown(server)} is beyond this machine and nats:// is in clear: use "
+                    "tls:// (with tls_ca=, --publish-ca, for a private authority), or say "
+                    "insecure=True (--publish-insecure) to send every user's commands in clear"
+                )
+        return cls(
+            servers,
+            Path(credentials) if credentials is not None else None,
+            Path(tls_ca) if tls_ca is not None else None,
+        )
+
+    @property
+    def shown(self) -> str:
+        """The servers as messages and output name them: any password in a URL hidden."""
+        return ",".join(_shown(server) for server in self.servers)
+
+    def options(self) -> dict[str, Any]:
+        """nats-py's connect options for the credentials and TLS."""
+        options: dict[str, Any] = {}
+        if self.tls_ca is not None:
+            options["tls"] = ssl.create_default_context(cafile=str(self.tls_ca))
+        if self.credentials is None:
+            return options
+        path = self.credentials
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text().strip() if path.suffix != ".creds" else ""
+        except OSError as exc:
+            raise StreamEngineError(f"cannot read the credentials {path}: {exc.strerror}") from exc
+        if mode & 0o077:
+            raise StreamEngineError(
+                f"the credentials {path} are readable by others (mode {mode & 0o777:04o}): "
+                "chmod 600 it"
+            )
+        if path.suffix == ".creds":
+            options["user_credentials"] = str(path)
+        elif ":" in text:
+            options["user"], options["password"] = text.split(":", 1)
+        elif text:
+            options["token"] = text
+        else:
+            raise StreamEngineError(f"the credentials file {path} is empty")
+        return options
+
+
+def _shown(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password is None and parsed.username is None:
+        return url
+    host = parsed.hostname or ""
+    if parsed.port is not None:
+        host += f":{parsed.port}"
+    return urllib.parse.urlunsplit(parsed._replace(netloc=f"***@{host}"))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def connect(
-    url: str,
+    engine: Engine,
     *,
     name: str,
     connect_timeout: float = CONNECT_TIMEOUT,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
     on_error: Callable[[Exception], Awaitable[None]] | None = None,
 ) -> Any:
-    """A client connected to ``url``, which reconnects on its own for as long as it lives;
-    :class:`aiobpf.StreamEngineError` if the first connection fails."""
+    """A client connected to ``engine``, which reconnects on its own (to any of its servers)
+    for as long as it lives; :class:`aiobpf.StreamEngineError` if the first connection fails
+    (naming the servers, their passwords hidden)."""
     nats = nats_module()
+    options = engine.options()
     client = nats.NATS()
 
     async def quiet(_exc: Exception) -> None:  # nats-py logs every failed attempt otherwise
@@ -69,19 +181,21 @@ async def connect(
     try:
         with anyio.fail_after(connect_timeout):
             await client.connect(
-                servers=[url],
+                servers=list(engine.servers),
                 name=name,
                 connect_timeout=2,
                 reconnect_time_wait=RECONNECT_WAIT,
                 max_reconnect_attempts=-1,
                 error_cb=on_error or quiet,
                 disconnected_cb=on_disconnect,
+                **options,
             )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         with anyio.CancelScope(shield=True):
             await close_quietly(client)
+        reason = _shown(str(exc)) if str(exc) else type(exc).__name__
         raise StreamEngineError(
-            f"cannot reach the stream engine at {url}: {exc or type(exc).__name__}"
+            f"cannot reach the stream engine at {engine.shown}: {reason}"
         ) from exc
     return client
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import os
+import secrets
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from typing import Any, Literal, Self, get_args
@@ -31,7 +33,7 @@ from anyio import AsyncContextManagerMixin
 from ..errors import StreamEngineError
 from ..redaction import DEFAULT, Redaction
 from ._encoding import to_json
-from ._nats import CONNECT_TIMEOUT, close_quietly, connect, nats_module, require_asyncio
+from ._nats import CONNECT_TIMEOUT, Engine, close_quietly, connect, nats_module, require_asyncio
 from ._node import Node
 
 __all__ = ["JetStreamSink", "SinkPolicy", "SinkStats", "publish"]
@@ -85,7 +87,9 @@ def _covers(pattern: str, subject: str) -> bool:
 
 
 class JetStreamSink(AsyncContextManagerMixin):
-    """Publishes batches of items to ``subject`` of a NATS JetStream engine at ``url``.
+    """Publishes batches of items to ``subject`` of a NATS JetStream engine at ``url`` (one
+    URL or several of a cluster; ``credentials``, ``tls_ca`` and ``insecure`` as for
+    :class:`aiobpf.fleet.Engine`).
 
     ``async with JetStreamSink(url, subject="aiobpf.web1.exec") as sink: await
     sink.send(events)``. Entering connects (:class:`aiobpf.StreamEngineError` if the engine
@@ -104,8 +108,11 @@ class JetStreamSink(AsyncContextManagerMixin):
 
     def __init__(
         self,
-        url: str = "nats://127.0.0.1:4222",
+        url: str | Sequence[str] = "nats://127.0.0.1:4222",
         *,
+        credentials: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
         subject: str | None = None,
         stream: str = "AIOBPF",
         stream_subjects: Sequence[str] = ("aiobpf.>",),
@@ -134,9 +141,9 @@ class JetStreamSink(AsyncContextManagerMixin):
         ):
             if not (seconds > 0 and math.isfinite(seconds)):
                 raise ValueError(f"{name} must be a finite number > 0 seconds, got {seconds!r}")
+        self.engine = Engine.of(url, credentials=credentials, tls_ca=tls_ca, insecure=insecure)
         self.node = node or Node()
         self.redaction = redaction
-        self.url = url
         self.subject = subject or self.node.subject("events")
         self.stream = stream
         self._stream_subjects = list(stream_subjects)
@@ -166,7 +173,7 @@ class JetStreamSink(AsyncContextManagerMixin):
         require_asyncio("JetStreamSink")
         self._changed = anyio.Event()
         client = await connect(
-            self.url,
+            self.engine,
             name=f"aiobpf sink {self.node.name}",
             connect_timeout=self._connect_timeout,
             on_disconnect=self._disconnected,
@@ -207,12 +214,15 @@ class JetStreamSink(AsyncContextManagerMixin):
         except nats.js.errors.NotFoundError:
             pass
         except nats.errors.Error as exc:
-            raise StreamEngineError(f"the engine at {self.url} has no JetStream: {exc}") from exc
+            raise StreamEngineError(
+                f"the engine at {self.engine.shown} has no JetStream: {exc}"
+            ) from exc
         try:
             await jetstream.add_stream(name=self.stream, subjects=self._stream_subjects)
         except nats.errors.Error as exc:
             raise StreamEngineError(
-                f"cannot create stream {self.stream!r} for {self.subject!r} at {self.url}: {exc}"
+                f"cannot create stream {self.stream!r} for {self.subject!r} at "
+                f"{self.engine.shown}: {exc}"
             ) from exc
 
     # -- handing items in -----------------------------------------------------------------------
@@ -258,7 +268,7 @@ class JetStreamSink(AsyncContextManagerMixin):
             part = parts.pop()
             payload = self._payload(part, self._seq)
             if len(payload) <= self._largest:
-                messages.append(_Message(self._message_id(self._seq), payload, len(part)))
+                messages.append(_Message(self._message_id(), payload, len(part)))
                 self._seq += 1
             elif len(part) == 1:
                 too_large += 1
@@ -279,8 +289,12 @@ class JetStreamSink(AsyncContextManagerMixin):
             redaction=self.redaction,
         )
 
-    def _message_id(self, seq: int) -> str:
-        return f"{self.node.name}:{self.run}:{seq}"
+    @staticmethod
+    def _message_id() -> str:
+        """The engine's id of a message (Nats-Msg-Id), kept across its retries so that it is
+        stored once, and random: a peer that read the node's earlier messages cannot publish
+        the next id first and have the engine drop the node's message as a duplicate."""
+        return secrets.token_hex(16)
 
     async def _make_room(self, count: int) -> bool:
         """Whether ``count`` more items may wait (after dropping or waiting, by policy)."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -675,3 +676,24 @@ async def _first_n(events: Any, count: int) -> Any:
         count -= 1
         if count == 0:
             return
+
+
+async def test_a_filtered_quiet_stream_emits_its_window_on_time(tmp_path: Path) -> None:
+    """execve_events() | filter_uid(U) | window_count: three execs of a fresh uid, then
+    silence: their windows are emitted on time, each after its end, with no later event (a
+    window waited for one, forever, on a quiet filtered stream)."""
+    uid = 61100
+    program = kernel.uniquely_named_program(tmp_path, "windowed")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    counted: list[aiobpf.WindowCount] = []
+    with anyio.fail_after(60):
+        pipeline = aiobpf.execve_events() | aiobpf.filter_uid(uid)
+        async with pipeline | aiobpf.window_count("comm", every=1) as windows:
+            for _ in range(3):
+                await anyio.run_process(kernel.setpriv_command(uid, program), check=False)
+            while sum(window.total for window in counted) < 3:
+                window = await windows.receive()
+                assert time.monotonic() >= window.end
+                counted.append(window)
+    assert sum(window.counts.get("windowed", 0) for window in counted) == 3
+    assert all(window.late == 0 for window in counted)

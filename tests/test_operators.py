@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -396,3 +397,72 @@ def test_an_event_exactly_at_a_windows_end_closes_it_and_belongs_to_the_next() -
     closed = batched.add_many(np.array([0.5, 1.0, 0.999]), ["a", "b", "c"])
     assert closed == [WindowCount(0.0, 1.0, {"a": 1})]
     assert batched.flush() == [WindowCount(1.0, 2.0, {"b": 1}, late=1)]
+
+
+class LiveSource(Source):
+    """A live source: it promises each event within ``latency_bound`` seconds of its time, and
+    after its items it says nothing more (blocks), as a filtered kernel stream goes quiet. An
+    item may be a callable, giving the event when its turn comes (a time read then)."""
+
+    def __init__(self, items: list[Any], latency_bound: float = 0.01) -> None:
+        super().__init__(items, then_block=True)
+        self.latency_bound = latency_bound
+
+    async def __anext__(self) -> Any:
+        item = await super().__anext__()
+        return item() if callable(item) else item
+
+
+def _now(comm: str = "x") -> Event:
+    return Event(pid=1, uid=0, comm=comm, timestamp_ns=time.monotonic_ns())
+
+
+async def test_a_quiet_live_stream_emits_its_window_on_time() -> None:
+    """Three events, then silence: the window they fell in is emitted once its end and the
+    source's latency bound have passed, with no later event (it used to wait for one
+    forever), and not before its end."""
+    source = LiveSource([_now, _now, _now])
+    with anyio.fail_after(30):
+        async with source | window_count("comm", every=0.2) as windows:
+            seen: list[WindowCount] = []
+            while sum(window.total for window in seen) < 3:
+                window = await windows.receive()
+                assert time.monotonic() >= window.end  # closed after its end, never before
+                seen.append(window)
+    assert sum(window.counts.get("x", 0) for window in seen) == 3
+
+
+async def test_an_event_after_its_window_closed_on_time_is_late_not_lost() -> None:
+    """On a live source, an event whose window already closed on time (delayed past the
+    source's promise) is counted as late in the next window emitted."""
+    first_window_closed = anyio.Event()
+    old = _now("old")
+
+    async def delayed() -> Event:
+        await first_window_closed.wait()
+        return old  # its time is in the window that closed
+
+    class Delaying(LiveSource):
+        """Cancel-safe as a live source is: an item is taken only once it is handed out."""
+
+        def __init__(self, items: list[Any]) -> None:
+            super().__init__([])
+            self._pending = list(items)
+
+        async def __anext__(self) -> Any:
+            await anyio.lowlevel.checkpoint()
+            if not self._pending:
+                await anyio.sleep_forever()
+            item = self._pending[0]
+            value = await item() if callable(item) else item
+            del self._pending[0]
+            return value
+
+    with anyio.fail_after(30):
+        async with Delaying([old, delayed]) | window_count("comm", every=0.2) as windows:
+            first = await windows.receive()
+            first_window_closed.set()
+            later = await windows.receive()
+    assert first.counts == {"old": 1}
+    assert later.late == 1
+    assert later.start >= first.end

@@ -103,12 +103,45 @@ class Stream(ObjectReceiveStream[T]):
     def __init__(self, upstream: AsyncIterable[Any]) -> None:
         self._upstream = upstream
         self._iterator: AsyncIterator[Any] = upstream.__aiter__()
+        self._entered = False  # entered the upstream on entering: left the same way
+
+    @property
+    def latency_bound(self) -> float | None:
+        """The live source's promise at the head of the pipeline (see
+        :attr:`aiobpf.RingBuffer.latency_bound`), asked when needed (a program source has it
+        once open); None for a stream that is not a live source's."""
+        bound = getattr(self._upstream, "latency_bound", None)
+        return bound if isinstance(bound, int | float) else None
 
     def __aiter__(self) -> Stream[T]:
         return self
 
     async def __anext__(self) -> T:
         raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        """Enters the stream it consumes, if it is a resource: ``async with source | filter |
+        window_count(...)`` attaches the source's program on entering, as ``async with
+        source`` does (events before the first read are not missed)."""
+        enter: Callable[[], Any] | None = getattr(self._upstream, "__aenter__", None)
+        if enter is not None:
+            await enter()
+            self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leaves the stream it consumes as it was entered (its own ``__aexit__``), or closes
+        it."""
+        if self._entered:
+            self._entered = False
+            await self._upstream.__aexit__(exc_type, exc, tb)  # type: ignore[attr-defined]
+        else:
+            await self.aclose()
 
     async def receive(self) -> T:
         """The next item; raises :class:`anyio.EndOfStream` once the stream ended."""

@@ -1,17 +1,24 @@
 """Window counts and top-N: counting events by key over time, windows driven by event time.
 
-Windows close when an event (or the end of the stream) shows that their end has passed, never by
-when the consumer happens to run: the same events give the same windows on any machine, at any
-speed, and a test needs no clock.
+Windows close when an event (or the end of the stream) shows that their end has passed. On a
+live source they also close on time: a source that promises to hand out each record within its
+latency bound (:attr:`aiobpf.RingBuffer.latency_bound`) has handed out every event of a window
+once that bound has passed after the window's end, so the window closes then, with no later
+event needed (a quiet, filtered stream would otherwise never emit). An event that still comes
+for it, delayed past the promise, is counted as late, not lost. Streams that are not live (a
+replay, a list) close windows on event time alone: the same events give the same windows on any
+machine, at any speed, and a test needs no clock.
 """
 
 from __future__ import annotations
 
 import collections
 import math
+import time as time_module
 from collections.abc import AsyncIterable, Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
+import anyio
 import attrs
 import numpy as np
 
@@ -130,6 +137,15 @@ class WindowCounter:
             self._open.setdefault(window, collections.Counter()).update(counts)
         return closed
 
+    def next_end(self) -> float | None:
+        """When the oldest window not yet emitted ends (None before the first event)."""
+        return None if self._next is None else self._next * self.step + self.every
+
+    def close_through(self, time: float) -> list[WindowCount]:
+        """Emits every window whose end is <= ``time`` (a clock's, on the events' time base),
+        in order: what :meth:`add` of an event at ``time`` would close."""
+        return [] if self._next is None else self._close_before(time)
+
     def _close_before(self, time: float) -> list[WindowCount]:
         """Emits every window whose end is <= ``time``, in order (runs of empty ones folded)."""
         assert self._next is not None
@@ -174,6 +190,27 @@ class WindowCounter:
         return self._emit_through(max(self._open, default=self._next - 1))
 
 
+def _monotonic() -> float:
+    return time_module.monotonic_ns() / 1e9
+
+
+def _wall() -> float:
+    from ..programs._execve_event import MONOTONIC_TO_WALL_NS
+
+    return (time_module.monotonic_ns() + MONOTONIC_TO_WALL_NS) / 1e9
+
+
+def _clock_of(spec: str | Callable[[Any], float], scale: float) -> Callable[[], float] | None:
+    """The clock the events' times follow, where the field says: ``timestamp_ns`` (with the
+    default scale) is CLOCK_MONOTONIC, ``time`` (seconds) the wall clock aiobpf's events are
+    converted with. None for another time: windows then close on event time alone."""
+    if spec == "timestamp_ns" and scale == 1e-9:
+        return _monotonic
+    if spec == "time" and scale == 1.0:
+        return _wall
+    return None
+
+
 def _getter(spec: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
     if callable(spec):
         return spec
@@ -194,6 +231,7 @@ class _Windowed(Stream[WindowCount]):
         self._key_spec, self._time_spec = key, time
         self._key, self._time = _getter(key), _getter(time)
         self._scale = time_scale
+        self._clock = _clock_of(time, time_scale)
         self._ready: collections.deque[WindowCount] = collections.deque()
         self._ended = False
 
@@ -206,12 +244,32 @@ class _Windowed(Stream[WindowCount]):
         times = np.array([self._time(row) for row in rows], dtype=np.float64) * self._scale
         return self._counter.add_many(times, [self._key(row) for row in rows])
 
+    def _deadline(self) -> tuple[float, float] | None:
+        """When, on the loop's clock, the oldest open window is due to close on a live
+        source, with the events' time then; None when no window waits or nothing is live."""
+        end, bound = self._counter.next_end(), self.latency_bound
+        if end is None or bound is None or self._clock is None:
+            return None
+        due = end + bound
+        return anyio.current_time() + (due - self._clock()), due
+
     async def __anext__(self) -> WindowCount:
         while not self._ready:
             if self._ended:
                 raise StopAsyncIteration
+            deadline = self._deadline()
             try:
-                item = await self._iterator.__anext__()
+                if deadline is None:
+                    item = await self._iterator.__anext__()
+                else:
+                    # a live source's reads are cancel-safe: an item it has not handed out
+                    # stays in it for the next read
+                    with anyio.move_on_at(deadline[0]):
+                        item = await self._iterator.__anext__()
+                        deadline = None
+                    if deadline is not None:  # due: every event of the window came, or is late
+                        self._ready.extend(self._counter.close_through(deadline[1]))
+                        continue
             except StopAsyncIteration:
                 self._ended = True
                 self._ready.extend(self._counter.flush())

@@ -65,6 +65,13 @@ class Pacing:
     _bound: float = attrs.field(init=False, default=0.0)  # the budget, fixed or adaptive
     _adaptive: bool = attrs.field(init=False, default=False)
 
+    @property
+    def latency_bound(self) -> float:
+        """How long after the program submits a record the consumer has it, at most, while it
+        keeps up: the budget ("auto": its largest) and the event loop's millisecond."""
+        budget = AUTO_MAX_LATENCY if self.max_latency == "auto" else float(self.max_latency)
+        return budget + 0.001
+
     def __attrs_post_init__(self) -> None:
         check_reading_mode(self.max_latency, self.busy_poll)
         if self.max_latency == "auto":

@@ -245,6 +245,11 @@ class ProgramRing(ProgramSource[T, RingBuffer[T], P]):
         """The ring's counters (see :class:`aiobpf.RingStats`)."""
         return self.inner.stats
 
+    @property
+    def latency_bound(self) -> float | None:
+        """The ring's (see :attr:`aiobpf.RingBuffer.latency_bound`); None before it opens."""
+        return None if self._inner is None else self._inner.latency_bound
+
     def batches(self) -> Batches:
         """Numpy batches of raw records, one per wake-up, opening the source if needed (see
         :meth:`aiobpf.RingBuffer.batches`)."""

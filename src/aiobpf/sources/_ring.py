@@ -522,6 +522,12 @@ class RingBuffer(ObjectReceiveStream[R]):
     # -- state ----------------------------------------------------------------------------------
 
     @property
+    def latency_bound(self) -> float:
+        """Seconds after its program submits a record within which a consumer that keeps up
+        has it: a live source's promise, which operators that close windows on time use."""
+        return self._pacing.latency_bound
+
+    @property
     def stats(self) -> RingStats:
         """Counters of this source; ``produced``/``dropped`` come from the BPF program.
 

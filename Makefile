@@ -1,16 +1,19 @@
-# The README's two commands: `sudo make demo` and `sudo make test`. Both set the machine up first.
+# The README's two commands: `make demo` and `make test`. Both set the machine up first. BPF needs
+# root: as root they run as they are, and for another user each step goes through sudo.
 .PHONY: setup demo test lint bench
 VENV := .venv/bin
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 setup:
-	@scripts/setup.sh
+	@$(SUDO) scripts/setup.sh
 
-demo: setup
-	@scripts/demo.sh
+demo:
+	@$(SUDO) scripts/setup.sh
+	@$(SUDO) scripts/demo.sh
 
 test:
-	@scripts/setup.sh test
-	$(VENV)/python -m pytest
+	@$(SUDO) scripts/setup.sh test
+	$(SUDO) $(VENV)/python -m pytest
 
 lint: setup
 	$(VENV)/ruff check .
@@ -19,5 +22,5 @@ lint: setup
 
 # the benchmarks compare against BCC's consumers (headers), bpftrace and the client of nats-server
 bench:
-	@scripts/setup.sh test
-	$(VENV)/python -m benchmarks quick
+	@$(SUDO) scripts/setup.sh test
+	$(SUDO) $(VENV)/python -m benchmarks quick

@@ -228,6 +228,7 @@ def test_creating_a_source_touches_nothing_and_every_source_is_an_anyio_stream()
         (lambda: aiobpf.batch(10, max_delay=float("inf")), "max_delay must be a finite"),
         (lambda: aiobpf.batch(2.5), "size must be a whole number"),  # type: ignore[arg-type]
         (lambda: aiobpf.window_count("comm", every=float("inf")), "every must be a finite"),
+        (lambda: aiobpf.top_n(2.5), "n must be a whole number"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_arguments_are_refused_at_the_call(call: object, message: str) -> None:

@@ -333,7 +333,8 @@ def test_execsnoop_prints_its_summary_on_a_signal(tmp_path: Path, sig: int) -> N
 @pytest.mark.usefixtures("bpf")
 def test_execsnoop_escapes_control_characters(tmp_path: Path) -> None:
     """A program named with a terminal escape sequence and a newline, run with such an
-    argument, is shown with both escaped: the line cannot repaint the watcher's terminal."""
+    argument, is shown with both escaped: the line cannot repaint the watcher's terminal; an
+    argument holding a space is quoted, as a shell would need it."""
     name = "evil\x1b[2J\nname"
     program = kernel.uniquely_named_program(tmp_path, name)
     tmp_path.chmod(0o755)
@@ -350,7 +351,7 @@ def test_execsnoop_escapes_control_characters(tmp_path: Path) -> None:
     assert shown.isprintable(), repr(shown)
     assert "evil\\x1b[2J\\x0anam" in shown.split()[5]  # comm: the kernel keeps 15 bytes
     assert f"{tmp_path}/evil\\x1b[2J\\x0aname" in shown
-    assert shown.endswith("arg\\x1b]0;title\\x07 \\u2028\\u202eflipped")
+    assert shown.endswith("'arg\\x1b]0;title\\x07 \\u2028\\u202eflipped'")
 
 
 @pytest.mark.usefixtures("bpf")

@@ -459,19 +459,6 @@ class Program:
         bcc = import_bcc()
         return int(self._load(fn_name, bcc.BPF.RAW_TRACEPOINT).fd)
 
-    def set_program_slot(self, array: str, index: int, program_fd: int | None) -> None:
-        """Puts a program in slot ``index`` of program array ``array`` (None empties it)."""
-        table = self.bpf[array.encode()]
-        try:
-            if program_fd is None:
-                del table[ctypes.c_int(index)]
-            else:
-                table[ctypes.c_int(index)] = ctypes.c_int(program_fd)
-        except KeyError:
-            pass  # deleting an empty slot
-        except Exception as exc:
-            raise AttachError(f"updating slot {index} of program array {array!r}: {exc}") from exc
-
     def attach_kprobe(self, function: str, fn_name: str) -> None:
         """Attaches a kprobe, or says which tracepoint to use where the kernel has no kprobes."""
         if not _kprobes_available():

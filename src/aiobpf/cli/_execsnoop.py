@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -53,12 +54,19 @@ def _cgroup_name(cgroup: int) -> str | None:
         return None
 
 
+def _shown_arg(arg: str) -> str:
+    """An argument as a shell would need it: quoted when it holds a space or is empty (``a
+    value`` read as two arguments), its unprintable characters escaped."""
+    shown = printable(arg)
+    return shlex.quote(shown) if not shown or any(c.isspace() for c in shown) else shown
+
+
 def _execsnoop_line(event: ExecveEvent, as_json: bool, redaction: Redaction) -> str:
     if as_json:
         record = exec_record(event, redaction=redaction, cgroup=_cgroup_name(event.cgroup_id))
         return json.dumps(record)
     clock = time.strftime("%H:%M:%S", time.localtime(event.time))
-    args = " ".join(printable(arg) for arg in redaction.argv(event.argv))
+    args = " ".join(_shown_arg(arg) for arg in redaction.argv(event.argv))
     if event.argv_truncated:
         args += " ..."
     filename = printable(_shown_filename(event)) + ("..." if event.filename_truncated else "")

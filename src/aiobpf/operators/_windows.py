@@ -324,6 +324,6 @@ class _Top(Stream[WindowCount]):
 
 def top_n(n: int) -> Operator[WindowCount, WindowCount]:
     """Each window's ``n`` largest counts, largest first (ties by key)."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
     return Operator(lambda stream: _Top(stream, n), f"top_n({n})")

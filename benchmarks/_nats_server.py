@@ -60,3 +60,65 @@ class NatsServer:
             assert self._process.stderr is not None
             self._process.stderr.close()
             self._process = None
+
+
+class NatsCluster:
+    """Three ``nats-server`` processes on loopback forming one JetStream cluster (routes to one
+    another), each with its store in ``directory/<name>``: the engine as it is run in
+    production, for the fleet's failover tests and benchmarks. :meth:`kill` ends one as a crash
+    would, for good."""
+
+    def __init__(self, directory: Path, size: int = 3) -> None:
+        self.directory = directory
+        ports = _free_ports(2 * size)
+        self.client_ports, route_ports = ports[:size], ports[size:]
+        routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in route_ports)
+        self.servers: dict[str, NatsServer] = {}
+        for index, (client, route) in enumerate(zip(self.client_ports, route_ports, strict=True)):
+            name = f"n{index + 1}"
+            store = directory / name
+            store.mkdir(parents=True, exist_ok=True)
+            config = directory / f"{name}.conf"
+            config.write_text(
+                f"server_name: {name}\n"
+                "jetstream {}\n"
+                f"cluster {{ name: aiobpf, listen: 127.0.0.1:{route}, routes: [{routes}] }}\n"
+            )
+            server = NatsServer(store, ["-c", str(config)])
+            server.port = client
+            self.servers[name] = server
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers.values()]
+
+    def start(self) -> None:
+        for server in self.servers.values():
+            server.start()
+
+    def kill(self, name: str) -> None:
+        self.servers[name].stop()
+
+    def name_of(self, url: str) -> str:
+        """The server (n1, n2...) that listens at ``url``."""
+        return next(name for name, server in self.servers.items() if server.url == url)
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now (each bound once and let go)."""
+    import socket
+
+    sockets = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            sockets.append(probe)
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()

@@ -29,6 +29,12 @@ __all__ = ["FleetEvent", "FleetEvents", "FleetStats", "fleet_events"]
 #: engine answers as soon as a message comes).
 FETCH_WAIT = 5.0
 
+#: Between a fetch the engine could not answer (an election, a failover) and the next.
+RETRY_WAIT = 0.25
+
+#: How long binding the durable consumer is tried again while a cluster elects its leaders.
+BIND_TIMEOUT = 30.0
+
 
 @attrs.frozen
 class FleetEvent:
@@ -52,13 +58,15 @@ class FleetEvent:
 
 @attrs.frozen
 class FleetStats:
-    """``messages`` read, ``events`` handed out, ``duplicates`` (messages seen before, dropped)
-    and ``malformed`` messages (not aiobpf's JSON: acknowledged and skipped)."""
+    """``messages`` read, ``events`` handed out, ``duplicates`` (messages seen before, dropped),
+    ``malformed`` messages (not aiobpf's JSON: acknowledged and skipped) and ``retries``
+    (fetches and acknowledgements the engine could not answer: an election, a failover)."""
 
     messages: int
     events: int
     duplicates: int
     malformed: int
+    retries: int = 0
 
 
 class FleetEvents(ObjectReceiveStream[FleetEvent]):
@@ -88,7 +96,7 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
         self._held: list[Any] = []  # fetched and not acknowledged yet
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._remembered = remembered
-        self._messages = self._events = self._duplicates = self._malformed = 0
+        self._messages = self._events = self._duplicates = self._malformed = self._retries = 0
         self._closed = False
 
     async def __aenter__(self) -> FleetEvents:
@@ -109,16 +117,36 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
             connect_timeout=self._connect_timeout,
         )
         try:
-            self._subscription = await client.jetstream().pull_subscribe(
-                self.subject, durable=self.durable, stream=self.stream
-            )
-        except nats.errors.Error as exc:
+            self._subscription = await self._bind(client)
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await close_quietly(client)
-            raise StreamEngineError(
-                f"cannot read stream {self.stream!r} ({self.subject}) at {self.engine.shown}: {exc}"
-            ) from exc
+            if isinstance(exc, nats.errors.Error):
+                raise StreamEngineError(
+                    f"cannot read stream {self.stream!r} ({self.subject}) at "
+                    f"{self.engine.shown}: {exc}"
+                ) from exc
+            raise
         self._client = client
+
+    async def _bind(self, client: Any) -> Any:
+        """The durable consumer's subscription. A cluster that is electing a leader (a node
+        just went) answers with time-outs and 503s for a while: tried again for up to
+        BIND_TIMEOUT; a stream that does not exist is said at once."""
+        nats = nats_module()
+        give_up = anyio.current_time() + BIND_TIMEOUT
+        while True:
+            try:
+                return await client.jetstream().pull_subscribe(
+                    self.subject, durable=self.durable, stream=self.stream
+                )
+            except nats.js.errors.NotFoundError:
+                raise
+            except nats.errors.Error:
+                if anyio.current_time() >= give_up:
+                    raise
+                self._retries += 1
+                await anyio.sleep(RETRY_WAIT)
 
     async def receive(self) -> FleetEvent:
         """The next event; raises :class:`anyio.ClosedResourceError` once closed."""
@@ -138,9 +166,15 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
         return event
 
     async def _acknowledge(self) -> None:
+        nats = nats_module()
         while self._to_ack:
             message = self._to_ack[0]
-            await message.ack()
+            try:
+                await message.ack()
+            except nats.errors.Error:
+                # the engine node went (a failover): the message comes again after the
+                # consumer's ack wait, and is told as a repeat by its id
+                self._retries += 1
             self._to_ack.pop(0)
             self._held.remove(message)
 
@@ -150,6 +184,12 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
             messages = await self._subscription.fetch(self._batch, timeout=FETCH_WAIT)
         except nats.errors.TimeoutError:
             return  # nothing came meanwhile: ask again
+        except nats.errors.Error:
+            # no responders, 503, a connection lost: the cluster is electing a leader or the
+            # client is moving to another server; ask again shortly
+            self._retries += 1
+            await anyio.sleep(RETRY_WAIT)
+            return
         for message in messages:
             self._held.append(message)
             self._messages += 1
@@ -197,7 +237,9 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
 
     @property
     def stats(self) -> FleetStats:
-        return FleetStats(self._messages, self._events, self._duplicates, self._malformed)
+        return FleetStats(
+            self._messages, self._events, self._duplicates, self._malformed, self._retries
+        )
 
     def __aiter__(self) -> FleetEvents:
         return self

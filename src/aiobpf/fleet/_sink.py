@@ -125,6 +125,7 @@ class JetStreamSink(AsyncContextManagerMixin):
         max_backoff: float = 2.0,
         connect_timeout: float = CONNECT_TIMEOUT,
         redaction: Redaction = DEFAULT,
+        replicas: int | None = None,
     ) -> None:
         if policy not in get_args(SinkPolicy):
             raise ValueError(f"policy must be one of {get_args(SinkPolicy)}, got {policy!r}")
@@ -141,7 +142,15 @@ class JetStreamSink(AsyncContextManagerMixin):
         ):
             if not (seconds > 0 and math.isfinite(seconds)):
                 raise ValueError(f"{name} must be a finite number > 0 seconds, got {seconds!r}")
+        if replicas is not None and (
+            isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5
+        ):
+            raise ValueError(f"replicas must be a whole number from 1 to 5, got {replicas!r}")
         self.engine = Engine.of(url, credentials=credentials, tls_ca=tls_ca, insecure=insecure)
+        self._replicas = replicas
+        #: What entering found or made: the stream's replicas, and what was said of them.
+        self.replicas: int | None = None
+        self.notices: list[str] = []
         self.node = node or Node()
         self.redaction = redaction
         self.subject = subject or self.node.subject("events")
@@ -164,6 +173,7 @@ class JetStreamSink(AsyncContextManagerMixin):
         #: room), known once connected.
         self._largest = 1024 * 1024 - HEADER_ROOM
         self._changed: anyio.Event  # made on entering: an event belongs to a running loop
+        self._client: Any = None
         self._open = self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -181,7 +191,8 @@ class JetStreamSink(AsyncContextManagerMixin):
         try:
             self._largest = client.max_payload - HEADER_ROOM
             jetstream = client.jetstream()
-            await self._ensure_stream(jetstream)
+            self._client = client
+            await self._ensure_stream(jetstream, cluster_size=len(client.servers))
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._publish_all, jetstream)
                 self._open = True
@@ -199,6 +210,7 @@ class JetStreamSink(AsyncContextManagerMixin):
             self._queue.clear()
             self._in_flight = None
             self._closing = True
+            self._client = None
             with anyio.CancelScope(shield=True):
                 await close_quietly(client)
 
@@ -206,24 +218,60 @@ class JetStreamSink(AsyncContextManagerMixin):
         if not self._closing:
             self._disconnects += 1
 
-    async def _ensure_stream(self, jetstream: Any) -> None:
+    @property
+    def connected_url(self) -> str | None:
+        """The engine server this sink is connected to now (None while it is not)."""
+        url = getattr(self._client, "connected_url", None)
+        return None if url is None else f"{url.scheme}://{url.hostname}:{url.port}"
+
+    async def _ensure_stream(self, jetstream: Any, *, cluster_size: int) -> None:
+        """Uses the stream that holds the subject, as it is (an explicit ``replicas`` it does
+        not have is an error; fewer than the cluster could give, a notice), or creates one:
+        with ``replicas``, or 3 where the cluster has three or more servers (falling back to 1,
+        with a notice, where the engine cannot place them), else 1."""
         nats = nats_module()
+        wanted = self._replicas or (3 if cluster_size >= 3 else 1)
         try:
-            await jetstream.find_stream_name_by_subject(self.subject)
-            return
+            name = await jetstream.find_stream_name_by_subject(self.subject)
+            info = await jetstream.stream_info(name)
         except nats.js.errors.NotFoundError:
             pass
         except nats.errors.Error as exc:
             raise StreamEngineError(
                 f"the engine at {self.engine.shown} has no JetStream: {exc}"
             ) from exc
-        try:
-            await jetstream.add_stream(name=self.stream, subjects=self._stream_subjects)
-        except nats.errors.Error as exc:
-            raise StreamEngineError(
-                f"cannot create stream {self.stream!r} for {self.subject!r} at "
-                f"{self.engine.shown}: {exc}"
-            ) from exc
+        else:
+            self.replicas = info.config.num_replicas or 1
+            if self.replicas < wanted:
+                said = (
+                    f"stream {name!r} has {self.replicas} replica(s), and {wanted} were asked"
+                    if self._replicas is not None
+                    else f"stream {name!r} has {self.replicas} replica(s) on a cluster of "
+                    f"{cluster_size}: a lost engine node can take its messages with it"
+                )
+                if self._replicas is not None:
+                    raise StreamEngineError(said + ": change it on the engine, or ask for fewer")
+                self.notices.append(said)
+            return
+        for replicas in dict.fromkeys((wanted, 1 if self._replicas is None else wanted)):
+            try:
+                await jetstream.add_stream(
+                    name=self.stream, subjects=self._stream_subjects, num_replicas=replicas
+                )
+            except nats.errors.Error as exc:
+                failure = exc
+                continue
+            self.replicas = replicas
+            if replicas < wanted:
+                self.notices.append(
+                    f"stream {self.stream!r} made with 1 replica: the engine could not place "
+                    f"{wanted} ({failure})"
+                )
+            return
+        raise StreamEngineError(
+            f"cannot create stream {self.stream!r} for {self.subject!r} at "
+            f"{self.engine.shown}: {failure}"
+        ) from failure
 
     # -- handing items in -----------------------------------------------------------------------
 

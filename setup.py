@@ -20,10 +20,11 @@ from setuptools.command.build_py import build_py
 PROGRAMS = Path(__file__).resolve().parent / "src" / "aiobpf" / "programs"
 
 
-def _programs_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_aiobpf_build_{name}", PROGRAMS / f"{name}.py")
+def _build_module() -> ModuleType:
+    """aiobpf/programs/_build.py, loaded by path (it then loads its own siblings)."""
+    spec = importlib.util.spec_from_file_location("_aiobpf_build", PROGRAMS / "_build.py")
     if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {PROGRAMS / name}.py")
+        raise RuntimeError(f"cannot load {PROGRAMS / '_build.py'}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,8 +37,8 @@ class BuildWithPrograms(build_py):
         super().run()
         if self.editable_mode:  # a checkout: scripts/build_programs.sh compiles into src/
             return
-        build = _programs_module("_build")
-        flags = _programs_module("_constants").shared_flags()
+        build = _build_module()
+        flags = build.load_sibling("_constants").shared_flags()
         out = Path(self.build_lib) / "aiobpf" / "programs"
         try:
             build.build_all(out, Path("build") / "bpf", flags)

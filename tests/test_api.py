@@ -61,6 +61,9 @@ TOP_LEVEL = [
     "TraceLine",
     "TracefsError",
     "UnknownMapError",
+    "UnknownProgramError",
+    "CgroupError",
+    "NotOpenError",
     "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
@@ -204,7 +207,7 @@ def test_creating_a_source_touches_nothing_and_every_source_is_an_anyio_stream()
     for source in sources:
         assert isinstance(source, anyio.abc.ObjectReceiveStream), source
         assert not source.closed  # type: ignore[attr-defined]
-    with pytest.raises(RuntimeError, match="not open yet"):
+    with pytest.raises(aiobpf.NotOpenError, match="not open yet"):
         _ = sources[0].stats  # type: ignore[attr-defined]
 
 

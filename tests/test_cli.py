@@ -264,6 +264,29 @@ def _start_execsnoop(*args: str, as_json: bool, backend: str) -> subprocess.Pope
     return tool
 
 
+def execsnoop_while_stopped(
+    program: Path, execs: int, *, before: int = 0, as_json: bool, backend: str
+) -> list[str]:
+    """The lines of `aiobpf execsnoop --uid UID` with a one-page ring (room for one event),
+    ``program`` run ``before`` times as UID while it reads, then ``execs`` times while it is
+    stopped (SIGSTOP), then stopped with SIGINT."""
+    tool = _start_execsnoop(
+        "--uid", str(UID), "--ring-size", "4096", as_json=as_json, backend=backend
+    )
+    try:
+        for _ in range(before):
+            subprocess.run(kernel.setpriv_command(UID, program), check=True)
+        tool.send_signal(signal.SIGSTOP)
+        os.waitpid(tool.pid, os.WUNTRACED)  # returns once it is stopped
+        for _ in range(execs):
+            subprocess.run(kernel.setpriv_command(UID, program), check=True)
+        tool.send_signal(signal.SIGCONT)
+        return _stopped_output(tool)
+    finally:
+        tool.kill()
+        tool.wait()
+
+
 def _stopped_output(tool: subprocess.Popen[str], sig: int = signal.SIGINT) -> list[str]:
     """Stops the tool with ``sig``; the lines it printed after its header."""
     tool.send_signal(sig)
@@ -284,19 +307,7 @@ def test_execsnoop_tells_what_it_lost_in_band_and_at_exit(
     tool sees the drops and in the summary it prints at SIGINT."""
     program = kernel.uniquely_named_program(tmp_path, "lose-me")
     tmp_path.chmod(0o755)
-    tool = _start_execsnoop(
-        "--uid", str(UID), "--ring-size", "4096", as_json=as_json, backend=backend
-    )
-    try:
-        tool.send_signal(signal.SIGSTOP)
-        os.waitpid(tool.pid, os.WUNTRACED)  # returns once it is stopped
-        for _ in range(5):
-            subprocess.run(kernel.setpriv_command(UID, program), check=True)
-        tool.send_signal(signal.SIGCONT)
-        lines = _stopped_output(tool)
-    finally:
-        tool.kill()
-        tool.wait()
+    lines = execsnoop_while_stopped(program, 5, as_json=as_json, backend=backend)
     if as_json:
         records = [json.loads(line) for line in lines]
         assert [record["type"] for record in records] == ["exec", "lost", "summary"]

@@ -205,7 +205,7 @@ async def test_scope_by_comm_and_uid_is_decided_in_the_kernel() -> None:
 
 def test_views_before_entering_are_a_clear_error() -> None:
     """Asking a dispatcher for a view before `async with` says how to use it."""
-    with pytest.raises(RuntimeError, match="use it with 'async with'"):
+    with pytest.raises(aiobpf.NotOpenError, match="use it with 'async with'"):
         SyscallDispatch().view("execve")
 
 

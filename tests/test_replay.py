@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from aiobpf import ExecveEvent
 from aiobpf.schema import exec_record, lost_record, summary_record
 
 from . import kernel
-from .test_cli import UID, _start_execsnoop, _stopped_output
+from .test_cli import execsnoop_while_stopped
 
 pytestmark = pytest.mark.anyio
 
@@ -171,18 +170,7 @@ def test_an_execsnoop_recording_replays_as_nobody_with_its_losses(tmp_path: Path
     privileges), gives the same events and the same losses."""
     program = kernel.uniquely_named_program(tmp_path, "replay-me")
     tmp_path.chmod(0o755)
-    tool = _start_execsnoop("--uid", str(UID), "--ring-size", "4096", as_json=True, backend="trio")
-    try:
-        subprocess.run(kernel.setpriv_command(UID, program), check=True)
-        tool.send_signal(signal.SIGSTOP)
-        os.waitpid(tool.pid, os.WUNTRACED)
-        for _ in range(5):
-            subprocess.run(kernel.setpriv_command(UID, program), check=True)
-        tool.send_signal(signal.SIGCONT)
-        lines = _stopped_output(tool)
-    finally:
-        tool.kill()
-        tool.wait()
+    lines = execsnoop_while_stopped(program, 5, before=1, as_json=True, backend="trio")
     recorded = [json.loads(line) for line in lines]
     execs = [record for record in recorded if record["type"] == "exec"]
     summary = recorded[-1]

@@ -25,6 +25,9 @@ The tree::
     ├── UnknownTracepointError      (LookupError) no tracepoint of that name
     ├── UnknownSyscallError         (LookupError) no syscall of that name on this kernel
     ├── UnknownMapError             (LookupError) the program has no map of that name
+    ├── UnknownProgramError         (LookupError) no program (or handler) of that name
+    ├── CgroupError                 (LookupError) no cgroup v2 where one was looked for
+    ├── NotOpenError                (RuntimeError) a source or service used before it opened
     ├── UnknownSymbolError          (LookupError) no binary, or no symbol in it, for a uprobe
     ├── MapTypeError                (TypeError) a map is not of the type needed
     ├── MapError                    (OSError) a map operation failed; ``errno`` says why
@@ -47,6 +50,7 @@ __all__ = [
     "AttachError",
     "BccMissingError",
     "BtfError",
+    "CgroupError",
     "CompileError",
     "InsecureEngineError",
     "InsecureListenerError",
@@ -57,6 +61,7 @@ __all__ = [
     "MapError",
     "MapTypeError",
     "NatsMissingError",
+    "NotOpenError",
     "PrivilegeError",
     "RecordLayoutError",
     "RecordingError",
@@ -64,6 +69,7 @@ __all__ = [
     "StreamEngineError",
     "TracefsError",
     "UnknownMapError",
+    "UnknownProgramError",
     "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
@@ -179,3 +185,15 @@ class InsecureListenerError(AiobpfError, ValueError):
 class InsecureEngineError(AiobpfError, ValueError):
     """A stream engine beyond this machine named with plain ``nats://``: every message would
     carry every user's commands in clear. Use ``tls://``, or say ``insecure=True``."""
+
+
+class UnknownProgramError(AiobpfError, LookupError):
+    """The object has no program (a C function) of that name, or the dispatcher no handler."""
+
+
+class CgroupError(AiobpfError, LookupError):
+    """No cgroup v2 where one was looked for (a process in none, a path that is not one)."""
+
+
+class NotOpenError(AiobpfError, RuntimeError):
+    """A source or a service used before it was opened (``async with``, or ``open()``)."""

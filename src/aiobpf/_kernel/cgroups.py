@@ -12,7 +12,7 @@ import functools
 import os
 from pathlib import Path
 
-from ..errors import SetupError
+from ..errors import CgroupError, SetupError
 from .mounts import mount_points
 
 __all__ = [
@@ -86,7 +86,7 @@ def cgroup_of(pid: int) -> str:
         hierarchy, _, path = line.split(":", 2)
         if hierarchy == "0":
             return path
-    raise LookupError(f"process {pid} is in no cgroup v2 (no 0:: line in /proc/{pid}/cgroup)")
+    raise CgroupError(f"process {pid} is in no cgroup v2 (no 0:: line in /proc/{pid}/cgroup)")
 
 
 def narrow_cgroups(first: frozenset[int], second: frozenset[int]) -> frozenset[int]:

@@ -30,6 +30,7 @@ from ..errors import (
     CompileError,
     SetupError,
     UnknownMapError,
+    UnknownProgramError,
     UnsupportedMachineError,
 )
 from .libbpf import check, libbpf, write_element
@@ -221,7 +222,9 @@ class BpfObject:
             raise ValueError(f"{self.path.name} is closed")
         program = libbpf().bpf_object__find_program_by_name(self._handle, name.encode())
         if not program:
-            raise LookupError(f"the BPF object {self.path.name} has no program named {name!r}")
+            raise UnknownProgramError(
+                f"the BPF object {self.path.name} has no program named {name!r}"
+            )
         return check(libbpf().bpf_program__fd(program), f"program {name!r}")
 
     def update(self, name: str, key: bytes, value: bytes) -> None:

@@ -31,7 +31,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import MapTypeError, PrivilegeError
+from ..errors import AttachError, MapTypeError, PrivilegeError, UnsupportedMachineError
 from .libbpf import check, libbpf
 from .libc import libc
 from .ring_memory import map_info
@@ -70,7 +70,7 @@ def _perf_event_open(cpu: int) -> int:
     """A BPF output perf event on ``cpu`` that wakes its reader on every sample."""
     number = _PERF_EVENT_OPEN.get(platform.machine())
     if number is None:
-        raise OSError(f"perf buffers are not supported on {platform.machine()} yet")
+        raise UnsupportedMachineError(f"perf buffers are not supported on {platform.machine()} yet")
     attr = bytearray(_ATTR_SIZE)
     _ATTR.pack_into(
         attr, 0, _PERF_TYPE_SOFTWARE, _ATTR_SIZE, _PERF_COUNT_SW_BPF_OUTPUT, 1, _PERF_SAMPLE_RAW,
@@ -85,7 +85,7 @@ def _perf_event_open(cpu: int) -> int:
                 f"opening a perf event on CPU {cpu} was refused ({os.strerror(err)}): run as "
                 "root or with CAP_PERFMON"
             )
-        raise OSError(err, f"perf_event_open on CPU {cpu}: {os.strerror(err)}")
+        raise AttachError(err, f"perf_event_open on CPU {cpu}: {os.strerror(err)}")
     return fd
 
 

@@ -28,7 +28,7 @@ from .._kernel.libbpf import check, libbpf
 from .._kernel.map_io import MapReader
 from .._kernel.objects import BpfObject
 from .._kernel.syscalls import syscall_name, syscall_number
-from ..errors import AttachError, MapError
+from ..errors import AttachError, MapError, NotOpenError, UnknownProgramError
 from ..operators import Policy, Router, View
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
@@ -220,7 +220,7 @@ class _Kernel:
 
     def install(self, numbers: list[int], handler: str) -> None:
         if handler not in self.handlers:
-            raise LookupError(
+            raise UnknownProgramError(
                 f"no handler {handler!r}: the built-in ones are {', '.join(BUILT_IN)}, and user "
                 f"handlers are the functions given in user_handlers ({', '.join(self.handlers)})"
             )
@@ -428,7 +428,7 @@ class SyscallDispatch(AsyncContextManagerMixin):
     @property
     def _routes(self) -> Router[SyscallEvent]:
         if self._router is None:
-            raise RuntimeError("SyscallDispatch is not running yet: use it with 'async with'")
+            raise NotOpenError("SyscallDispatch is not running yet: use it with 'async with'")
         return self._router
 
     def view(self, *syscalls: str | int) -> View[SyscallEvent]:

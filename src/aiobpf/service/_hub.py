@@ -19,6 +19,7 @@ import anyio.lowlevel
 import attrs
 from anyio import AsyncContextManagerMixin
 
+from ..errors import NotOpenError
 from ..programs._execve import ExecveEvents, execve_events
 from ..programs._execve_event import ExecveEvent
 from ..programs._filters import CAPACITY
@@ -201,7 +202,7 @@ class EventHub(AsyncContextManagerMixin):
 
     def _running(self) -> tuple[ExecveEvents, ExecveCounts]:
         if self._events is None or self._counts is None:
-            raise RuntimeError("EventHub is not running yet: use it with 'async with'")
+            raise NotOpenError("EventHub is not running yet: use it with 'async with'")
         return self._events, self._counts
 
     def top(self) -> dict[int, int]:

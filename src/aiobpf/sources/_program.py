@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
+from ..errors import NotOpenError
 from ._ring import Batches, RingBuffer
 from ._stats import RingStats
 
@@ -210,9 +211,9 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner, P]):
 
     @property
     def inner(self) -> Inner:
-        """The source this one wraps; raises :class:`RuntimeError` before it is open."""
+        """The source this one wraps; raises :class:`aiobpf.NotOpenError` before it is open."""
         if self._inner is None:
-            raise RuntimeError(f"{self._name} is not open yet: use 'async with' or open()")
+            raise NotOpenError(f"{self._name} is not open yet: use 'async with' or open()")
         return self._inner
 
     async def receive(self) -> T:

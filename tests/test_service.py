@@ -17,6 +17,7 @@ import anyio.streams.text
 import httpx
 import pytest
 
+from aiobpf.programs import ExecveEvents
 from aiobpf.service import AccessPolicy, EventHub, serve
 
 from . import kernel
@@ -191,7 +192,8 @@ async def test_clients_filters_reach_the_kernel_as_a_union(tmp_path: Any) -> Non
     exactly their uids' execs (the ring's produced counter moves by those alone); one client
     without a filter opens it up; leaving narrows it again."""
     async with EventHub() as hub:
-        events = hub._running()[0]
+        events = hub._running()
+        assert isinstance(events, ExecveEvents)
 
         def produced() -> int:
             return int(events.stats.produced or 0)

@@ -5,6 +5,8 @@ the token over TCP, a web page's foreign Host header, a crowd of idle connection
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -17,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import anyio.streams.text
 import anyio.to_thread
 import httpx
 import pytest
@@ -362,3 +365,56 @@ async def test_the_ipv6_loopback_is_served() -> None:
     assert serving.url == f"http://[::1]:{port}/"
     assert served.status_code == 200
     assert foreign.status_code == 400
+
+
+async def test_a_recording_is_served_by_an_ordinary_user() -> None:
+    """aiobpf serve --replay, run by uid 65534 (no privileges) on a socket of its own: the
+    recording plays once a client subscribes; the client (the same user, who owns what the
+    service serves) gets every exec event of it, /top counts them by uid, and /stats says the
+    recording's losses as the kernel's."""
+    from aiobpf.programs import ExecveEvent
+    from aiobpf.schema import exec_record, lost_record, summary_record
+
+    nobody = 65534
+    uids = [1000, 1000, 2000, 1000, 2000]
+    records = [
+        exec_record(
+            ExecveEvent(
+                pid=100 + n, tid=100 + n, ppid=1, uid=uid, gid=uid, comm="job", filename="/bin/job",
+                argv=("job",), retval=0, timestamp_ns=n, time=1_700_000_000 + n / 100,
+                syscall="execve", dirfd=-100, flags=0, filename_truncated=False,
+                argv_truncated=False, message="", cgroup_id=1,
+            )
+        )
+        for n, uid in enumerate(uids)
+    ]  # fmt: skip
+    records += [lost_record(4), summary_record(5, 4)]
+    with kernel.shared_directory() as shared:
+        recording = shared / "run.jsonl"
+        recording.write_text("".join(json.dumps(record) + "\n" for record in records))
+        recording.chmod(0o644)
+        own = shared / "own"
+        own.mkdir()
+        os.chown(own, nobody, nobody)
+        path = own / "replay.sock"
+        command = [*kernel.setpriv_command(nobody, sys.executable), "-m", "aiobpf", "serve"]
+        command += ["--replay", str(recording), "--socket", str(path), "--replay-speed", "max"]
+        environment = {**os.environ, "PYTHONPATH": str(Path(aiobpf.__file__).parent.parent)}
+        with anyio.fail_after(60):
+            async with await anyio.open_process(command, env=environment, cwd="/") as server:
+                assert server.stdout is not None
+                said = (await server.stdout.receive()).decode()
+                assert said.startswith(f"serving on unix:{path}"), said
+                async with await anyio.open_process(_curl("/events", path, nobody)) as client:
+                    assert client.stdout is not None
+                    stream = anyio.streams.text.TextReceiveStream(client.stdout)
+                    text = ""
+                    while text.count("event: exec") < len(uids):
+                        text += await stream.receive()
+                    client.terminate()
+                _, top = await _get("/top", path, nobody)
+                _, stats = await _get("/stats", path, nobody)
+                server.send_signal(signal.SIGINT)
+                assert await server.wait() == 0
+    assert top["counts"] == {"1000": 3, "2000": 2}
+    assert (stats["received"], stats["kernel_dropped"]) == (5, 4)

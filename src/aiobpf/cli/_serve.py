@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import functools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -61,6 +62,8 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                 send_buffer=args.send_buffer,
                 stalled_client_timeout=args.stalled_timeout,
                 publish_to=sink,
+                replay=args.replay,
+                replay_speed=args.replay_speed,
                 shutdown=shutdown,
             )
             serving = await server.start(run)
@@ -135,11 +138,11 @@ def _sink(args: argparse.Namespace) -> JetStreamSink:
 def _token_file(token: str, url: str) -> Iterator[Path]:
     """``token`` in ``/run/aiobpf/serve-<port>.token`` (mode 0600, in root's directory),
     removed when serving ends; one left by a service that died is replaced."""
-    directory = Path(DEFAULT_SOCKET).parent
+    directory = _token_directory()
     port = url.rstrip("/").rsplit(":", 1)[1]
     path = directory / f"serve-{port}.token"
     try:
-        directory.mkdir(mode=0o755, exist_ok=True)
+        directory.mkdir(mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
         path.unlink(missing_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
@@ -150,6 +153,21 @@ def _token_file(token: str, url: str) -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def _token_directory() -> Path:
+    """Root's: /run/aiobpf. Another user's (serving a replay): its runtime directory's
+    aiobpf-<uid>, mode 0700."""
+    if os.geteuid() == 0:
+        return Path(DEFAULT_SOCKET).parent
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(runtime) / f"aiobpf-{os.geteuid()}"
+
+
+def _replay_speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    return option.positive(text)
 
 
 def _engine_urls(text: str) -> str:
@@ -303,6 +321,19 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         choices=["drop_oldest", "drop_newest"],
         default="drop_oldest",
         help="which execs give when the buffer is full (drop_oldest)",
+    )
+    web.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="serve this recording (execsnoop --json) instead of the kernel's events: no root "
+        "needed (give --socket in a directory of yours, or --port); it plays from when the "
+        "first client subscribes to /events",
+    )
+    web.add_argument(
+        "--replay-speed",
+        type=_replay_speed,
+        default=1.0,
+        help="how fast the recording plays: 1 its recorded pace, 10 ten times faster, max at once",
     )
     option.add_redaction(web)
     option.add_duration(web)

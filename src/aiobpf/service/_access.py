@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import hmac
+import os
 import secrets
 import socket
 import struct
@@ -131,7 +132,10 @@ class AccessControl:
         uid = _peer_uid.get()
         if uid is None:
             return None
-        return Viewer(uid=uid, sees_all=uid == 0 or uid in self._policy.see_all)
+        # root, and the user the service runs as (who can read what it serves anyway: a
+        # recording it replays, say), see everything
+        owner = uid in (0, os.geteuid())
+        return Viewer(uid=uid, sees_all=owner or uid in self._policy.see_all)
 
     def _tcp_viewer(self, scope: Scope) -> Viewer | None:
         request = Request(scope)

@@ -8,7 +8,9 @@ passes only the union of their values, and with no subscriber at all it passes n
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import os
 import time
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Any, Self
@@ -24,6 +26,8 @@ from ..programs._execve import ExecveEvents, execve_events
 from ..programs._execve_event import ExecveEvent
 from ..programs._filters import CAPACITY
 from ..programs._uid_counts import ExecveCounts, execve_counts
+from ..sources._replay import Replay
+from ..sources._replay import replay as aiobpf_replay
 from ..sources._validate import MaxLatency
 
 __all__ = ["EventHub", "HubStats", "Subscriber"]
@@ -93,7 +97,12 @@ class HubStats:
 
 
 class EventHub(AsyncContextManagerMixin):
-    """The kernel sources of the service, attached once, and the subscribers they feed."""
+    """The kernel sources of the service, attached once, and the subscribers they feed.
+
+    With ``replay`` (a recording, :func:`aiobpf.replay`), the events come from it instead, with
+    no kernel and no privileges: it plays from when the first subscriber connects (so a
+    dashboard shows it from its start) at ``replay_speed``, and ``/top`` counts what it has
+    played; its recorded losses are the kernel's."""
 
     def __init__(
         self,
@@ -101,14 +110,18 @@ class EventHub(AsyncContextManagerMixin):
         uids: Iterable[int] | None = None,
         client_buffer: int = 1024,
         max_latency: MaxLatency = "auto",
+        replay: str | os.PathLike[str] | None = None,
+        replay_speed: float | None = 1.0,
     ) -> None:
         self._uids = None if uids is None else frozenset(uids)
         self._client_buffer = client_buffer
         self._max_latency = max_latency
         self._subscribers: set[Subscriber] = set()
         self._finished = False
-        self._events: ExecveEvents | None = None
+        self._events: ExecveEvents | Replay | None = None
         self._counts: ExecveCounts | None = None
+        self._replay = None if replay is None else aiobpf_replay(replay, speed=replay_speed)
+        self._played: collections.Counter[int] = collections.Counter()  # a replay's /top
         self.user_dropped = 0
         self.kernel_selection: dict[str, list[Any] | None] = {}
         """Per kind, the values the kernel lets through for the subscribers (None: all)."""
@@ -119,6 +132,17 @@ class EventHub(AsyncContextManagerMixin):
     async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
         """Attaches the kernel sources and fans events out while entered; leaving ends every
         subscription and detaches."""
+        if self._replay is not None:
+            async with self._replay, anyio.create_task_group() as tasks:
+                self._events = self._replay
+                tasks.start_soon(self._play)
+                try:
+                    yield self
+                finally:
+                    tasks.cancel_scope.cancel()
+                    for subscriber in list(self._subscribers):
+                        subscriber.close()
+            return
         events = execve_events(max_latency=self._max_latency)
         if self._uids is not None:
             events.push_down("uid", self._uids)  # the whole service wants only these users
@@ -137,12 +161,22 @@ class EventHub(AsyncContextManagerMixin):
                 for subscriber in list(self._subscribers):
                     subscriber.close()
 
+    async def _play(self) -> None:
+        """A recording's events to the subscribers, from when the first one connects."""
+        await self.wait_clients(1)
+        await self._fan_out()
+
     async def _fan_out(self) -> None:
         """Offers each event to every subscriber. The source hands out a burst of events between
         two checkpoints, so when a queue is half full this yields before the next event: a
         client that keeps up never loses a burst, and a stalled one never blocks the others."""
         assert self._events is not None
+        played, uids = self._played if self._replay is not None else None, self._uids
         async for event in self._events:
+            if played is not None:  # user space does what the kernel does for a live source
+                if uids is not None and event.uid not in uids:
+                    continue
+                played[event.uid] += 1
             behind = False
             for subscriber in list(self._subscribers):
                 if not subscriber.offer(event):
@@ -160,14 +194,14 @@ class EventHub(AsyncContextManagerMixin):
         self._subscribers.add(subscriber)
         self._tell_clients_changed()
         try:
-            if self._events is not None:
+            if isinstance(self._events, ExecveEvents):
                 self._select(self._events)
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
             self._tell_clients_changed()
             subscriber.close()
-            if self._events is not None:
+            if isinstance(self._events, ExecveEvents):
                 self._select(self._events)
 
     def finish(self) -> None:
@@ -200,25 +234,29 @@ class EventHub(AsyncContextManagerMixin):
             events.select(kind, selection)
             self.kernel_selection[kind] = None if selection is None else sorted(selection)
 
-    def _running(self) -> tuple[ExecveEvents, ExecveCounts]:
-        if self._events is None or self._counts is None:
+    def _running(self) -> ExecveEvents | Replay:
+        if self._events is None:
             raise NotOpenError("EventHub is not running yet: use it with 'async with'")
-        return self._events, self._counts
+        return self._events
 
     def top(self) -> dict[int, int]:
-        """execve calls per uid since start, read from the kernel map now."""
-        return dict(self._running()[1].read().values)
+        """execve calls per uid since start, read from the kernel map now (a replay's:
+        counted as it plays)."""
+        self._running()
+        if self._counts is None:
+            return dict(self._played)
+        return dict(self._counts.read().values)
 
     @property
     def stats(self) -> HubStats:
         """Events received, kernel and slow-client drops, ring occupancy, clients."""
-        events = self._running()[0]
+        events = self._running()
         ring = events.stats
         return HubStats(
             received=ring.received,
             kernel_dropped=ring.dropped or 0,
             user_dropped=self.user_dropped,
-            ring_occupancy=events.ring.occupancy,
+            ring_occupancy=events.ring.occupancy if isinstance(events, ExecveEvents) else None,
             clients=len(self._subscribers),
             kernel_selection=dict(self.kernel_selection),
         )

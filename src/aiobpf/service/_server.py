@@ -75,6 +75,8 @@ async def serve(
     uids: Iterable[int] | None = None,
     client_buffer: int = 1024,
     max_latency: MaxLatency = "auto",
+    replay: str | os.PathLike[str] | None = None,
+    replay_speed: float | None = 1.0,
     send_buffer: int | None = None,
     stalled_client_timeout: float = 60.0,
     app: Callable[[EventHub], Any] | None = None,
@@ -98,6 +100,10 @@ async def serve(
     Started with ``task_group.start(serve, ...)``, it reports a :class:`Serving` once the
     programs are attached and the socket listens (connections made from then on wait in its
     backlog).
+
+    ``replay``: serve a recording (:func:`aiobpf.replay`) instead of the kernel's events,
+    with no privileges needed: it plays, at ``replay_speed``, from when the first client
+    subscribes to ``/events`` (see :class:`EventHub`).
 
     ``collectors`` are Prometheus collectors of your own (a :class:`StreamMetrics` of any
     pipeline, say) that ``/metrics`` serves beside aiobpf's, behind the same access control.
@@ -158,7 +164,15 @@ async def serve(
         publisher = HubPublisher(publish_to) if publish_to is not None else None  # checks it
         if publisher is not None:
             collectors = [*collectors, publisher]
-        async with EventHub(uids=uids, client_buffer=client_buffer, max_latency=max_latency) as hub:
+        hub_of = functools.partial(
+            EventHub,
+            uids=uids,
+            client_buffer=client_buffer,
+            max_latency=max_latency,
+            replay=replay,
+            replay_speed=replay_speed,
+        )
+        async with hub_of() as hub:
             application: Any = (
                 app(hub) if app is not None else create_app(hub, policy, collectors=collectors)
             )

@@ -80,7 +80,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = getattr(sys, "_base_executable", sys.executable)
     created = _run([base, "-m", "venv", str(venv)])
     assert created.returncode == 0, created.stderr
-    installed = _run([str(venv / "bin/python"), "-m", "pip", "install", "-q", str(wheel)])
+    # with the service's extra: what `aiobpf serve` needs, as a user would install it
+    pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q"]
+    installed = _run([*pip, f"{wheel}[service]"])
     assert installed.returncode == 0, installed.stderr[-3000:]
     return wheel, venv
 
@@ -218,6 +220,35 @@ def _library_path(name: str) -> Path:
         if path and library.split()[0] == name:
             return Path(path)
     raise AssertionError(f"{name} is not installed")
+
+
+@pytest.mark.usefixtures("bpf")
+def test_the_installed_service_serves_with_no_compiler_bcc_or_headers(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`aiobpf serve` from the wheel (with its service extra), toolchain, BCC and headers
+    hidden: it attaches and listens, /top answers over its socket, and SIGINT ends it with
+    status 0."""
+    _, venv = built
+    socket_path = tmp_path / "aiobpf.sock"
+    serve = [str(venv / "bin/aiobpf"), "serve", "--socket", str(socket_path)]
+    with subprocess.Popen(
+        _hiding(HIDDEN, serve),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) as server:
+        assert server.stdout is not None
+        assert server.stderr is not None
+        said = server.stdout.readline()
+        assert said.startswith(f"serving on unix:{socket_path}"), said + server.stderr.read()
+        curl = ["curl", "-sS", "--unix-socket", str(socket_path), "http://localhost/top"]
+        top = json.loads(_run(curl).stdout)
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
+    assert isinstance(top["counts"], dict)
 
 
 @pytest.mark.usefixtures("bpf")

@@ -161,18 +161,26 @@ def _peer_uid_of(sock: socket.socket | None) -> int | None:
 
 @functools.cache
 def install_peer_credentials() -> None:
-    """Makes hypercorn's per-connection servers (asyncio and trio) record the Unix peer's uid in
-    the connection's context, which the application's tasks inherit. Once per process; other
-    hypercorn servers in it only get a context variable set."""
+    """Makes hypercorn's per-connection servers (asyncio and, where trio is installed, trio)
+    record the Unix peer's uid in the connection's context, which the application's tasks
+    inherit. Once per process; other hypercorn servers in it only get a context variable set.
+    The service's extra does not bring trio: hypercorn's trio server is patched only where
+    trio can be imported (``aiobpf serve`` failed at start without it)."""
     import hypercorn.asyncio.run
     import hypercorn.asyncio.tcp_server
-    import hypercorn.trio.run
-    import hypercorn.trio.tcp_server
 
     class AsyncioConnection(hypercorn.asyncio.tcp_server.TCPServer):
         async def run(self) -> None:
             _peer_uid.set(_peer_uid_of(self.writer.get_extra_info("socket")))
             await super().run()
+
+    # the name the run module looks its per-connection server up by
+    hypercorn.asyncio.run.TCPServer = AsyncioConnection  # type: ignore[attr-defined]
+    try:
+        import hypercorn.trio.run
+        import hypercorn.trio.tcp_server
+    except ImportError:  # no trio: nothing can serve on it
+        return
 
     class TrioConnection(hypercorn.trio.tcp_server.TCPServer):
         async def run(self) -> None:
@@ -181,6 +189,4 @@ def install_peer_credentials() -> None:
             _peer_uid.set(_peer_uid_of(sock))
             await super().run()
 
-    # the names the two run modules look their per-connection server up by
-    hypercorn.asyncio.run.TCPServer = AsyncioConnection  # type: ignore[attr-defined]
     hypercorn.trio.run.TCPServer = TrioConnection  # type: ignore[attr-defined]

@@ -103,6 +103,20 @@ def test_first_event_times_execsnoop_against_bpftrace() -> None:
     assert rows[1].endswith("| 1.00x |")
 
 
+def test_exec_tools_times_each_tracer_against_the_c_tool() -> None:
+    """A short storm: every tool prints every exec, and the table gives each a cost per exec
+    and a ratio to libbpf-tools' C execsnoop (1.00 for itself)."""
+    done = _benchmark("benchmarks.exec_tools", "--execs", "300", "--turns", "1")
+    assert done.returncode == 0, done.stderr
+    rows = {line[:40].strip(): line.split() for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {
+        "aiobpf execsnoop --json", "aiobpf execsnoop --json --no-redact",
+        "libbpf-tools execsnoop (C)", "bpftrace one-liner",
+    }  # fmt: skip
+    assert rows["libbpf-tools execsnoop (C)"][-1] == "1.00"
+    assert all(float(row[-4]) > 0 for row in rows.values())
+
+
 @pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server is the engine")
 def test_fleet_publish_compares_the_sink_with_the_client_alone() -> None:
     """A short run: both publishers, every batch size, a rate and a ratio each (the sink

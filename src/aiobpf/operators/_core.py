@@ -15,6 +15,7 @@ time without leaving a generator behind to be finalised later.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Container, Iterable
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, cast
@@ -103,7 +104,6 @@ class Stream(ObjectReceiveStream[T]):
     def __init__(self, upstream: AsyncIterable[Any]) -> None:
         self._upstream = upstream
         self._iterator: AsyncIterator[Any] = upstream.__aiter__()
-        self._entered = False  # entered the upstream on entering: left the same way
 
     @property
     def latency_bound(self) -> float | None:
@@ -120,28 +120,16 @@ class Stream(ObjectReceiveStream[T]):
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
-        """Enters the stream it consumes, if it is a resource: ``async with source | filter |
-        window_count(...)`` attaches the source's program on entering, as ``async with
-        source`` does (events before the first read are not missed)."""
-        enter: Callable[[], Any] | None = getattr(self._upstream, "__aenter__", None)
-        if enter is not None:
-            await enter()
-            self._entered = True
+        """Opens the stream it consumes, if that is a source that opens (``open()``, which
+        every aiobpf source has, idempotent): ``async with source | filter | window_count(...)``
+        attaches the source's program on entering, as ``async with source`` does, so that
+        events between entering and the first read are not missed. Leaving closes it."""
+        opener: Callable[[], Any] | None = getattr(self._upstream, "open", None)
+        if opener is not None:
+            opened = opener()
+            if inspect.isawaitable(opened):
+                await opened
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Leaves the stream it consumes as it was entered (its own ``__aexit__``), or closes
-        it."""
-        if self._entered:
-            self._entered = False
-            await self._upstream.__aexit__(exc_type, exc, tb)  # type: ignore[attr-defined]
-        else:
-            await self.aclose()
 
     async def receive(self) -> T:
         """The next item; raises :class:`anyio.EndOfStream` once the stream ended."""

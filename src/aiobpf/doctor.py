@@ -140,6 +140,19 @@ def _tracefs() -> Check:
     )
 
 
+def _debugfs() -> Check:
+    mounts = mount_points("debugfs")
+    if mounts:
+        return Check("debugfs", True, False, f"mounted at {mounts[0]} (BCC looks there too)")
+    return Check(
+        "debugfs",
+        False,
+        False,
+        "not mounted: aiobpf needs only tracefs; some BCC tools look for tracepoints here",
+        "mount -t debugfs debugfs /sys/kernel/debug",
+    )
+
+
 def _kprobes() -> Check:
     pmu = Path("/sys/bus/event_source/devices/kprobe")
     if pmu.is_dir():
@@ -272,8 +285,8 @@ def _cgroup2() -> Check:
 
 
 _CHECKS: tuple[Callable[[], Check], ...] = (
-    _machine, _btf, _libbpf, _privileges, _lockdown, _tracefs, _unprivileged_bpf, _kprobes,
-    _fentry, _memlock, _cgroup2, _bcc, _kernel_headers,
+    _machine, _btf, _libbpf, _privileges, _lockdown, _tracefs, _debugfs, _unprivileged_bpf,
+    _kprobes, _fentry, _memlock, _cgroup2, _bcc, _kernel_headers,
 )  # fmt: skip
 
 

@@ -34,7 +34,9 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                     window = {name: n for name, n in window.items() if n}
                     previous = totals
                     if args.json:
-                        line = {"type": "counts", "time": time.time(), "counts": window}
+                        largest = sorted(window.items(), key=lambda item: (-item[1], item[0]))
+                        counts = dict(largest[: args.top])  # --top applies to JSON too
+                        line = {"type": "counts", "time": time.time(), "counts": counts}
                         print(json.dumps(line), file=out, flush=True)
                         continue
                     rows = sorted(window.items(), key=lambda item: (-item[1], item[0]))

@@ -15,8 +15,14 @@ from ._text import CLEAR, user_name
 __all__ = ["add_parser"]
 
 
+def _largest(counts: dict[int, int], top: int) -> list[tuple[int, int]]:
+    """The ``top`` largest counts, largest first (ties by uid): the table's rows, and --json's
+    counts (--top applies to both)."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+
+
 def _top_table(counts: dict[int, int], top: int) -> str:
-    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+    rows = _largest(counts, top)
     lines = [time.strftime("%H:%M:%S") + "  execve calls per user since start", ""]
     lines.append(f"{'UID':>10}  {'USER':<16} {'EXECVE':>10}")
     lines += [f"{uid:>10}  {user_name(uid):<16} {count:>10}" for uid, count in rows]
@@ -36,7 +42,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                         line = {
                             "type": "counts",
                             "time": reading.time,
-                            "counts": {str(u): c for u, c in reading.values.items()},
+                            "counts": {str(u): c for u, c in _largest(reading.values, args.top)},
                         }
                         print(json.dumps(line), file=out, flush=True)
                     else:

@@ -130,30 +130,23 @@ class EventHub(AsyncContextManagerMixin):
 
     @contextlib.asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncGenerator[Self]:
-        """Attaches the kernel sources and fans events out while entered; leaving ends every
-        subscription and detaches."""
-        if self._replay is not None:
-            async with self._replay, anyio.create_task_group() as tasks:
-                self._events = self._replay
-                tasks.start_soon(self._play)
-                try:
-                    yield self
-                finally:
-                    tasks.cancel_scope.cancel()
-                    for subscriber in list(self._subscribers):
-                        subscriber.close()
-            return
-        events = execve_events(max_latency=self._max_latency)
-        if self._uids is not None:
-            events.push_down("uid", self._uids)  # the whole service wants only these users
-        self._select(events)
-        async with (
-            events,
-            execve_counts(interval=1.0, uids=self._uids) as counts,
-            anyio.create_task_group() as tasks,
-        ):
-            self._events, self._counts = events, counts
-            tasks.start_soon(self._fan_out)
+        """Attaches the kernel sources (or opens the recording) and fans events out while
+        entered; leaving ends every subscription and detaches."""
+        async with contextlib.AsyncExitStack() as held:
+            if self._replay is not None:
+                self._events = await held.enter_async_context(self._replay)
+                run = self._play
+            else:
+                events = execve_events(max_latency=self._max_latency)
+                if self._uids is not None:
+                    events.push_down("uid", self._uids)  # the whole service wants only these
+                self._select(events)
+                self._events = await held.enter_async_context(events)
+                counts = execve_counts(interval=1.0, uids=self._uids)
+                self._counts = await held.enter_async_context(counts)
+                run = self._fan_out
+            tasks = await held.enter_async_context(anyio.create_task_group())
+            tasks.start_soon(run)
             try:
                 yield self
             finally:

@@ -697,3 +697,21 @@ async def test_a_filtered_quiet_stream_emits_its_window_on_time(tmp_path: Path) 
                 counted.append(window)
     assert sum(window.counts.get("windowed", 0) for window in counted) == 3
     assert all(window.late == 0 for window in counted)
+
+
+async def test_a_pushed_down_uid_is_in_the_kernel_set_as_the_program_reads_it() -> None:
+    """filter_uid puts the uid in the program's set as a native u32, and nothing else: read back
+    from the map itself, the set holds 0x01020304 (in the wrong byte order it held 0x04030201,
+    and only a 30 s wait for an event that never came showed it)."""
+    import numpy as np
+
+    from aiobpf._kernel.map_io import MapReader
+
+    source = aiobpf.execve_events()
+    async with source | aiobpf.filter_uid(0x01020304):
+        program = source._program
+        assert program is not None
+        fd = program.own_map_fd("filter_uids")
+        reader = MapReader(fd, "filter_uids", key=np.dtype("=u4"), value=np.dtype("u1"))
+        keys, _ = reader.read(delete=False)
+    assert keys.tolist() == [0x01020304]

@@ -465,4 +465,4 @@ async def test_an_event_after_its_window_closed_on_time_is_late_not_lost() -> No
             later = await windows.receive()
     assert first.counts == {"old": 1}
     assert later.late == 1
-    assert later.start >= first.end
+    assert later.start == pytest.approx(first.end) or later.start > first.end  # floats

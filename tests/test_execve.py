@@ -681,7 +681,9 @@ async def _first_n(events: Any, count: int) -> Any:
 async def test_a_filtered_quiet_stream_emits_its_window_on_time(tmp_path: Path) -> None:
     """execve_events() | filter_uid(U) | window_count: three execs of a fresh uid, then
     silence: their windows are emitted on time, each after its end, with no later event (a
-    window waited for one, forever, on a quiet filtered stream)."""
+    window waited for one, forever, on a quiet filtered stream). Each exec is counted in its
+    window, or, if a starved reader handed it out after its window closed, as late in the
+    next: never lost."""
     uid = 61100
     program = kernel.uniquely_named_program(tmp_path, "windowed")
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
@@ -691,12 +693,12 @@ async def test_a_filtered_quiet_stream_emits_its_window_on_time(tmp_path: Path) 
         async with pipeline | aiobpf.window_count("comm", every=1) as windows:
             for _ in range(3):
                 await anyio.run_process(kernel.setpriv_command(uid, program), check=False)
-            while sum(window.total for window in counted) < 3:
+            while sum(window.total + window.late for window in counted) < 3:
                 window = await windows.receive()
                 assert time.monotonic() >= window.end
                 counted.append(window)
-    assert sum(window.counts.get("windowed", 0) for window in counted) == 3
-    assert all(window.late == 0 for window in counted)
+    in_windows = sum(window.counts.get("windowed", 0) for window in counted)
+    assert in_windows + sum(window.late for window in counted) == 3
 
 
 async def test_a_pushed_down_uid_is_in_the_kernel_set_as_the_program_reads_it() -> None:

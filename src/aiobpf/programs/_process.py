@@ -25,7 +25,7 @@ from ..sources._program import ProgramRing
 from ..sources._records import RecordType
 from ..sources._validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from . import _constants as C
-from ._execve_event import MONOTONIC_TO_WALL_NS
+from ._execve_event import MONOTONIC_TO_WALL_NS, _text
 from ._prebuilt import counted_ring
 from ._text import prebuilt_path
 
@@ -63,10 +63,6 @@ PROCESS_RECORD: np.dtype[np.void] = np.dtype(
 
 #: How many ancestors an exec event names at most (the nearest first).
 ANCESTORS = C.PROCESS_DEPTH
-
-
-def _text(raw: bytes) -> str:
-    return raw.partition(b"\0")[0].decode("utf-8", errors="replace")
 
 
 def _wall(monotonic_ns: int) -> float:

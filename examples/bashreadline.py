@@ -16,10 +16,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 import aiobpf
-from aiobpf.lowlevel import Program
 
 PROGRAM = r"""
 #include <uapi/linux/ptrace.h>
@@ -66,14 +64,10 @@ async def bash_lines(bash: str = "/bin/bash") -> AsyncIterator[aiobpf.RingBuffer
     """The lines read by every bash running ``bash`` from now on, as records with ``pid``,
     ``uid``, ``comm`` and ``line``. A bash already waiting in readline() when this starts is
     seen from its next line on (a return probe catches calls entered after it is attached)."""
-    program = await anyio.to_thread.run_sync(Program.compile, PROGRAM)  # compiling blocks
-    try:
-        program.attach_uprobe(bash, "readline", "on_readline_return", retprobe=True)
-    except BaseException:
-        program.close()
-        raise
-    async with aiobpf.RingBuffer.from_bcc(program.bpf, "lines", owned=[program.close]) as ring:
-        yield ring
+    async with aiobpf.compile_bcc(PROGRAM) as program:
+        await program.attach_uprobe("on_readline_return", bash, "readline", retprobe=True)
+        async with program.ring("lines") as ring:
+            yield ring
 
 
 async def main(bash: str, as_json: bool) -> None:

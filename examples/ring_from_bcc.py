@@ -2,14 +2,15 @@
 
 sudo .venv/bin/python examples/ring_from_bcc.py
 
-The record type comes from the C struct the program writes (char arrays as text); declare one
-with ``record=`` (a numpy dtype or a ctypes.Structure) only where BCC cannot see the struct.
+``aiobpf.compile_bcc()`` has the shape of ``aiobpf.load()`` for CO-RE objects: entering compiles
+(off the event loop) and attaches, ``program.ring()`` opens a source, leaving detaches. The
+record type comes from the C struct the program writes (char arrays as text); declare one with
+``record=`` (a numpy dtype or a ctypes.Structure) only where BCC cannot see the struct.
 """
 
 from __future__ import annotations
 
 import anyio
-from bcc import BPF
 
 import aiobpf
 
@@ -49,15 +50,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 
 
 async def main() -> None:
-    bpf = BPF(text=PROGRAM)
-    try:
-        async with aiobpf.RingBuffer.from_bcc(bpf, "events") as ring:
-            with anyio.move_on_after(5):
-                async for data in ring:
-                    print(f"pid={data.pid} uid={data.uid} comm={data.command} msg={data.message}")
-            print(ring.stats)
-    finally:
-        bpf.cleanup()
+    async with aiobpf.compile_bcc(PROGRAM) as program, program.ring("events") as ring:
+        print("tracing execs for 5 s", flush=True)
+        with anyio.move_on_after(5):
+            async for data in ring:
+                print(f"pid={data.pid} uid={data.uid} comm={data.command} msg={data.message}")
+        print(ring.stats)
 
 
 if __name__ == "__main__":

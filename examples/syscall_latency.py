@@ -14,10 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 import aiobpf
-from aiobpf.lowlevel import Program
 from aiobpf.operators import Histogram, histograms
 
 PROGRAM = r"""
@@ -66,11 +64,8 @@ async def syscall_latency(
     """Per syscall number, a log2 histogram of its latency in microseconds, every interval:
     that interval's (``mode="delta"``) or since the start (``"snapshot"``)."""
     flags = [f"-DTARGET_TGID={pid or 0}"]
-    program = await anyio.to_thread.run_sync(lambda: Program.compile(PROGRAM, cflags=flags))
-    poller = aiobpf.MapPoller.from_bcc(
-        program.bpf, "dist", interval=interval, mode=mode, owned=[program.close]
-    )
-    async with poller:
+    program = aiobpf.compile_bcc(PROGRAM, cflags=flags)
+    async with program, program.map("dist", interval=interval, mode=mode) as poller:
         yield (poller | histograms(slot="slot")).__aiter__()
 
 

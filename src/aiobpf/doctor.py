@@ -10,19 +10,16 @@ your own programs, kprobes, fentry, cgroup v2) say what works and what to use in
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import os
 import platform
 import resource
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
+from ._kernel.features import kprobes_available, trampolines_refused
 from ._kernel.libbpf import libbpf
-from ._kernel.libc import libc
 from ._kernel.mounts import mount_points
 from ._kernel.objects import check_built_for
 from ._kernel.privileges import CAPABILITIES, effective_capabilities, may_trace
@@ -154,8 +151,7 @@ def _debugfs() -> Check:
 
 
 def _kprobes() -> Check:
-    pmu = Path("/sys/bus/event_source/devices/kprobe")
-    if pmu.is_dir():
+    if kprobes_available():
         return Check("kprobes", True, False, "the kprobe PMU is there")
     return Check(
         "kprobes",
@@ -168,7 +164,7 @@ def _kprobes() -> Check:
 
 
 def _fentry() -> Check:
-    refused = _fentry_refused()
+    refused = trampolines_refused()
     if refused is None:
         return Check("fentry/fexit", True, False, "an fentry program loads")
     return Check(
@@ -178,43 +174,6 @@ def _fentry() -> Check:
         f"loading an fentry program is refused: {refused}",
         "use tracepoints or raw tracepoints (tp_btf and fentry need BPF trampolines)",
     )
-
-
-def _fentry_refused() -> str | None:
-    """Why loading an fentry program on ``vfs_read`` fails, or None when it loads (it is
-    closed at once, never attached). Through bpf(2) itself: libbpf's call for it changed its
-    options across 1.x, and the attribute block of the system call has not."""
-    try:
-        lib = libbpf()
-    except LibbpfMissingError:
-        return "libbpf is missing, so it could not be tried"
-    btf = lib.btf__load_vmlinux_btf()
-    if not btf:
-        return "no kernel BTF"
-    try:
-        function = lib.btf__find_by_name_kind(btf, b"vfs_read", _BTF_KIND_FUNC)
-    finally:
-        lib.btf__free(btf)
-    if function < 0:
-        return "vfs_read is not in the kernel's BTF"
-    code = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", *_RETURN_ZERO))
-    license_ = ctypes.create_string_buffer(b"GPL")
-    attr = bytearray(128)  # union bpf_attr, as BPF_PROG_LOAD reads it
-    struct.pack_into("<IIQQ", attr, 0, _BPF_PROG_TYPE_TRACING, 2, ctypes.addressof(code),
-                     ctypes.addressof(license_))  # fmt: skip
-    struct.pack_into("<I", attr, 68, _BPF_TRACE_FENTRY)  # expected_attach_type
-    struct.pack_into("<I", attr, 108, function)  # attach_btf_id
-    buffer = ctypes.create_string_buffer(bytes(attr), len(attr))
-    fd = libc().syscall(_SYS_BPF[platform.machine()], _BPF_PROG_LOAD, buffer, len(attr))
-    if fd < 0:
-        return os.strerror(ctypes.get_errno())
-    os.close(fd)
-    return None
-
-
-_SYS_BPF = collections.defaultdict(lambda: 321, {"x86_64": 321, "aarch64": 280})
-_BPF_PROG_LOAD, _BPF_PROG_TYPE_TRACING, _BPF_TRACE_FENTRY, _BTF_KIND_FUNC = 5, 26, 24, 12
-_RETURN_ZERO = (0xB7, 0, 0, 0, 0x95, 0, 0, 0)  # r0 = 0; exit
 
 
 def _memlock() -> Check:

@@ -14,7 +14,8 @@ The tree::
     │   ├── PrivilegeError          (PermissionError) not root, no CAP_BPF/CAP_PERFMON
     │   ├── KernelHeadersError      (FileNotFoundError) BCC finds no kernel headers
     │   ├── TracefsError            (OSError) tracefs is not mounted and cannot be
-    │   ├── KprobesUnavailableError (NotImplementedError) no kprobes: use a tracepoint
+    │   ├── UnsupportedProgramError (NotImplementedError) a program kind this kernel cannot run
+    │   │   └── KprobesUnavailableError    no kprobes: use a tracepoint
     │   ├── BtfError                (LookupError) the kernel's BTF lacks what a program reads
     │   ├── UnsupportedMachineError (NotImplementedError) no programs or ring reading for this CPU
     │   └── NatsMissingError        (ImportError) no ``nats`` module: pip install 'aiobpf[nats]'
@@ -28,6 +29,9 @@ The tree::
     ├── UnknownProgramError         (LookupError) no program (or handler) of that name
     ├── CgroupError                 (LookupError) no cgroup v2 where one was looked for
     ├── NotOpenError                (RuntimeError) a source or service used before it opened
+    ├── UnknownVariableError        (LookupError) the object has no global of that name
+    ├── VariableTypeError           (TypeError) a value does not fit the global's type
+    ├── UnknownTypeError            (LookupError) the object's BTF has no struct of that name
     ├── UnknownSymbolError          (LookupError) no binary, or no symbol in it, for a uprobe
     ├── MapTypeError                (TypeError) a map is not of the type needed
     ├── MapError                    (OSError) a map operation failed; ``errno`` says why
@@ -73,7 +77,11 @@ __all__ = [
     "UnknownSymbolError",
     "UnknownSyscallError",
     "UnknownTracepointError",
+    "UnknownTypeError",
+    "UnknownVariableError",
     "UnsupportedMachineError",
+    "UnsupportedProgramError",
+    "VariableTypeError",
 ]
 
 
@@ -105,7 +113,13 @@ class TracefsError(SetupError, OSError):
     """tracefs is not mounted and cannot be mounted."""
 
 
-class KprobesUnavailableError(SetupError, NotImplementedError):
+class UnsupportedProgramError(SetupError, NotImplementedError):
+    """A program's kind is one the running kernel cannot run (kprobes where it has none,
+    fentry/fexit and tp_btf where it refuses BPF trampolines); the message names what to use
+    instead."""
+
+
+class KprobesUnavailableError(UnsupportedProgramError):
     """The running kernel was built without kprobes; a tracepoint is the alternative."""
 
 
@@ -197,3 +211,15 @@ class CgroupError(AiobpfError, LookupError):
 
 class NotOpenError(AiobpfError, RuntimeError):
     """A source or a service used before it was opened (``async with``, or ``open()``)."""
+
+
+class UnknownVariableError(AiobpfError, LookupError):
+    """The object has no global variable of that name (a parameter or a global read)."""
+
+
+class VariableTypeError(AiobpfError, TypeError):
+    """A value given for a global variable does not fit its type in the object's BTF."""
+
+
+class UnknownTypeError(AiobpfError, LookupError):
+    """The object's BTF has no struct (or union, or typedef) of that name."""

@@ -65,6 +65,23 @@ _PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
     "bpf_program__fd": ([_P], ctypes.c_int),
     "bpf_link__destroy": ([_P], ctypes.c_int),
     "libbpf_set_print": ([_P], _P),
+    # objects of your own (aiobpf.load): memory, BTF, globals, programs not to load, uprobes
+    "bpf_object__open_mem": ([_P, ctypes.c_size_t, _P], _P),
+    "bpf_object__btf": ([_P], _P),
+    "btf__type_cnt": ([_P], ctypes.c_uint32),
+    "bpf_object__next_map": ([_P, _P], _P),
+    "bpf_map__name": ([_P], ctypes.c_char_p),
+    "bpf_map__type": ([_P], ctypes.c_int),
+    "bpf_map__btf_key_type_id": ([_P], ctypes.c_uint32),
+    "bpf_map__btf_value_type_id": ([_P], ctypes.c_uint32),
+    "bpf_map__initial_value": ([_P, ctypes.POINTER(ctypes.c_size_t)], _P),
+    "bpf_program__name": ([_P], ctypes.c_char_p),
+    "bpf_program__autoload": ([_P], ctypes.c_bool),
+    "bpf_program__set_autoload": ([_P, ctypes.c_bool], ctypes.c_int),
+    "bpf_program__attach_uprobe_opts": (
+        [_P, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, _P],
+        _P,
+    ),
 }
 
 

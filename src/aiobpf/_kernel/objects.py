@@ -20,19 +20,22 @@ import functools
 import os
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self
 
 from .._resource import release_together
 from ..errors import (
     AttachError,
+    BtfError,
     CompileError,
     SetupError,
     UnknownMapError,
     UnknownProgramError,
+    UnknownSymbolError,
     UnsupportedMachineError,
 )
+from .btf_types import ObjectTypes
 from .libbpf import check, libbpf, write_element
 from .libc import libc
 from .privileges import check_privileges
@@ -125,6 +128,24 @@ def check_built_for(path: Path) -> None:
         )
 
 
+#: Section kinds attached on their own, to the hook the section names.
+_ATTACHED = frozenset({"tracepoint", "tp", "raw_tracepoint", "raw_tp", "uprobe", "uretprobe",
+                       "uprobe.s", "uretprobe.s", "usdt"})  # fmt: skip
+
+
+class _UprobeOptions(ctypes.Structure):
+    """libbpf's ``struct bpf_uprobe_opts`` up to ``func_name`` (libbpf 0.8 and later; its
+    ``sz`` tells a later libbpf where this caller's fields end)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("ref_ctr_offset", ctypes.c_size_t),
+        ("bpf_cookie", ctypes.c_uint64),
+        ("retprobe", ctypes.c_bool),
+        ("func_name", ctypes.c_char_p),
+    ]
+
+
 class BpfObject:
     """One CO-RE object, opened, loaded and (once :meth:`attach_tracepoints` is called)
     attached; :meth:`close` detaches and unloads it. The same surface as
@@ -133,6 +154,7 @@ class BpfObject:
     def __init__(self, handle: int, path: Path) -> None:
         self._handle: int | None = handle
         self.path = path
+        self._memory: ctypes.Array[ctypes.c_char] | None = None
         self._links: list[int] = []
         # Attaching, detaching and closing take turns: libbpf frees the object on close, and a
         # close from another thread while this one attached crashed the process.
@@ -158,26 +180,39 @@ class BpfObject:
         return cls._load(path, max_entries)
 
     @classmethod
-    def _load(cls, path: Path, max_entries: dict[str, int] | None) -> BpfObject:
-        if not path.is_file():
-            raise SetupError(
-                f"the BPF object {path.name} is missing from {path.parent}: an aiobpf installed "
-                "from a wheel has its programs inside (python -m build makes one); a checkout "
-                "compiles them with scripts/setup.sh"
-            )
-        check_built_for(path)
+    def _load(
+        cls,
+        source: Path | bytes,
+        max_entries: dict[str, int] | None,
+        prepare: Callable[[BpfObject], object] | None = None,
+        *,
+        name: str | None = None,
+    ) -> BpfObject:
+        """Opens ``source`` (a file, or an object's bytes called ``name``), sizes its maps,
+        runs ``prepare`` on the opened object (globals, programs not to load), and loads it."""
+        if isinstance(source, Path):
+            if not source.is_file():
+                raise SetupError(
+                    f"the BPF object {source.name} is missing from {source.parent}: an aiobpf "
+                    "installed from a wheel has its programs inside (python -m build makes "
+                    "one); a checkout compiles them with scripts/setup.sh"
+                )
+            check_built_for(source)
+        label = source if isinstance(source, Path) else Path(name or "<bytes>")
         check_privileges()  # EACCES from the kernel may be the verifier's refusal
         # signals held, and EAGAIN tried again: see aiobpf._kernel.verifier (an object that
         # failed to load cannot load again: each try opens it anew)
         for attempt in range(LOAD_ATTEMPTS):
             with _messages() as said, signals_held():
-                loaded = cls._open(path, said)
+                loaded = cls._open(source, label, said)
                 try:
-                    for name, entries in (max_entries or {}).items():
+                    for map_name, entries in (max_entries or {}).items():
                         check(
-                            libbpf().bpf_map__set_max_entries(loaded._map(name), entries),
-                            f"sizing map {name!r} of {path.name}",
+                            libbpf().bpf_map__set_max_entries(loaded._map(map_name), entries),
+                            f"sizing map {map_name!r} of {label.name}",
                         )
+                    if prepare is not None:
+                        prepare(loaded)
                     result = libbpf().bpf_object__load(loaded._handle)
                 except BaseException:
                     loaded.close()
@@ -187,17 +222,28 @@ class BpfObject:
             loaded.close()
             if -result != errno.EAGAIN or attempt + 1 == LOAD_ATTEMPTS:
                 raise CompileError(
-                    f"the kernel refused to load {path.name}: {os.strerror(-result)}{_said(said)}"
+                    f"the kernel refused to load {label.name}: {os.strerror(-result)}{_said(said)}"
                 )
         raise AssertionError("unreachable")
 
     @classmethod
-    def _open(cls, path: Path, said: list[str]) -> BpfObject:
-        handle = libbpf().bpf_object__open_file(os.fsencode(path), None)
+    def _open(cls, source: Path | bytes, label: Path, said: list[str]) -> BpfObject:
+        if isinstance(source, Path):
+            handle = libbpf().bpf_object__open_file(os.fsencode(source), None)
+            memory = None
+        else:
+            # libbpf reads the ELF from this memory while it opens and loads: kept alive
+            memory = ctypes.create_string_buffer(source, len(source))
+            handle = libbpf().bpf_object__open_mem(memory, len(source), None)
         if not handle:
             err = ctypes.get_errno()
-            raise SetupError(f"libbpf cannot open {path}: {os.strerror(err)}{_said(said)}")
-        return cls(handle, path)
+            raise SetupError(
+                f"libbpf cannot open {label}: {os.strerror(err)} (not a BPF object file?)"
+                f"{_said(said)}"
+            )
+        loaded = cls(handle, label)
+        loaded._memory = memory
+        return loaded
 
     def _map(self, name: str) -> int:
         if self._handle is None:
@@ -245,6 +291,82 @@ class BpfObject:
             raise
         return fds
 
+    # -- objects of your own (aiobpf.load) ------------------------------------------------------
+
+    def programs(self) -> dict[str, tuple[str, int]]:
+        """Every program: its C function's name, with its section and handle."""
+        if self._handle is None:
+            raise ValueError(f"{self.path.name} is closed")
+        lib = libbpf()
+        found: dict[str, tuple[str, int]] = {}
+        program = None
+        while program := lib.bpf_object__next_program(self._handle, program):
+            name = (lib.bpf_program__name(program) or b"?").decode()
+            found[name] = ((lib.bpf_program__section_name(program) or b"?").decode(), program)
+        return found
+
+    def maps(self) -> dict[str, int]:
+        """Every map by name (a data section's by its section name, ``.rodata``), with handle."""
+        if self._handle is None:
+            raise ValueError(f"{self.path.name} is closed")
+        lib = libbpf()
+        found: dict[str, int] = {}
+        handle = None
+        while handle := lib.bpf_object__next_map(self._handle, handle):
+            found[(lib.bpf_map__name(handle) or b"?").decode()] = handle
+        return found
+
+    def map_handle(self, name: str) -> int:
+        """The libbpf handle of map ``name`` (``.rodata`` and the like name a data section)."""
+        return self._map(name)
+
+    def types(self) -> ObjectTypes:
+        """The types in the object's BTF; :class:`aiobpf.BtfError` when it has none."""
+        if self._handle is None:
+            raise ValueError(f"{self.path.name} is closed")
+        btf = libbpf().bpf_object__btf(self._handle)
+        if not btf:
+            raise BtfError(
+                f"{self.path.name} carries no BTF: compile it with clang -g "
+                "(aiobpf build does), so that its types can be read"
+            )
+        return ObjectTypes(btf, self.path.name)
+
+    def attach_uprobe(
+        self, program: str, binary: str, symbol: str, *, retprobe: bool, pid: int | None
+    ) -> None:
+        """Attaches ``program`` to function ``symbol`` of ``binary`` (a path, or a library
+        libbpf finds), in every process or only ``pid``; detached with the others."""
+        lib = libbpf()
+        with self._lock, _messages() as said:
+            handle = self.programs().get(program, (None, 0))[1]
+            if not handle:
+                raise UnknownProgramError(
+                    f"the BPF object {self.path.name} has no program named {program!r}"
+                )
+            options = _UprobeOptions(
+                sz=ctypes.sizeof(_UprobeOptions), retprobe=retprobe, func_name=symbol.encode()
+            )
+            target = -1 if pid is None else pid
+            link = lib.bpf_program__attach_uprobe_opts(
+                handle, target, os.fsencode(binary), 0, ctypes.byref(options)
+            )
+            if not link:
+                err = ctypes.get_errno()
+                kind = "uretprobe" if retprobe else "uprobe"
+                words = _said(said)
+                if err == errno.ENOENT:
+                    raise UnknownSymbolError(
+                        f"no function {symbol!r} in {binary} for {kind} {program!r} (see "
+                        f"`nm -D {binary}`; a stripped binary keeps only its dynamic "
+                        f"symbols){words}"
+                    )
+                raise AttachError(
+                    f"attaching {kind} {program!r} to {binary}:{symbol} failed: "
+                    f"{os.strerror(err)}{words}"
+                )
+            self._links.append(link)
+
     def attach_tracepoints(self) -> None:
         """Attaches every program to the hook its section names (a program whose section names
         none, such as ``SEC("raw_tp")``, is a tail-call target: loaded, not attached).
@@ -261,8 +383,8 @@ class BpfObject:
                 while program := lib.bpf_object__next_program(self._handle, program):
                     section = (lib.bpf_program__section_name(program) or b"?").decode()
                     kind, _, hook = section.partition("/")
-                    if not hook:
-                        continue
+                    if not hook or kind not in _ATTACHED or not lib.bpf_program__autoload(program):
+                        continue  # a tail-call target, attached by a call, or not loaded
                     if kind == "tracepoint":  # said plainly, as for BCC's programs
                         require_tracepoint(*hook.split("/", 1))
                     link = lib.bpf_program__attach(program)

@@ -12,7 +12,10 @@ sources of the programs aiobpf ships; :func:`replay` plays a recording back as a
 
 from __future__ import annotations
 
+from ._bcc_program import BccProgram, compile_bcc
+from ._core_program import CoreProgram, load
 from ._maps import MapPoller, MapReading, Mode
+from ._own import OwnProgram
 from ._pacing import AUTO_MAX_LATENCY
 from ._perf import PerfBuffer
 from ._replay import Replay, ReplayStats, replay
@@ -23,11 +26,14 @@ from ._validate import MaxLatency
 
 __all__ = [
     "AUTO_MAX_LATENCY",
+    "BccProgram",
+    "CoreProgram",
     "MapPoller",
     "MapReading",
     "MapStats",
     "MaxLatency",
     "Mode",
+    "OwnProgram",
     "PerfBuffer",
     "Reader",
     "Replay",
@@ -37,6 +43,8 @@ __all__ = [
     "TraceLine",
     "TracePipe",
     "TraceStats",
+    "compile_bcc",
+    "load",
     "replay",
     "trace_pipe",
 ]

@@ -23,6 +23,7 @@ from ._validate import MaxLatency, check_reading_mode
 __all__ = ["PerfBuffer"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class PerfBuffer(RingBuffer[R]):
@@ -74,31 +75,64 @@ class PerfBuffer(RingBuffer[R]):
         :class:`aiobpf.UnsupportedMachineError` on CPUs other than x86-64 (the reader's
         ordering argument).
         """
-        on_close: list[Callable[[], None]] = list(owned)
+        try:
+            _bcc.require_map(bpf, name)
+            layout = _record_of(bpf, name, record, f"perf buffer {name!r}")
+            counter_reader = _counter_reader(bpf, name, counters)
+            fd = _bcc.map_fd(bpf, name)
+        except BaseException as exc:
+            release_all(reversed(owned), after=exc)
+            raise
+        return cls.from_fd(
+            fd,
+            name=name,
+            record=layout,
+            page_cnt=page_cnt,
+            counters=counter_reader,
+            max_latency=max_latency,
+            busy_poll=busy_poll,
+            order_by=order_by,
+            owned=owned,
+        )
+
+    @classmethod
+    def from_fd(
+        cls,
+        fd: int,
+        *,
+        name: str,
+        record: RecordType[T],
+        page_cnt: int = 64,
+        counters: Callable[[], list[int]] | None = None,
+        max_latency: MaxLatency = "auto",
+        busy_poll: float = 0.0,
+        order_by: str | None = None,
+        owned: Sequence[Callable[[], None]] = (),
+    ) -> PerfBuffer[T]:
+        """A source over the perf event array map ``fd`` of a program another loader loaded
+        (libbpf, a map pinned in bpffs): the source owns ``fd`` and closes it. ``counters``
+        reads the program's ``[produced, dropped]`` counts; the rest is as for
+        :meth:`from_bcc`."""
+        on_close: list[Callable[[], None]] = [*owned, lambda: os.close(fd)]
         reader: PerfBuffers | None = None
         try:
             check_reading_mode(max_latency, busy_poll)
             require_tso(f"perf buffer {name!r}")
-            _bcc.require_map(bpf, name)
-            layout = _record_of(bpf, name, record, f"perf buffer {name!r}")
-            if order_by is not None and order_by not in (layout.dtype.names or ()):
+            if order_by is not None and order_by not in (record.dtype.names or ()):
                 raise ValueError(
-                    f"order_by must name a field of the record {layout.dtype.names}, "
+                    f"order_by must name a field of the record {record.dtype.names}, "
                     f"got {order_by!r}"
                 )
-            counter_reader = _counter_reader(bpf, name, counters)
-            fd = _bcc.map_fd(bpf, name)
-            on_close.append(lambda: os.close(fd))
             reader, epoll, release = open_perf_buffers(
-                fd, name, layout.dtype, page_cnt, order_by=order_by
+                fd, name, record.dtype, page_cnt, order_by=order_by
             )
             on_close.append(release)
-            source: PerfBuffer[Any] = cls(
+            source: PerfBuffer[T] = PerfBuffer(
                 name=name,
                 fd=epoll.fileno(),
-                record=layout,
+                record=record,
                 reader=reader,
-                counters=counter_reader,
+                counters=counters,
                 max_latency=max_latency,
                 busy_poll=busy_poll,
                 on_close=on_close,

@@ -76,6 +76,8 @@ TOP_LEVEL = [
     "CoreProgram",
     "compile_bcc",
     "load",
+    "OpenEvent",
+    "open_events",
     "WindowCount",
     "batch",
     "errors",

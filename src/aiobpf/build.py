@@ -98,6 +98,7 @@ def compile_object(
     compiled = target.with_name(f".{target.name}.{os.getpid()}.unlinked")
     command = [clang, "-g", "-O2", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", "-Wall"]
     command += [f"-I{header.parent}", f"-I{_PROGRAMS}", f"-I{source_path.parent}"]
+    command += _build.load_sibling("_constants").shared_flags()  # what aiobpf.h expects
     command += [*cflags, "-c", str(source_path), "-o", str(compiled)]
     result = subprocess.run(command, capture_output=True, text=True)
     try:

@@ -30,6 +30,12 @@ CLOCK_MONOTONIC) and ``cgroup_id``:
     ``tid``, ``exit_code`` (null when a signal ended the process), ``signal`` (its name, as
     "SIGKILL", or null), ``core_dumped``, ``status`` (the raw wait status), ``duration_s``.
 
+An ``open`` record (:func:`aiobpf.open_events`; ``aiobpf opensnoop``) has ``time``,
+``timestamp_ns``, ``pid``, ``tid``, ``uid``, ``comm``, ``syscall`` (``"open"``, ``"openat"`` or
+``"openat2"``), ``dirfd``, ``path`` (as the caller gave it), ``flags`` and ``mode`` (ints, as
+``os.O_*``), ``result`` (the new fd, or a negative errno) and ``error`` (the errno's name, or
+null).
+
 Text the kernel held as bytes that are not UTF-8 is decoded with U+FFFD in their place (the
 same in every form). A reader ignores fields it does not know; a newer schema adds fields and
 raises the version only when a field changes its meaning.
@@ -47,6 +53,7 @@ from .redaction import DEFAULT, Redaction
 
 if TYPE_CHECKING:
     from .programs._execve_event import ExecveEvent
+    from .programs._opens import OpenEvent
     from .programs._process import ProcessEvent
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
     "event_from_record",
     "exec_record",
     "lost_record",
+    "open_record",
     "process_record",
     "summary_record",
 ]
@@ -94,6 +102,14 @@ def process_record(event: ProcessEvent) -> dict[str, Any]:
     record: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": event.type}
     record.update(attrs.asdict(event))
     del record["timestamp_ns"]
+    return record
+
+
+def open_record(event: OpenEvent) -> dict[str, Any]:
+    """The ``open`` record of an open event."""
+    record: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": "open"}
+    record.update(attrs.asdict(event))
+    record["error"] = event.error
     return record
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import TracefsError, UnknownTracepointError
 
-__all__ = ["ensure_tracefs", "require_tracepoint", "tracefs_root"]
+__all__ = ["ensure_tracefs", "require_tracepoint", "tracefs_root", "tracepoint_exists"]
 
 _CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
@@ -42,6 +42,11 @@ def ensure_tracefs() -> Path:
         f"at {target} failed: {os.strerror(errno) if errno else 'no such directory'}; "
         f"run as root, or mount it yourself: mount -t tracefs tracefs {target}"
     )
+
+
+def tracepoint_exists(category: str, event: str) -> bool:
+    """Whether the running kernel has tracepoint ``category:event``."""
+    return (ensure_tracefs() / "events" / category / event).is_dir()
 
 
 def require_tracepoint(category: str, event: str) -> Path:

@@ -11,7 +11,18 @@ import anyio
 
 from .._defaults import BACKENDS
 from ..errors import AiobpfError
-from . import _build, _doctor, _execsnoop, _exitsnoop, _hello, _run, _serve, _syscalls, _top_uids
+from . import (
+    _build,
+    _doctor,
+    _execsnoop,
+    _exitsnoop,
+    _hello,
+    _opensnoop,
+    _run,
+    _serve,
+    _syscalls,
+    _top_uids,
+)
 from ._running import Tool, run_until_stopped
 
 __all__ = ["main", "main_exit"]
@@ -41,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         help="event loop (default: uvloop, asyncio on uvloop's loop)",
     )
     tools = parser.add_subparsers(dest="tool", required=True, metavar="TOOL")
-    every = (_execsnoop, _exitsnoop, _run, _hello, _syscalls, _serve, _top_uids, _build, _doctor)
+    every = (_execsnoop, _exitsnoop, _opensnoop, _run, _hello, _syscalls, _serve, _top_uids,
+             _build, _doctor)  # fmt: skip
     for tool in every:
         tool.add_parser(tools)
     return parser

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for it
     from ._execve_event import EXECVE_RECORD, ExecveEvent
     from ._hello import LOG_RECORD, HelloWorld, LogRecord, hello_world
     from ._kernel_windows import KernelWindowCounts, execve_window_counts
+    from ._opens import OPEN_RECORD, OpenEvent, open_events
     from ._process import (
         PROCESS_RECORD,
         ProcessEvents,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for it
 __all__ = [
     "EXECVE_RECORD",
     "LOG_RECORD",
+    "OPEN_RECORD",
     "PROCESS_RECORD",
     "SYSCALL_RECORD",
     "DispatchStats",
@@ -47,6 +49,7 @@ __all__ = [
     "HelloWorld",
     "KernelWindowCounts",
     "LogRecord",
+    "OpenEvent",
     "ProcessEvents",
     "ProcessExec",
     "ProcessExit",
@@ -59,6 +62,7 @@ __all__ = [
     "execve_events",
     "execve_window_counts",
     "hello_world",
+    "open_events",
     "process_events",
     "syscall_events",
     "trace_command",
@@ -78,6 +82,7 @@ _HOMES = {
     "._execve": ("ExecveEvents", "execve_events"),
     "._execve_event": ("EXECVE_RECORD", "ExecveEvent"),
     "._hello": ("LOG_RECORD", "HelloWorld", "LogRecord", "hello_world"),
+    "._opens": ("OPEN_RECORD", "OpenEvent", "open_events"),
     "._kernel_windows": ("KernelWindowCounts", "execve_window_counts"),
     "._process": (
         "PROCESS_RECORD",

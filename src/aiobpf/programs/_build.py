@@ -38,6 +38,7 @@ PREBUILT: dict[str, tuple[str, tuple[str, ...]]] = {
     "execve_window_comm": ("execve_window", ("-DAIOBPF_KEY_COMM",)),
     "dispatch": ("dispatch", ()),
     "process": ("process", ()),
+    "opens": ("opens", ()),
 }
 
 #: Beside the objects: the machine (``uname -m``) they were compiled for.

@@ -14,7 +14,7 @@ import functools
 import os
 import platform
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ from .._kernel.features import unsupported_section
 from .._kernel.libbpf import check, libbpf
 from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
+from .._kernel.tracefs import tracepoint_exists
 from .._resource import release_all
 from ..errors import (
     RecordLayoutError,
     UnknownMapError,
+    UnknownProgramError,
     UnknownSymbolError,
     UnsupportedProgramError,
 )
@@ -58,6 +60,7 @@ class CoreProgram(OwnProgram):
         params: Mapping[str, Any] | None = None,
         max_entries: Mapping[str, int] | None = None,
         skip_unsupported: bool = False,
+        optional: Collection[str] = (),
     ) -> None:
         if isinstance(source, bytes | bytearray):
             self._source: Path | bytes = bytes(source)
@@ -71,9 +74,10 @@ class CoreProgram(OwnProgram):
         self._params = dict(params or {})
         self._max_entries = dict(max_entries or {})
         self._skip_unsupported = skip_unsupported
+        self._optional = frozenset(optional)
         self._object: BpfObject | None = None
         self._types: ObjectTypes | None = None
-        #: programs this kernel cannot run, by name, with why and what to use instead
+        #: programs left out, by name, with why (and what to use instead)
         self.skipped: dict[str, str] = {}
 
     @property
@@ -93,6 +97,20 @@ class CoreProgram(OwnProgram):
         """Before the kernel sees it: programs this kernel cannot run are not loaded, and the
         parameters are written into the object's data sections."""
         skipped = set_aside_unsupported(loaded, refuse=not self._skip_unsupported)
+        programs = loaded.programs()
+        unknown = self._optional - set(programs)
+        if unknown:
+            raise UnknownProgramError(
+                f"{self._what} has no program {sorted(unknown)[0]!r} (optional=); "
+                f"its programs: {', '.join(programs)}"
+            )
+        for name in self._optional - set(skipped):
+            section, handle = programs[name]
+            kind, _, hook = section.partition("/")
+            category, _, event = hook.partition("/")
+            if kind in ("tracepoint", "tp") and not tracepoint_exists(category, event):
+                skipped[name] = f"this kernel has no tracepoint {category}:{event}"
+                check(libbpf().bpf_program__set_autoload(handle, False), f"program {name!r}")
         self.skipped = skipped
         if self._params:
             write_params(loaded, loaded.types(), self._params)
@@ -334,6 +352,7 @@ def load(
     params: Mapping[str, Any] | None = None,
     max_entries: Mapping[str, int] | None = None,
     skip_unsupported: bool = False,
+    optional: Collection[str] = (),
 ) -> CoreProgram:
     """A CO-RE object of your own (a ``.bpf.o`` path, or its bytes), loaded by libbpf and
     attached on ``async with``: no BCC, clang or kernel headers on the host.
@@ -347,9 +366,15 @@ def load(
     A program whose kind this kernel cannot run (kprobes where it has none; fentry, fexit and
     tp_btf where it refuses BPF trampolines) is never handed to the kernel: opening raises
     :class:`aiobpf.UnsupportedProgramError` naming the tracepoint to use instead, or, with
-    ``skip_unsupported=True``, loads the others and lists it in ``skipped``."""
+    ``skip_unsupported=True``, loads the others and lists it in ``skipped``. ``optional``
+    names programs to leave out (listed in ``skipped``) where the kernel has no tracepoint of
+    the name their section gives, as ``syscalls:sys_enter_open`` off x86-64."""
     return CoreProgram(
-        source, params=params, max_entries=max_entries, skip_unsupported=skip_unsupported
+        source,
+        params=params,
+        max_entries=max_entries,
+        skip_unsupported=skip_unsupported,
+        optional=optional,
     )
 
 

@@ -25,9 +25,11 @@ import numpy as np
 from anyio.abc import AsyncResource
 
 from ..errors import NotOpenError
-from ._maps import MapPoller
+from ._maps import MapPoller, Mode
+from ._perf import PerfBuffer
 from ._records import RecordType
 from ._ring import RingBuffer
+from ._validate import MaxLatency
 
 __all__ = ["OwnProgram", "Record"]
 
@@ -69,6 +71,59 @@ class OwnProgram(AsyncResource):
 
     @property
     def _loaded(self) -> bool:
+        raise NotImplementedError
+
+    # -- the shape both kinds share (each documents its own) ------------------------------------
+
+    def ring(
+        self,
+        name: str,
+        *,
+        record: Record = None,
+        counters: str | None = "auto",
+        max_latency: MaxLatency = "auto",
+        busy_poll: float = 0.0,
+    ) -> RingBuffer[Any]:
+        """A source over ring buffer ``name``, closed with the program if not before."""
+        raise NotImplementedError
+
+    def perf_buffer(
+        self,
+        name: str,
+        *,
+        record: Record = None,
+        page_cnt: int = 64,
+        counters: str | None = "auto",
+        order_by: str | None = None,
+        max_latency: MaxLatency = "auto",
+        busy_poll: float = 0.0,
+    ) -> PerfBuffer[Any]:
+        """A source over perf event array ``name``, closed with the program if not before."""
+        raise NotImplementedError
+
+    def map(
+        self,
+        name: str,
+        *,
+        interval: float = 2.0,
+        mode: Mode = "snapshot",
+        key: Any = None,
+        value: Any = None,
+        batch: bool = True,
+    ) -> MapPoller[Any, Any]:
+        """A poller of map ``name``, closed with the program if not before."""
+        raise NotImplementedError
+
+    async def attach_uprobe(
+        self,
+        program: str,
+        binary: str,
+        symbol: str,
+        *,
+        retprobe: bool = False,
+        pid: int | None = None,
+    ) -> None:
+        """Attaches ``program`` to function ``symbol`` of ``binary``; detached on closing."""
         raise NotImplementedError
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""``aiobpf opensnoop``: one line per open, openat and openat2, as libbpf-tools' opensnoop
+prints them (and openat2, which it does not trace), or :mod:`aiobpf.schema` open records with
+``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from ..schema import open_record, summary_record
+from . import _options as option
+from ._running import Losses, Stop
+from ._text import printable
+
+if TYPE_CHECKING:
+    from ..programs._opens import OpenEvent
+
+__all__ = ["add_parser"]
+
+HEADER = f"{'PID':>7} {'UID':>6} {'COMM':<16} {'FD':>3} {'ERR':>3} PATH"
+
+
+def line(event: OpenEvent) -> str:
+    fd, err = (-1, -event.result) if event.failed else (event.result, 0)
+    return (
+        f"{event.pid:>7} {event.uid:>6} {printable(event.comm):<16} {fd:>3} {err:>3} "
+        f"{printable(event.path)}"
+    )
+
+
+async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
+    from ..programs._opens import open_events
+
+    source = open_events(
+        uid=args.uid, pid=args.pid, failed=args.failed, max_latency=args.max_latency
+    )
+    losses = Losses(out, args.json)
+    seen = 0
+    async with source as opens:
+        if args.json:
+            print("aiobpf opensnoop: tracing opens", file=sys.stderr, flush=True)
+        else:
+            print(HEADER, file=out, flush=True)
+
+        def show(events: list[OpenEvent]) -> None:
+            nonlocal seen
+            seen += len(events)
+            for event in events:
+                print(json.dumps(open_record(event)) if args.json else line(event), file=out)
+
+        try:
+            with stop.running():
+                async for batch in opens.batches():
+                    show(opens.decode(batch))
+                    out.flush()
+                    losses.update(opens.stats.dropped)
+            show(opens.decode(opens.drain()))
+            losses.update(opens.stats.dropped)
+        finally:
+            if args.json:
+                text = json.dumps(summary_record(seen, losses.reported))
+            else:
+                text = f"-- {seen} opens seen, {losses.reported} events lost"
+            print(text, file=out, flush=True)
+
+
+def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    snoop = tools.add_parser(
+        "opensnoop", help="one line per open, openat and openat2: who, what path, what result"
+    )
+    snoop.add_argument("--uid", type=option.uid, help="only this user (in the kernel)")
+    snoop.add_argument("--pid", type=option.pid, help="only this process (in the kernel)")
+    snoop.add_argument(
+        "-x", "--failed", action="store_true", help="only failed opens (in the kernel)"
+    )
+    option.add_json(snoop, '"open" records, "lost" as drops are seen, "summary" at exit')
+    option.add_duration(snoop)
+    option.add_max_latency(snoop)
+    snoop.set_defaults(run=run)

@@ -78,6 +78,8 @@ TOP_LEVEL = [
     "load",
     "OpenEvent",
     "open_events",
+    "ProgramCost",
+    "enable_program_stats",
     "WindowCount",
     "batch",
     "errors",

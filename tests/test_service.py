@@ -467,6 +467,7 @@ async def test_the_metrics_example_exports_a_pipeline_of_ones_own(tmp_path: Any)
     programs = kernel.loaded_program_ids()
     example = Path(__file__).parent.parent / "examples" / "metrics_exporter.py"
     command = [sys.executable, str(example), "--port", str(port), "--every", "0.2"]
+    command.append("--program-stats")
     uid = UID + 4
     with anyio.fail_after(60):
         async with await anyio.open_process(command) as process:
@@ -496,4 +497,6 @@ async def test_the_metrics_example_exports_a_pipeline_of_ones_own(tmp_path: Any)
             process.send_signal(signal.SIGINT)
             assert await process.wait() == 0
     assert "aiobpf_execve_total" in metrics  # aiobpf's own, on the same registry
+    runs = 'aiobpf_program_runs_total{program="sys_enter_execve",source="execve_events"}'
+    assert runs in metrics
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()

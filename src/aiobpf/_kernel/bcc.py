@@ -523,6 +523,13 @@ class Program:
                 f"attaching {kind} {fn_name!r} to {path}:{symbol} failed: {exc}"
             ) from exc
 
+    def program_fds(self) -> dict[str, int]:
+        """The fd of every function BCC has loaded, by name (BCC's own: not to be closed)."""
+        return {
+            (name.decode() if isinstance(name, bytes) else str(name)): function.fd
+            for name, function in dict(self.bpf.funcs).items()
+        }
+
     def detach(self) -> None:
         """Stops every probe of the program; it stays loaded and its maps stay readable, so a
         source can take what the program delivered before the stop, and nothing after it."""

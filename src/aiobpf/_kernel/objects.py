@@ -305,6 +305,12 @@ class BpfObject:
             found[name] = ((lib.bpf_program__section_name(program) or b"?").decode(), program)
         return found
 
+    def program_fds(self) -> dict[str, int]:
+        """The fd of every loaded program by name (the object's own: not to be closed)."""
+        lib = libbpf()
+        fds = {name: lib.bpf_program__fd(handle) for name, (_, handle) in self.programs().items()}
+        return {name: fd for name, fd in fds.items() if fd >= 0}
+
     def maps(self) -> dict[str, int]:
         """Every map by name (a data section's by its section name, ``.rodata``), with handle."""
         if self._handle is None:

@@ -19,13 +19,14 @@ from ..programs._constants import MAX_ARGS
 from ..redaction import Redaction
 from ..schema import exec_record, summary_record
 from . import _options as option
-from ._running import Losses, Stop
+from ._running import Costs, Losses, Stop
 from ._text import printable
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from ..programs._execve import ExecveEvents
     from ..programs._execve_event import ExecveEvent
 
 __all__ = ["add_parser"]
@@ -84,6 +85,7 @@ class _Tally:
     as_json: bool
     losses: Losses
     redaction: Redaction
+    costs: Costs
     seen: int = 0
 
     def events(self, batch: npt.NDArray[np.void]) -> None:
@@ -97,9 +99,9 @@ class _Tally:
     def summary(self) -> None:
         seen, lost = self.seen, self.losses.reported
         if self.as_json:
-            line = json.dumps(summary_record(seen, lost))
+            line = json.dumps(summary_record(seen, lost, **self.costs.fields()))
         else:
-            line = f"-- {seen} execs seen, {lost} lost"
+            line = f"-- {seen} execs seen, {lost} lost{self.costs.text(seen + lost)}"
         print(line, file=self.out, flush=True)
 
 
@@ -126,7 +128,15 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     if args.cgroup:
         cgroups = frozenset().union(*(tree.ids for tree in args.cgroup))
         source.push_down("cgroup", cgroups)  # so is this, cgroups below them included
-    tally = _Tally(out, args.json, Losses(out, args.json), option.redaction_of(args))
+    costs = Costs(args.program_stats)
+    tally = _Tally(out, args.json, Losses(out, args.json), option.redaction_of(args), costs)
+    with costs.measuring():
+        await _trace(source, args, out, stop, tally)
+
+
+async def _trace(
+    source: ExecveEvents, args: argparse.Namespace, out: TextIO, stop: Stop, tally: _Tally
+) -> None:
     async with source as events:
         # said once attached: from here on, every exec is seen
         if args.json:
@@ -147,6 +157,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
             tally.events(events.ring.drain())
             tally.losses.update(events.stats.dropped)
         finally:
+            tally.costs.take(events)
             tally.summary()
 
 
@@ -181,6 +192,7 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     option.add_redaction(snoop)
     option.add_duration(snoop)
+    option.add_program_stats(snoop)
     reading = snoop.add_mutually_exclusive_group()
     option.add_max_latency(reading)
     reading.add_argument(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..schema import open_record, summary_record
 from . import _options as option
-from ._running import Losses, Stop
+from ._running import Costs, Losses, Stop
 from ._text import printable
 
 if TYPE_CHECKING:
@@ -37,33 +37,37 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
         uid=args.uid, pid=args.pid, failed=args.failed, max_latency=args.max_latency
     )
     losses = Losses(out, args.json)
+    costs = Costs(args.program_stats)
     seen = 0
-    async with source as opens:
-        if args.json:
-            print("aiobpf opensnoop: tracing opens", file=sys.stderr, flush=True)
-        else:
-            print(HEADER, file=out, flush=True)
-
-        def show(events: list[OpenEvent]) -> None:
-            nonlocal seen
-            seen += len(events)
-            for event in events:
-                print(json.dumps(open_record(event)) if args.json else line(event), file=out)
-
-        try:
-            with stop.running():
-                async for batch in opens.batches():
-                    show(opens.decode(batch))
-                    out.flush()
-                    losses.update(opens.stats.dropped)
-            show(opens.decode(opens.drain()))
-            losses.update(opens.stats.dropped)
-        finally:
+    with costs.measuring():
+        async with source as opens:
             if args.json:
-                text = json.dumps(summary_record(seen, losses.reported))
+                print("aiobpf opensnoop: tracing opens", file=sys.stderr, flush=True)
             else:
-                text = f"-- {seen} opens seen, {losses.reported} events lost"
-            print(text, file=out, flush=True)
+                print(HEADER, file=out, flush=True)
+
+            def show(events: list[OpenEvent]) -> None:
+                nonlocal seen
+                seen += len(events)
+                for event in events:
+                    print(json.dumps(open_record(event)) if args.json else line(event), file=out)
+
+            try:
+                with stop.running():
+                    async for batch in opens.batches():
+                        show(opens.decode(batch))
+                        out.flush()
+                        losses.update(opens.stats.dropped)
+                show(opens.decode(opens.drain()))
+                losses.update(opens.stats.dropped)
+            finally:
+                costs.take(opens)
+                lost = losses.reported
+                if args.json:
+                    text = json.dumps(summary_record(seen, lost, **costs.fields()))
+                else:
+                    text = f"-- {seen} opens seen, {lost} events lost{costs.text(seen + lost)}"
+                print(text, file=out, flush=True)
 
 
 def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,4 +82,5 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     option.add_json(snoop, '"open" records, "lost" as drops are seen, "summary" at exit')
     option.add_duration(snoop)
     option.add_max_latency(snoop)
+    option.add_program_stats(snoop)
     snoop.set_defaults(run=run)

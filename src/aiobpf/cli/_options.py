@@ -19,6 +19,7 @@ __all__ = [
     "add_duration",
     "add_json",
     "add_max_latency",
+    "add_program_stats",
     "add_redaction",
     "arg_count",
     "cgroup",
@@ -111,6 +112,16 @@ def cgroup(text: str) -> CgroupTree:
 
 def add_duration(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=positive, default=math.inf, help="seconds to run")
+
+
+def add_program_stats(parser: argparse.ArgumentParser) -> None:
+    """``--program-stats``: what the tool's BPF programs cost, in its summary."""
+    parser.add_argument(
+        "--program-stats",
+        action="store_true",
+        help="count the BPF programs' runs and time in the kernel (turns the kernel's run "
+        "statistics on for every program on the host while it runs) and say them at the end",
+    )
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:

@@ -4,11 +4,12 @@ tool tells what its source lost, in band with its output."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any, TextIO
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Protocol, TextIO
 
 import anyio
 import anyio.abc
@@ -17,7 +18,7 @@ import attrs
 from ..errors import AiobpfError
 from ..schema import lost_record
 
-__all__ = ["Losses", "Stop", "Tool", "run_until_stopped"]
+__all__ = ["Costs", "Losses", "Stop", "Tool", "run_until_stopped"]
 
 
 @attrs.define
@@ -93,3 +94,44 @@ class Losses:
             print(json.dumps(lost_record(count)), file=self.out, flush=True)
         else:
             print(f"-- {count} {self.what}", file=self.out, flush=True)
+
+
+class _Costed(Protocol):
+    def program_costs(self) -> dict[str, Any]: ...
+
+
+@attrs.define
+class Costs:
+    """``--program-stats``: the kernel's run statistics on while the tool runs, and its
+    programs' runs and time in the summary (``program_runs``, ``program_run_ns`` in JSON)."""
+
+    wanted: bool
+    runs: int = 0
+    run_ns: int = 0
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        if not self.wanted:
+            yield
+            return
+        from ..sources._costs import enable_program_stats
+
+        with enable_program_stats():
+            yield
+
+    def take(self, source: _Costed) -> None:
+        """Reads what the source's programs cost so far (while it is open)."""
+        if self.wanted:
+            costs = source.program_costs().values()
+            self.runs = sum(cost.runs for cost in costs)
+            self.run_ns = sum(cost.run_time_ns for cost in costs)
+
+    def fields(self) -> dict[str, int]:
+        return {"program_runs": self.runs, "program_run_ns": self.run_ns} if self.wanted else {}
+
+    def text(self, events: int) -> str:
+        """The summary's words for it, ``events`` the source produced (seen and lost)."""
+        if not self.wanted:
+            return ""
+        per_event = f", {self.run_ns / events:,.0f} ns per event" if events else ""
+        return f"; its programs ran {self.runs:,} times, {self.run_ns / 1e6:.3f} ms{per_event}"

@@ -61,6 +61,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                 max_latency=args.max_latency,
                 send_buffer=args.send_buffer,
                 stalled_client_timeout=args.stalled_timeout,
+                program_stats=args.program_stats,
                 publish_to=sink,
                 replay=args.replay,
                 replay_speed=args.replay_speed,
@@ -274,6 +275,13 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=option.count,
         default=None,
         help="kernel socket buffer per client, bytes (default: the kernel sizes it)",
+    )
+    web.add_argument(
+        "--program-stats",
+        action="store_true",
+        help="/metrics counts what the service's BPF programs cost the kernel "
+        "(aiobpf_program_runs_total, aiobpf_program_run_seconds_total); turns the kernel's run "
+        "statistics on for every program on the host while it serves",
     )
     web.add_argument(
         "--stalled-timeout",

@@ -182,6 +182,12 @@ class _Kernel:
     def attach_tracepoints(self) -> None:
         self.dispatcher.attach_tracepoints()  # dispatch on raw sys_enter; handlers stay apart
 
+    def program_fds(self) -> dict[str, int]:
+        fds = self.dispatcher.program_fds()
+        if self.user is not None:
+            fds.update(self.user.program_fds())
+        return fds
+
     def detach(self) -> None:
         self.dispatcher.detach()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from ._access import AccessControl, AccessPolicy, Viewer, viewer_of
 from ._app import create_app
 from ._hub import EventHub, HubStats, Subscriber
-from ._metrics import StreamMetrics
+from ._metrics import ProgramCostMetrics, StreamMetrics
 from ._server import DEFAULT_SOCKET, Serving, serve
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "AccessPolicy",
     "EventHub",
     "HubStats",
+    "ProgramCostMetrics",
     "Serving",
     "StreamMetrics",
     "Subscriber",

@@ -178,6 +178,15 @@ class EventHub(AsyncContextManagerMixin):
             if behind:
                 await anyio.lowlevel.checkpoint()
 
+    def kernel_sources(self) -> dict[str, Any]:
+        """The kernel sources while they are attached, by name (none for a replay)."""
+        sources: dict[str, Any] = {}
+        if isinstance(self._events, ExecveEvents):
+            sources["execve_events"] = self._events
+        if self._counts is not None:
+            sources["execve_counts"] = self._counts
+        return sources
+
     @contextlib.contextmanager
     def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Subscriber]:
         """A subscriber for the duration of the ``with`` block."""

@@ -7,8 +7,8 @@ from __future__ import annotations
 import collections
 import itertools
 import re
-from collections.abc import AsyncIterable, Hashable, Iterator
-from typing import Any
+from collections.abc import AsyncIterable, Callable, Hashable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,10 +18,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ..errors import NotOpenError
 from ..operators import Histogram, WindowCount
 from ..sources import MapReading
 
-__all__ = ["StreamMetrics"]
+__all__ = ["ProgramCostMetrics", "StreamMetrics"]
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
@@ -152,3 +153,49 @@ class StreamMetrics(Collector):
                 f"{self._documentation}: updates the program's full map had no room for",
                 value=self._dropped,
             )
+
+
+class _Costed(Protocol):
+    @property
+    def closed(self) -> bool: ...
+
+    def program_costs(self) -> Mapping[str, Any]: ...
+
+
+class ProgramCostMetrics(Collector):
+    """What each source's BPF programs cost the kernel, as Prometheus counters by ``source``
+    and ``program``: ``aiobpf_program_runs_total`` and ``aiobpf_program_run_seconds_total``,
+    counted while :func:`aiobpf.enable_program_stats` is held (hold it as long as the
+    metrics are served: the kernel counts only then). ``sources`` maps a name to a source
+    (any with ``program_costs()``), or is a callable that returns the map when scraped;
+    sources not open yet, or closed, are left out."""
+
+    def __init__(
+        self, sources: Mapping[str, _Costed] | Callable[[], Mapping[str, _Costed]]
+    ) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        runs = CounterMetricFamily(
+            "aiobpf_program_runs",
+            "runs of each BPF program while run statistics were on",
+            labels=["source", "program"],
+        )
+        seconds = CounterMetricFamily(
+            "aiobpf_program_run_seconds",
+            "time each BPF program ran in the kernel while run statistics were on",
+            labels=["source", "program"],
+        )
+        sources = self._sources() if callable(self._sources) else self._sources
+        for name, source in sorted(sources.items()):
+            if source.closed:
+                continue
+            try:
+                costs = source.program_costs()
+            except NotOpenError:
+                continue
+            for program, cost in sorted(costs.items()):
+                runs.add_metric([name, program], cost.runs)
+                seconds.add_metric([name, program], cost.run_time_ns / 1e9)
+        yield runs
+        yield seconds

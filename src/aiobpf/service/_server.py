@@ -37,10 +37,12 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from .._defaults import DEFAULT_SOCKET
 from ..errors import InsecureListenerError, ListenError
 from ..fleet import JetStreamSink
+from ..sources._costs import enable_program_stats
 from ..sources._validate import MaxLatency
 from ._access import AccessControl, AccessPolicy, install_peer_credentials, new_token
 from ._app import create_app
 from ._hub import EventHub
+from ._metrics import ProgramCostMetrics
 from ._publish import HubPublisher
 
 __all__ = ["DEFAULT_SOCKET", "Serving", "serve"]
@@ -81,6 +83,7 @@ async def serve(
     stalled_client_timeout: float = 60.0,
     app: Callable[[EventHub], Any] | None = None,
     collectors: Iterable[Collector] = (),
+    program_stats: bool = False,
     publish_to: JetStreamSink | None = None,
     shutdown: anyio.Event | None = None,
     task_status: anyio.abc.TaskStatus[Serving] = anyio.TASK_STATUS_IGNORED,
@@ -107,6 +110,10 @@ async def serve(
 
     ``collectors`` are Prometheus collectors of your own (a :class:`StreamMetrics` of any
     pipeline, say) that ``/metrics`` serves beside aiobpf's, behind the same access control.
+
+    ``program_stats``: the kernel counts every BPF program's runs and run time while the
+    service runs (:func:`aiobpf.enable_program_stats`, host-wide), and ``/metrics`` carries
+    its programs' (:class:`ProgramCostMetrics`).
 
     ``publish_to``, a :class:`aiobpf.fleet.JetStreamSink` the caller entered, receives every
     event the service sees (asyncio only), and ``/metrics`` counts what became of them
@@ -172,7 +179,11 @@ async def serve(
             replay=replay,
             replay_speed=replay_speed,
         )
+        if program_stats:
+            listening.enter_context(enable_program_stats())
         async with hub_of() as hub:
+            if program_stats:
+                collectors = [*collectors, ProgramCostMetrics(hub.kernel_sources)]
             application: Any = (
                 app(hub) if app is not None else create_app(hub, policy, collectors=collectors)
             )

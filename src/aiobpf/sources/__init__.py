@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._bcc_program import BccProgram, compile_bcc
 from ._core_program import CoreProgram, load
+from ._costs import ProgramCost, enable_program_stats
 from ._maps import MapPoller, MapReading, Mode
 from ._own import OwnProgram
 from ._pacing import AUTO_MAX_LATENCY
@@ -35,6 +36,7 @@ __all__ = [
     "Mode",
     "OwnProgram",
     "PerfBuffer",
+    "ProgramCost",
     "Reader",
     "Replay",
     "ReplayStats",
@@ -44,6 +46,7 @@ __all__ = [
     "TracePipe",
     "TraceStats",
     "compile_bcc",
+    "enable_program_stats",
     "load",
     "replay",
     "trace_pipe",

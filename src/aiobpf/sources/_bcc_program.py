@@ -40,6 +40,9 @@ class BccProgram(OwnProgram):
     def _attach(self) -> None:
         self._program.attach_tracepoints()
 
+    def _program_fds(self) -> dict[str, int]:
+        return self._program.program_fds()
+
     def _detach(self) -> None:
         if self._compiled is not None:
             self._compiled.detach()

@@ -118,6 +118,9 @@ class CoreProgram(OwnProgram):
     def _attach(self) -> None:
         self._program.attach_tracepoints()
 
+    def _program_fds(self) -> dict[str, int]:
+        return self._program.program_fds()
+
     def _detach(self) -> None:
         if self._object is not None:
             self._object.detach()

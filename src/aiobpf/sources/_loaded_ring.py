@@ -11,6 +11,7 @@ import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
 from ..errors import NotOpenError
+from ._costs import ProgramCost
 from ._own import OwnProgram
 from ._records import RecordType
 from ._ring import Batches, RingBuffer
@@ -76,6 +77,10 @@ class LoadedRing(ObjectReceiveStream[T], Generic[T]):
         if self._ring is None:
             raise NotOpenError(f"{self._name} is not open yet: use 'async with' or open()")
         return self._ring
+
+    def program_costs(self) -> dict[str, ProgramCost]:
+        """The program's costs (see :meth:`aiobpf.sources.OwnProgram.program_costs`)."""
+        return self.program.program_costs()
 
     @property
     def stats(self) -> RingStats:

@@ -25,6 +25,7 @@ import numpy as np
 from anyio.abc import AsyncResource
 
 from ..errors import NotOpenError
+from ._costs import ProgramCost, costs_of
 from ._maps import MapPoller, Mode
 from ._perf import PerfBuffer
 from ._records import RecordType
@@ -125,6 +126,15 @@ class OwnProgram(AsyncResource):
     ) -> None:
         """Attaches ``program`` to function ``symbol`` of ``binary``; detached on closing."""
         raise NotImplementedError
+
+    def _program_fds(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def program_costs(self) -> dict[str, ProgramCost]:
+        """Each program's runs and run time, by name, counted while
+        :func:`aiobpf.enable_program_stats` is held (zeros otherwise)."""
+        self._require_open()
+        return costs_of(self._program_fds())
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
 from ..errors import NotOpenError
+from ._costs import ProgramCost, costs_of
 from ._ring import Batches, RingBuffer
 from ._stats import RingStats
 
@@ -54,6 +55,8 @@ class Loaded(Protocol):
     def closed(self) -> bool: ...
 
     def attach_tracepoints(self) -> None: ...
+
+    def program_fds(self) -> dict[str, int]: ...
 
     def detach(self) -> None: ...
 
@@ -206,6 +209,14 @@ class ProgramSource(ObjectReceiveStream[T], Generic[T, Inner, P]):
                     await inner.aclose()
                 finally:
                     released.set()
+
+    def program_costs(self) -> dict[str, ProgramCost]:
+        """Each of the source's BPF programs' runs and run time, by name, counted while
+        :func:`aiobpf.enable_program_stats` is held (zeros otherwise); raises
+        :class:`aiobpf.NotOpenError` before the source is open."""
+        self.inner  # noqa: B018 (NotOpenError before the open)
+        assert self._program is not None
+        return costs_of(self._program.program_fds())
 
     # -- reading --------------------------------------------------------------------------------
 

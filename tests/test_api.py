@@ -80,6 +80,8 @@ TOP_LEVEL = [
     "open_events",
     "ProgramCost",
     "enable_program_stats",
+    "ConnectEvent",
+    "connect_events",
     "WindowCount",
     "batch",
     "errors",

@@ -76,6 +76,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf
         window_count,
     )
     from .programs import (
+        ConnectEvent,
         ExecveEvent,
         LogRecord,
         OpenEvent,
@@ -84,6 +85,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf
         ProcessFork,
         SyscallDispatch,
         SyscallEvent,
+        connect_events,
         execve_counts,
         execve_events,
         execve_window_counts,
@@ -121,6 +123,7 @@ __all__ = [
     "BtfError",
     "CgroupError",
     "CompileError",
+    "ConnectEvent",
     "CoreProgram",
     "ExecveEvent",
     "InsecureEngineError",
@@ -168,6 +171,7 @@ __all__ = [
     "WindowCount",
     "batch",
     "compile_bcc",
+    "connect_events",
     "enable_program_stats",
     "errors",
     "execve_counts",
@@ -235,6 +239,7 @@ _HOMES = {
         "window_count",
     ),
     "aiobpf.programs": (
+        "ConnectEvent",
         "ExecveEvent",
         "LogRecord",
         "OpenEvent",
@@ -243,6 +248,7 @@ _HOMES = {
         "ProcessFork",
         "SyscallDispatch",
         "SyscallEvent",
+        "connect_events",
         "execve_counts",
         "execve_events",
         "execve_window_counts",

@@ -36,6 +36,10 @@ An ``open`` record (:func:`aiobpf.open_events`; ``aiobpf opensnoop``) has ``time
 ``os.O_*``), ``result`` (the new fd, or a negative errno) and ``error`` (the errno's name, or
 null).
 
+A ``connect`` record (:func:`aiobpf.connect_events`; ``aiobpf tcpconnect``) has ``time``,
+``timestamp_ns``, ``pid``, ``tid``, ``uid``, ``comm``, ``ip`` (4 or 6), ``saddr``, ``sport``
+(0 unless bound before the connect), ``daddr`` and ``dport`` (addresses as text).
+
 Text the kernel held as bytes that are not UTF-8 is decoded with U+FFFD in their place (the
 same in every form). A reader ignores fields it does not know; a newer schema adds fields and
 raises the version only when a field changes its meaning.
@@ -52,6 +56,7 @@ from .errors import RecordingError
 from .redaction import DEFAULT, Redaction
 
 if TYPE_CHECKING:
+    from .programs._connects import ConnectEvent
     from .programs._execve_event import ExecveEvent
     from .programs._opens import OpenEvent
     from .programs._process import ProcessEvent
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXEC_FIELDS",
     "SCHEMA_VERSION",
+    "connect_record",
     "event_from_record",
     "exec_record",
     "lost_record",
@@ -102,6 +108,13 @@ def process_record(event: ProcessEvent) -> dict[str, Any]:
     record: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": event.type}
     record.update(attrs.asdict(event))
     del record["timestamp_ns"]
+    return record
+
+
+def connect_record(event: ConnectEvent) -> dict[str, Any]:
+    """The ``connect`` record of a connect event."""
+    record: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": "connect"}
+    record.update(attrs.asdict(event))
     return record
 
 

@@ -55,7 +55,7 @@ def _print_message(level: int, text_format: bytes, arguments: int) -> int:
     messages: list[str] | None = getattr(_collected, "messages", None)
     if messages is None or level > _INFO:
         return 0
-    buffer = ctypes.create_string_buffer(4096)
+    buffer = ctypes.create_string_buffer(1 << 18)  # the verifier's log comes as one message
     libc().vsnprintf(buffer, len(buffer), text_format, arguments)
     messages.append(buffer.value.decode(errors="replace"))
     return 0

@@ -21,6 +21,7 @@ from . import (
     _run,
     _serve,
     _syscalls,
+    _tcpconnect,
     _top_uids,
 )
 from ._running import Tool, run_until_stopped
@@ -52,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         help="event loop (default: uvloop, asyncio on uvloop's loop)",
     )
     tools = parser.add_subparsers(dest="tool", required=True, metavar="TOOL")
-    every = (_execsnoop, _exitsnoop, _opensnoop, _run, _hello, _syscalls, _serve, _top_uids,
-             _build, _doctor)  # fmt: skip
+    every = (_execsnoop, _exitsnoop, _opensnoop, _tcpconnect, _run, _hello, _syscalls,
+             _serve, _top_uids, _build, _doctor)  # fmt: skip
     for tool in every:
         tool.add_parser(tools)
     return parser

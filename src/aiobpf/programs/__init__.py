@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for its own program
     from ._command import TracedCommand, trace_command
+    from ._connects import CONNECT_RECORD, ConnectEvent, connect_events
     from ._dispatch import (
         SYSCALL_RECORD,
         DispatchStats,
@@ -37,11 +38,13 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for it
     from ._uid_counts import ExecveCounts, execve_counts
 
 __all__ = [
+    "CONNECT_RECORD",
     "EXECVE_RECORD",
     "LOG_RECORD",
     "OPEN_RECORD",
     "PROCESS_RECORD",
     "SYSCALL_RECORD",
+    "ConnectEvent",
     "DispatchStats",
     "ExecveCounts",
     "ExecveEvent",
@@ -58,6 +61,7 @@ __all__ = [
     "SyscallEvent",
     "SyscallEvents",
     "TracedCommand",
+    "connect_events",
     "execve_counts",
     "execve_events",
     "execve_window_counts",
@@ -71,6 +75,7 @@ __all__ = [
 #: Where each public name lives, imported the first time it is used.
 _HOMES = {
     "._command": ("TracedCommand", "trace_command"),
+    "._connects": ("CONNECT_RECORD", "ConnectEvent", "connect_events"),
     "._dispatch": (
         "SYSCALL_RECORD",
         "DispatchStats",

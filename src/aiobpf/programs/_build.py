@@ -39,6 +39,7 @@ PREBUILT: dict[str, tuple[str, tuple[str, ...]]] = {
     "dispatch": ("dispatch", ()),
     "process": ("process", ()),
     "opens": ("opens", ()),
+    "connects": ("connects", ()),
 }
 
 #: Beside the objects: the machine (``uname -m``) they were compiled for.

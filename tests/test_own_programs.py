@@ -36,7 +36,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("objects")
     return {
         name: compile_object(PROGRAMS / f"{name}.bpf.c", out / f"{name}.bpf.o")
-        for name in ("own_execs", "unsupported")
+        for name in ("own_execs", "unsupported", "refused")
     }
 
 
@@ -250,6 +250,19 @@ async def test_a_cancel_or_a_close_during_the_load_leaves_nothing_loaded(
     assert kernel.held_program_ids() == before
     with pytest.raises(aiobpf.NotOpenError):
         aiobpf.load(built["own_execs"]).ring("records", record="exec_record")
+
+
+async def test_a_refused_program_gets_the_verifier_s_reason(built: dict[str, Path]) -> None:
+    """The verifier says why last, after a log of many kilobytes: the error ends with it."""
+    before = kernel.held_program_ids()
+    with pytest.raises(aiobpf.CompileError) as refused:
+        async with aiobpf.load(built["refused"]):
+            pytest.fail("the verifier let it through")
+    words = str(refused.value)
+    assert "the kernel refused to load refused.bpf.o" in words
+    assert "dereference of modified ctx ptr" in words
+    assert "-- END PROG LOAD LOG --" in words
+    assert kernel.held_program_ids() == before
 
 
 async def test_a_file_that_is_not_an_object_gets_a_clear_error(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Both set the machine up first. BPF needs
 # root: as root they run as they are, and for another user each step goes through sudo.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint docs bench
 VENV := .venv/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -19,6 +19,10 @@ lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
+
+# the documentation site, built strictly (a warning fails it) into build/site
+docs: setup
+	$(VENV)/mkdocs build --strict
 
 # the benchmarks compare against BCC's consumers (headers), bpftrace and the client of nats-server
 bench:

@@ -6,7 +6,7 @@ Counts exec calls per command in windows of --every seconds of event time (in us
 per user (in the kernel), and serves them as ``exec_by_comm_total{comm=...}`` and
 ``exec_by_uid_total{uid=...}`` (with ``*_last`` gauges for the last window) beside aiobpf's own
 metrics. The endpoint is ``aiobpf serve``'s: loopback TCP with a bearer token, printed at start.
-Scrape it with the Prometheus config in the README. ``--program-stats`` adds what the two
+Scrape it with the Prometheus config in docs/guide/service.md. ``--program-stats`` adds what the two
 sources' BPF programs cost the kernel (``aiobpf_program_runs_total``,
 ``aiobpf_program_run_seconds_total``), counted while it runs.
 """

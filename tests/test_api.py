@@ -82,6 +82,8 @@ TOP_LEVEL = [
     "enable_program_stats",
     "ConnectEvent",
     "connect_events",
+    "run_queue_latency",
+    "block_io_latency",
     "WindowCount",
     "batch",
     "errors",

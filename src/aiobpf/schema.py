@@ -40,6 +40,11 @@ A ``connect`` record (:func:`aiobpf.connect_events`; ``aiobpf tcpconnect``) has 
 ``timestamp_ns``, ``pid``, ``tid``, ``uid``, ``comm``, ``ip`` (4 or 6), ``saddr``, ``sport``
 (0 unless bound before the connect), ``daddr`` and ``dport`` (addresses as text).
 
+A ``histogram`` record (``aiobpf runqlat``, ``aiobpf biolatency``) has ``time`` (the reading's,
+or null), ``unit`` (``"usecs"``), ``cumulative`` (totals since the start, or one interval's),
+``total`` and ``buckets``: a list of ``[low, high, count]``, the log2 slots up to the last with
+a count (slot 0 is ``[0, 0, n]``: below one unit).
+
 Text the kernel held as bytes that are not UTF-8 is decoded with U+FFFD in their place (the
 same in every form). A reader ignores fields it does not know; a newer schema adds fields and
 raises the version only when a field changes its meaning.
@@ -56,6 +61,7 @@ from .errors import RecordingError
 from .redaction import DEFAULT, Redaction
 
 if TYPE_CHECKING:
+    from .operators._histogram import Histogram
     from .programs._connects import ConnectEvent
     from .programs._execve_event import ExecveEvent
     from .programs._opens import OpenEvent
@@ -67,6 +73,7 @@ __all__ = [
     "connect_record",
     "event_from_record",
     "exec_record",
+    "histogram_record",
     "lost_record",
     "open_record",
     "process_record",
@@ -124,6 +131,19 @@ def open_record(event: OpenEvent) -> dict[str, Any]:
     record.update(attrs.asdict(event))
     record["error"] = event.error
     return record
+
+
+def histogram_record(histogram: Histogram, unit: str) -> dict[str, Any]:
+    """The ``histogram`` record of a histogram of ``unit``."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "histogram",
+        "time": histogram.time,
+        "unit": unit,
+        "cumulative": histogram.cumulative,
+        "total": histogram.total,
+        "buckets": [list(bucket) for bucket in histogram.buckets()],
+    }
 
 
 def lost_record(count: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import anyio
 from .._defaults import BACKENDS
 from ..errors import AiobpfError
 from . import (
+    _biolatency,
     _build,
     _doctor,
     _execsnoop,
@@ -19,6 +20,7 @@ from . import (
     _hello,
     _opensnoop,
     _run,
+    _runqlat,
     _serve,
     _syscalls,
     _tcpconnect,
@@ -53,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         help="event loop (default: uvloop, asyncio on uvloop's loop)",
     )
     tools = parser.add_subparsers(dest="tool", required=True, metavar="TOOL")
-    every = (_execsnoop, _exitsnoop, _opensnoop, _tcpconnect, _run, _hello, _syscalls,
-             _serve, _top_uids, _build, _doctor)  # fmt: skip
+    every = (_execsnoop, _exitsnoop, _opensnoop, _tcpconnect, _runqlat, _biolatency, _run, _hello,
+             _syscalls, _serve, _top_uids, _build, _doctor)  # fmt: skip
     for tool in every:
         tool.add_parser(tools)
     return parser

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for its own program
+    from ._biolatency import block_io_latency
     from ._command import TracedCommand, trace_command
     from ._connects import CONNECT_RECORD, ConnectEvent, connect_events
     from ._dispatch import (
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for it
         ProcessFork,
         process_events,
     )
+    from ._runqlat import run_queue_latency
     from ._uid_counts import ExecveCounts, execve_counts
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "SyscallEvent",
     "SyscallEvents",
     "TracedCommand",
+    "block_io_latency",
     "connect_events",
     "execve_counts",
     "execve_events",
@@ -68,12 +71,14 @@ __all__ = [
     "hello_world",
     "open_events",
     "process_events",
+    "run_queue_latency",
     "syscall_events",
     "trace_command",
 ]
 
 #: Where each public name lives, imported the first time it is used.
 _HOMES = {
+    "._biolatency": ("block_io_latency",),
     "._command": ("TracedCommand", "trace_command"),
     "._connects": ("CONNECT_RECORD", "ConnectEvent", "connect_events"),
     "._dispatch": (
@@ -88,6 +93,7 @@ _HOMES = {
     "._execve_event": ("EXECVE_RECORD", "ExecveEvent"),
     "._hello": ("LOG_RECORD", "HelloWorld", "LogRecord", "hello_world"),
     "._opens": ("OPEN_RECORD", "OpenEvent", "open_events"),
+    "._runqlat": ("run_queue_latency",),
     "._kernel_windows": ("KernelWindowCounts", "execve_window_counts"),
     "._process": (
         "PROCESS_RECORD",

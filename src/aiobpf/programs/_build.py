@@ -40,6 +40,8 @@ PREBUILT: dict[str, tuple[str, tuple[str, ...]]] = {
     "process": ("process", ()),
     "opens": ("opens", ()),
     "connects": ("connects", ()),
+    "runqlat": ("runqlat", ()),
+    "biolatency": ("biolatency", ()),
 }
 
 #: Beside the objects: the machine (``uname -m``) they were compiled for.
@@ -119,7 +121,14 @@ def build_all(out: Path, build: Path, flags: Sequence[str], *, say: bool = True)
         source = _HERE / f"{source_name}.bpf.c"
         target = out / f"{name}.bpf.o"
         made.append(target)
-        inputs = [source, _HERE / "aiobpf.h", _HERE / "_constants.py", Path(__file__), header]
+        inputs = [
+            source,
+            _HERE / "aiobpf.h",
+            _HERE / "aiobpf_log2.h",
+            _HERE / "_constants.py",
+            Path(__file__),
+            header,
+        ]
         if not _stale(target, inputs):
             continue
         if say:

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..sources._core_program import load
-from ..sources._loaded_ring import LoadedRing
+from ..sources._loaded import LoadedRing
 from ..sources._records import RecordType
 from ..sources._validate import MaxLatency, check_id, check_reading_mode
 from . import _constants as C

@@ -237,6 +237,7 @@ class MapPoller(ObjectReceiveStream[MapReading[K, V]]):
         if self._closed:
             raise anyio.ClosedResourceError(f"the poller of map {self._reader.name!r} is closed")
         dropped = None if self._dropped is None else self._dropped()[0]
+        self._last_dropped = dropped
         keys, values = self._reader.read(delete=self._mode == "drain")
         current = dict(zip(self._keys(keys), self._values(values), strict=True))
         now = time.time()
@@ -270,7 +271,6 @@ class MapPoller(ObjectReceiveStream[MapReading[K, V]]):
         self._next_tick += self._interval
         reading = self.read()
         self._readings += 1
-        self._last_dropped = reading.dropped
         return reading
 
     async def receive(self) -> MapReading[K, V]:
@@ -286,7 +286,8 @@ class MapPoller(ObjectReceiveStream[MapReading[K, V]]):
     @property
     def stats(self) -> MapStats:
         """Readings handed out, and the program's count of updates the full map refused as of
-        the last of them (None for a program that keeps no such count)."""
+        the last reading taken, handed out or by :meth:`read` (None for a program that keeps no
+        such count, or before the first)."""
         return MapStats(readings=self._readings, dropped=self._last_dropped)
 
     @property

@@ -1,0 +1,44 @@
+"""``run_queue_latency()``: how long tasks wait to run once runnable, as log2 histograms of
+microseconds kept in the kernel (programs/runqlat.bpf.c), read every interval: BCC's and
+libbpf-tools' runqlat, built on :func:`aiobpf.load`."""
+
+from __future__ import annotations
+
+from ..operators._histogram import Histogram
+from ..sources._core_program import load
+from ..sources._loaded import LoadedMap
+from ..sources._maps import MapReading, Mode
+from ..sources._validate import check_id
+from ._text import prebuilt_path
+
+__all__ = ["run_queue_latency"]
+
+
+def run_queue_latency(
+    *, interval: float = 1.0, pid: int | None = None, mode: Mode = "delta"
+) -> LoadedMap[Histogram]:
+    """A :class:`aiobpf.operators.Histogram` of run queue latency (microseconds, log2 slots)
+    every ``interval`` seconds: that interval's (``mode="delta"``) or since the start
+    (``"snapshot"``); ``pid`` (a process: all its threads) filters in the kernel. ``stats``
+    ``dropped`` counts waits the kernel's table had no room to time."""
+    params = {}
+    if pid is not None:
+        number = check_id("pid", pid)
+        if number == 0:
+            raise ValueError("pid 0 is the idle task, which never waits to run")
+        params["target_tgid"] = number
+    program = load(prebuilt_path("runqlat"), params=params)
+
+    def histogram(reading: MapReading[int, int]) -> Histogram:
+        return Histogram.from_counts(
+            reading.values, time=reading.time, cumulative=reading.mode == "snapshot"
+        )
+
+    return LoadedMap(
+        program,
+        "latency",
+        name="run_queue_latency()",
+        convert=histogram,
+        interval=interval,
+        mode=mode,
+    )

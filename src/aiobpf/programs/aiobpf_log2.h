@@ -1,0 +1,23 @@
+/* log2 slots as BCC's bpf_log2l() makes them, and as aiobpf.operators.Histogram reads them:
+ * slot 0 holds 0, slot i holds 2**(i-1) to 2**i - 1 (the value's bit length). */
+#ifndef AIOBPF_LOG2_H
+#define AIOBPF_LOG2_H
+
+static __always_inline u32 aiobpf_bit_length32(u32 v)
+{
+    u32 r = 0, shift;
+    shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
+    shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+    shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+    shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+    r |= (v >> 1);
+    return v ? r + 1 : 0;
+}
+
+static __always_inline u32 aiobpf_bit_length(u64 v)
+{
+    u32 high = v >> 32;
+    return high ? aiobpf_bit_length32(high) + 32 : aiobpf_bit_length32((u32)v);
+}
+
+#endif

@@ -44,6 +44,7 @@ class NatsServer:
                 break
         else:
             process.wait()
+            process.stderr.close()
             raise RuntimeError(f"nats-server did not start: {''.join(said)}")
         # it keeps logging: read on, so that a full pipe never blocks it (nor a closed one
         # kills it: Go exits on a broken stderr)

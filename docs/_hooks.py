@@ -17,6 +17,7 @@ INCLUDED = {
     "benchmarks.md": "benchmarks/RESULTS.md",
     "reliability.md": "RELIABILITY.md",
     "changelog.md": "CHANGELOG.md",
+    "guide/fleet-cluster.md": "contrib/nats-cluster/README.md",
 }
 
 

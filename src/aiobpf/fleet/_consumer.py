@@ -21,7 +21,16 @@ import attrs
 from anyio.abc import ObjectReceiveStream
 
 from ..errors import StreamEngineError
-from ._nats import CONNECT_TIMEOUT, Engine, close_quietly, connect, nats_module, require_asyncio
+from ._nats import (
+    CONNECT_TIMEOUT,
+    ELECTION_TIMEOUT,
+    RETRY_WAIT,
+    Engine,
+    close_quietly,
+    connect,
+    nats_module,
+    require_asyncio,
+)
 
 __all__ = ["FleetEvent", "FleetEvents", "FleetStats", "fleet_events"]
 
@@ -29,11 +38,8 @@ __all__ = ["FleetEvent", "FleetEvents", "FleetStats", "fleet_events"]
 #: engine answers as soon as a message comes).
 FETCH_WAIT = 5.0
 
-#: Between a fetch the engine could not answer (an election, a failover) and the next.
-RETRY_WAIT = 0.25
-
 #: How long binding the durable consumer is tried again while a cluster elects its leaders.
-BIND_TIMEOUT = 30.0
+BIND_TIMEOUT = ELECTION_TIMEOUT
 
 
 @attrs.frozen

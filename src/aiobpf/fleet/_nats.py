@@ -15,14 +15,28 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import attrs
 
 from ..errors import AsyncioOnlyError, InsecureEngineError, NatsMissingError, StreamEngineError
 
-__all__ = ["Engine", "close_quietly", "connect", "nats_module", "require_asyncio"]
+__all__ = [
+    "ELECTION_TIMEOUT",
+    "RETRY_WAIT",
+    "Engine",
+    "close_quietly",
+    "connect",
+    "nats_module",
+    "require_asyncio",
+    "through_elections",
+]
+
+#: How long a call is tried again while a cluster elects its leaders (a node just went, or the
+#: cluster just started): time-outs and 503s meanwhile; every RETRY_WAIT seconds.
+ELECTION_TIMEOUT = 30.0
+RETRY_WAIT = 0.25
 
 #: How long the first connection may take before the engine counts as unreachable (nats-py
 #: itself would try forever).
@@ -206,3 +220,26 @@ async def close_quietly(client: Any) -> None:
         await client.close()
     except (OSError, nats_module().errors.Error):
         pass
+
+
+T = TypeVar("T")
+
+
+async def through_elections(
+    call: Callable[[], Awaitable[T]], on_retry: Callable[[], None] | None = None
+) -> T:
+    """``call()``, tried again while the engine elects its leaders: a JetStream call then times
+    out or answers 503 for a while (a cluster that just started, or just lost a node). Other
+    errors come at once (a server with no JetStream has no responder at all); the last
+    time-out after ELECTION_TIMEOUT."""
+    nats = nats_module()
+    give_up = anyio.current_time() + ELECTION_TIMEOUT
+    while True:
+        try:
+            return await call()
+        except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+            if anyio.current_time() >= give_up:
+                raise
+            if on_retry is not None:
+                on_retry()
+            await anyio.sleep(RETRY_WAIT)  # a backoff between tries, not synchronisation

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import os
 import secrets
@@ -33,7 +34,15 @@ from anyio import AsyncContextManagerMixin
 from ..errors import StreamEngineError
 from ..redaction import DEFAULT, Redaction
 from ._encoding import to_json
-from ._nats import CONNECT_TIMEOUT, Engine, close_quietly, connect, nats_module, require_asyncio
+from ._nats import (
+    CONNECT_TIMEOUT,
+    Engine,
+    close_quietly,
+    connect,
+    nats_module,
+    require_asyncio,
+    through_elections,
+)
 from ._node import Node
 
 __all__ = ["JetStreamSink", "SinkPolicy", "SinkStats", "publish"]
@@ -214,6 +223,9 @@ class JetStreamSink(AsyncContextManagerMixin):
             with anyio.CancelScope(shield=True):
                 await close_quietly(client)
 
+    def _retried(self) -> None:
+        self._retries += 1
+
     async def _disconnected(self) -> None:
         if not self._closing:
             self._disconnects += 1
@@ -231,9 +243,14 @@ class JetStreamSink(AsyncContextManagerMixin):
         with a notice, where the engine cannot place them), else 1."""
         nats = nats_module()
         wanted = self._replicas or (3 if cluster_size >= 3 else 1)
-        try:
+
+        async def lookup() -> tuple[str, Any]:
             name = await jetstream.find_stream_name_by_subject(self.subject)
-            info = await jetstream.stream_info(name)
+            return name, await jetstream.stream_info(name)
+
+        try:
+            # a cluster that just started, or just lost a node, elects its leaders first
+            name, info = await through_elections(lookup, self._retried)
         except nats.js.errors.NotFoundError:
             pass
         except nats.errors.Error as exc:
@@ -255,8 +272,14 @@ class JetStreamSink(AsyncContextManagerMixin):
             return
         for replicas in dict.fromkeys((wanted, 1 if self._replicas is None else wanted)):
             try:
-                await jetstream.add_stream(
-                    name=self.stream, subjects=self._stream_subjects, num_replicas=replicas
+                await through_elections(
+                    functools.partial(
+                        jetstream.add_stream,
+                        name=self.stream,
+                        subjects=self._stream_subjects,
+                        num_replicas=replicas,
+                    ),
+                    self._retried,
                 )
             except nats.errors.Error as exc:
                 failure = exc

@@ -13,7 +13,8 @@ from aiobpf.programs._text import include_flags
 #: Flags a program is compiled with that are not shared constants: measured on the running
 #: kernel, chosen per source, or the header's own guard.
 PER_COMPILE = {
-    "H",
+    "H",  # include guards: AIOBPF_H, AIOBPF_LOG2_H
+    "LOG2_H",
     "KEY_COMM",
     "LOG_INFO",
     "MAX_ARGS",

@@ -73,10 +73,10 @@ def _trial(
 
 
 def _bcc_trial(generator: subprocess.Popen[bytes]) -> dict[str, Any]:
+    from aiobpf._core.validate import ring_pages
     from aiobpf._kernel.btf import member_offset
     from aiobpf.lowlevel import Program
     from aiobpf.programs._text import include_flags
-    from aiobpf.sources._validate import ring_pages
 
     flags = [
         *include_flags(),

@@ -210,7 +210,8 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 def test_creating_a_source_touches_nothing_and_every_source_is_an_anyio_stream() -> None:
     """The plain calls need no root, BCC or tracefs: they only check their arguments. What they
-    return are anyio receive streams, closed by ``async with``."""
+    return are anyio receive streams, closed by ``async with``: reliable ones, but for the
+    trace pipe (its lines can be lost unseen)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sources = [
@@ -220,9 +221,14 @@ def test_creating_a_source_touches_nothing_and_every_source_is_an_anyio_stream()
             aiobpf.hello_world(),
             aiobpf.trace_pipe(),
             aiobpf.syscall_events(syscalls=[0]),
+            aiobpf.open_events(),
+            aiobpf.connect_events(),
+            aiobpf.process_events(),
         ]
     for source in sources:
-        assert isinstance(source, anyio.abc.ObjectReceiveStream), source
+        reliable = not isinstance(source, aiobpf.sources.TracePipe)
+        assert isinstance(source, anyio.abc.UnreliableObjectReceiveStream), source
+        assert isinstance(source, anyio.abc.ObjectReceiveStream) == reliable, source
         assert not source.closed  # type: ignore[attr-defined]
     with pytest.raises(aiobpf.NotOpenError, match="not open yet"):
         _ = sources[0].stats  # type: ignore[attr-defined]
@@ -328,3 +334,21 @@ async def test_the_trace_pipe_opens_on_entering_and_refuses_use_after_closing() 
         assert pipe.stats == aiobpf.sources.TraceStats(received=0, skipped=0)
     with pytest.raises(anyio.ClosedResourceError):
         await pipe.receive()
+
+
+def test_stream_types_say_what_each_source_promises() -> None:
+    """A ring is a reliable, ordered anyio stream; a perf buffer (CPUs out of order, full
+    buffers losing samples) and the trace pipe (lines overwritten unseen) are unreliable ones:
+    siblings over one batch-source base, so code typed for a reliable stream cannot take them."""
+    from anyio.abc import ObjectReceiveStream, UnreliableObjectReceiveStream
+
+    from aiobpf.sources import BatchSource, PerfBuffer, RingBuffer, TracePipe
+
+    assert issubclass(RingBuffer, ObjectReceiveStream)
+    assert issubclass(RingBuffer, BatchSource)
+    assert issubclass(PerfBuffer, BatchSource)
+    assert not issubclass(PerfBuffer, RingBuffer)
+    for unreliable in (PerfBuffer, TracePipe):
+        assert issubclass(unreliable, UnreliableObjectReceiveStream)
+        assert not issubclass(unreliable, ObjectReceiveStream)
+    assert PerfBuffer.from_fd.__qualname__ == "PerfBuffer.from_fd"

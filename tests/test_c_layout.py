@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from aiobpf import RecordLayoutError
+from aiobpf._core.records import structure_for, with_text
 from aiobpf.sources._c_layout import check_layout, dtype_from_fields, text_fields
-from aiobpf.sources._records import structure_for, with_text
 
 FIELDS = [
     ("pid", "u32"),

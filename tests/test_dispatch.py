@@ -203,6 +203,21 @@ async def test_scope_by_comm_and_uid_is_decided_in_the_kernel() -> None:
         assert dispatch.stats.in_scope == 0
 
 
+async def test_a_view_that_would_never_yield_is_refused() -> None:
+    """view() of a syscall counted, ignored or falling through to a default that does not
+    emit says so, instead of a view that waits for ever; once emitted, it is given."""
+    async with SyscallDispatch(tgids=[os.getpid()]) as dispatch:
+        dispatch.install("getppid", "count")
+        with pytest.raises(ValueError, match=r"getppid \(count\): not set to emit"):
+            dispatch.view("getppid")
+        with pytest.raises(ValueError, match=r"getpid \(empty, default count\)"):
+            dispatch.view("getpid")
+        dispatch.set_default("emit")
+        dispatch.view("getpid")  # the default emits now
+        dispatch.install("getppid", "emit")
+        dispatch.view("getppid")
+
+
 def test_views_before_entering_are_a_clear_error() -> None:
     """Asking a dispatcher for a view before `async with` says how to use it."""
     with pytest.raises(aiobpf.NotOpenError, match="use it with 'async with'"):

@@ -39,3 +39,21 @@ async def test_hello_line_of_a_known_process_on_both_channels(tmp_path: Path) ->
     # sys_enter_execve runs before the exec takes effect: the caller is still setpriv
     assert record.comm == "setpriv"
     assert logs.stats.dropped == 0
+
+
+async def test_a_fresh_trace_pipe_leaves_out_what_the_buffer_held_before() -> None:
+    """Lines written before a fresh pipe opens (here through trace_marker, so that nothing
+    reads them first) are history: left out and counted stale; lines after it come."""
+    import secrets
+
+    marker = kernel.tracefs() / "trace_marker"
+    token = secrets.token_hex(6)
+    for number in range(3):
+        marker.write_text(f"old {token} {number}")
+    with anyio.fail_after(30):
+        async with aiobpf.trace_pipe(keep=lambda line: token in line.message, fresh=True) as pipe:
+            marker.write_text(f"new {token}")
+            line = await pipe.receive()
+            assert line.message.strip() == f"new {token}"
+            assert pipe.stats.stale >= 3  # ours, and whatever else the buffer held
+            assert pipe.stats.received == 1

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from aiobpf import operators
+from aiobpf._core.clock import MONOTONIC_TO_WALL_NS, wall_now
 from aiobpf.operators import (
     ViewStats,
     WindowCount,
@@ -72,8 +73,16 @@ async def _all(stream: Any) -> list[Any]:
     return [item async for item in stream]
 
 
+#: The Unix time the synthetic events count from: a whole multiple of 10 s after the boot (so
+#: that their CLOCK_MONOTONIC timestamps are positive). Windows count aiobpf's timestamp_ns in
+#: Unix seconds, aligned there.
+BASE = -(-MONOTONIC_TO_WALL_NS // 10**10) * 10
+
+
 def _at(seconds: float, comm: str = "x", uid: int = 0) -> Event:
-    return Event(pid=1, uid=uid, comm=comm, timestamp_ns=int(seconds * 1e9))
+    """An event ``seconds`` after :data:`BASE`."""
+    timestamp_ns = BASE * 10**9 - MONOTONIC_TO_WALL_NS + round(seconds * 1e9)
+    return Event(pid=1, uid=uid, comm=comm, timestamp_ns=timestamp_ns)
 
 
 async def test_filters_keep_exactly_the_matching_events() -> None:
@@ -108,7 +117,7 @@ async def test_tumbling_windows_count_by_key_with_empty_windows() -> None:
     flushes."""
     events = [_at(0.1, "a"), _at(0.5, "b"), _at(0.9, "a"), _at(3.2, "a"), _at(3.3, "c")]
     windows = await _all(Source(events) | window_count("comm", every=1))
-    assert [(w.start, w.end, w.counts) for w in windows] == [
+    assert [(w.start - BASE, w.end - BASE, w.counts) for w in windows] == [
         (0.0, 1.0, {"a": 2, "b": 1}),
         (1.0, 3.0, {}),
         (3.0, 4.0, {"a": 1, "c": 1}),
@@ -119,7 +128,7 @@ async def test_sliding_windows_count_each_event_in_every_window_it_falls_in() ->
     """With step < every, an event is counted once in each window that covers it."""
     events = [_at(0.5, "a"), _at(1.5, "a"), _at(2.5, "b")]
     windows = await _all(Source(events) | window_count("comm", every=2, step=1))
-    assert [(w.start, w.counts) for w in windows] == [
+    assert [(w.start - BASE, w.counts) for w in windows] == [
         (-1.0, {"a": 1}),
         (0.0, {"a": 2}),
         (1.0, {"a": 1, "b": 1}),
@@ -132,7 +141,7 @@ async def test_late_and_out_of_order_events() -> None:
     counted in the next window emitted, and in no window's counts."""
     events = [_at(1.2, "a"), _at(1.1, "b"), _at(2.5, "a"), _at(0.5, "late"), _at(3.1, "a")]
     windows = await _all(Source(events) | window_count("comm", every=1))
-    assert [(w.start, w.counts, w.late) for w in windows] == [
+    assert [(w.start - BASE, w.counts, w.late) for w in windows] == [
         (1.0, {"a": 1, "b": 1}, 0),
         (2.0, {"a": 1}, 1),
         (3.0, {"a": 1}, 0),
@@ -145,10 +154,11 @@ async def test_batch_windows_equal_event_windows() -> None:
     times = np.sort(rng.integers(0, 10_000_000_000, 500))
     comms = rng.choice([b"a", b"b", b"c"], 500)
     array = np.zeros(500, RECORD)
-    array["timestamp_ns"], array["comm"] = times, comms
     per_event = [
         _at(t / 1e9, c.decode()) for t, c in zip(times.tolist(), comms.tolist(), strict=True)
     ]
+    array["timestamp_ns"] = [event.timestamp_ns for event in per_event]
+    array["comm"] = comms
     by_event = await _all(Source(per_event) | window_count("comm", every=0.5))
     by_batch = await _all(Source(np.array_split(array, 7)) | window_count("comm", every=0.5))
     decoded = [
@@ -427,7 +437,7 @@ async def test_a_quiet_live_stream_emits_its_window_on_time() -> None:
             seen: list[WindowCount] = []
             while sum(window.total for window in seen) < 3:
                 window = await windows.receive()
-                assert time.monotonic() >= window.end  # closed after its end, never before
+                assert wall_now() >= window.end  # closed after its end, never before
                 seen.append(window)
     assert sum(window.counts.get("x", 0) for window in seen) == 3
 

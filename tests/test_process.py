@@ -325,6 +325,61 @@ def _exited_pids(reference: subprocess.Popen[str], last: int) -> set[int]:
     raise AssertionError("the reference ended before the storm's own exit")
 
 
+def test_exitsnoop_sees_every_exit_bpftrace_sees_in_an_exec_storm() -> None:
+    """An exec storm (stress-ng --exec: thousands of processes) of a fresh uid: every process
+    exit bpftrace's sched:sched_process_exit reports for the uid (the leader of each process),
+    aiobpf exitsnoop --uid reports too, or counts as lost, and it reports no other."""
+    import shutil
+
+    if shutil.which("stress-ng") is None or shutil.which("bpftrace") is None:
+        pytest.skip("stress-ng and bpftrace are installed by scripts/setup.sh test")
+    uid = 61097
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    script = (
+        f"tracepoint:sched:sched_process_exit /uid == {uid} && pid == tid/ "
+        '{ printf("%d\\n", pid); }'
+    )
+    reference = subprocess.Popen(
+        ["bpftrace", "-B", "line", "-e", script],
+        stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+    )  # fmt: skip
+    snoop = ["exitsnoop", "--json", "--uid", str(uid), "--max-latency", "0"]
+    ours = subprocess.Popen(
+        [sys.executable, "-m", "aiobpf", *snoop],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+    )  # fmt: skip
+    try:
+        assert reference.stdout is not None
+        assert ours.stderr is not None
+        assert reference.stdout.readline().startswith("Attaching")
+        assert ours.stderr.readline().startswith("aiobpf exitsnoop: tracing")
+        storm = ["stress-ng", "--exec", "2", "--exec-ops", "100", "--timeout", "60", "-q"]
+        stress = subprocess.Popen([*kernel.setpriv_command(uid, "stress-ng")[:-1], *storm],
+                                  cwd="/tmp")  # fmt: skip
+        assert stress.wait(timeout=120) == 0
+        seen_reference: set[int] = set()
+        for line in reference.stdout:
+            seen_reference.add(int(line))
+            if int(line) == stress.pid:
+                break
+        # every thread of the storm had ended (waited for above): every exit is in our ring
+        ours.send_signal(signal.SIGINT)
+        out, _ = ours.communicate(timeout=60)
+    finally:
+        for tool in (reference, ours):
+            tool.kill()
+            tool.communicate()
+    records = [json.loads(line) for line in out.splitlines()]
+    summary = records[-1]
+    assert summary["type"] == "summary"
+    seen_ours = {record["pid"] for record in records if record["type"] == "exit"}
+    missing = seen_reference - seen_ours
+    assert len(missing) <= summary["lost"], sorted(missing)[:10]
+    assert seen_ours <= seen_reference
+    assert len(seen_reference) > 100
+    assert stress.pid in seen_ours or summary["lost"] > 0
+
+
 def test_exitsnoop_failed_shows_only_failures_as_a_person_reads_them(tmp_path: Path) -> None:
     """exitsnoop --failed --uid U, text: a fresh uid's exit 0 is left out; its exit 3 reads
     "code 3", a SIGKILL reads "SIGKILL", each with its pid; the summary counts them."""

@@ -8,11 +8,11 @@ read a ``bcc.BPF`` object of yours directly.
 
 from __future__ import annotations
 
+from ._core.records import RecordType, record_type, structure_for
 from ._kernel.bcc import BccRingConsumer, Program
 from ._kernel.cgroups import cgroup_id, cgroup_of, cgroup_path, cgroup_root
 from ._kernel.ring_protocol import RingReader
 from .programs import EXECVE_RECORD, LOG_RECORD, SYSCALL_RECORD
-from .sources._records import RecordType, record_type, structure_for
 
 __all__ = [
     "EXECVE_RECORD",

@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._core.records import record_type
+from ._core.validate import MaxLatency, check_reading_mode, ring_pages
 from ._kernel.bcc import Program
 from ._kernel.libbpf import libbpf
 from .programs._text import include_flags, program_text
 from .sources import Reader, RingBuffer
 from .sources._program import ProgramRing
-from .sources._records import record_type
-from .sources._validate import MaxLatency, check_reading_mode, ring_pages
 
 __all__ = [
     "GetppidRing",

@@ -4,6 +4,7 @@ log ring or the shared trace pipe (chapter 2 of *Learning eBPF*)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import TextIO
 
 from . import _options as option
@@ -17,21 +18,26 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     from ..programs._hello import hello_world
     from ..sources._trace_pipe import trace_pipe
 
-    async with hello_world() as logs:
+    keep = lambda line: line.message == "Hello World!"  # noqa: E731
+    # with --trace-pipe the pipe opens first: from then on every line of the program is shown,
+    # and what the trace buffer held from before is not (fresh)
+    pipe = trace_pipe(keep=keep, fresh=True) if args.trace_pipe else None
+    async with contextlib.AsyncExitStack() as held:
+        if pipe is not None:
+            await held.enter_async_context(pipe)
+        logs = await held.enter_async_context(hello_world())
         seen = 0
         try:
             with stop.running():
-                if args.trace_pipe:
-                    keep = lambda line: line.message == "Hello World!"  # noqa: E731
-                    async with trace_pipe(keep=keep) as pipe:
-                        async for line in pipe:
-                            seen += 1
-                            print(
-                                f"{printable(line.task)}-{line.pid} [{line.cpu}] "
-                                f"{line.timestamp:.6f}: {printable(line.message)}",
-                                file=out,
-                                flush=True,
-                            )
+                if pipe is not None:
+                    async for line in pipe:
+                        seen += 1
+                        print(
+                            f"{printable(line.task)}-{line.pid} [{line.cpu}] "
+                            f"{line.timestamp:.6f}: {printable(line.message)}",
+                            file=out,
+                            flush=True,
+                        )
                 else:
                     async for record in logs:
                         seen += 1
@@ -43,7 +49,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                         )
         finally:
             # the trace pipe keeps no count of what it lost; the program's ring does
-            lost = "" if args.trace_pipe else f", {logs.stats.dropped or 0} lost"
+            lost = "" if pipe is not None else f", {logs.stats.dropped or 0} lost"
             print(f"-- {seen} hello lines seen{lost}", file=out, flush=True)
 
 

@@ -12,8 +12,8 @@ from ..programs._constants import MAX_ARGS
 from ..redaction import DEFAULT, NONE, Redaction
 
 if TYPE_CHECKING:
+    from .._core.validate import MaxLatency
     from ..operators._cgroups import CgroupTree
-    from ..sources._validate import MaxLatency
 
 __all__ = [
     "add_duration",
@@ -67,7 +67,7 @@ def arg_count(text: str) -> int:
 
 
 def ring_size(text: str) -> int:
-    from ..sources._validate import ring_pages
+    from .._core.validate import ring_pages
 
     value = int(text)
     try:

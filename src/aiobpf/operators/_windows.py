@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import math
-import time as time_module
 from collections.abc import AsyncIterable, Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ import anyio
 import attrs
 import numpy as np
 
+from .._core.clock import MONOTONIC_TO_WALL_NS, wall_now
 from ._core import Operator, Pipeline, Stream
 
 __all__ = ["WindowCount", "WindowCounter", "top_n", "window_count"]
@@ -31,7 +31,10 @@ T = TypeVar("T")
 
 @attrs.frozen
 class WindowCount:
-    """The events counted by key in the window ``[start, end)`` (seconds of event time).
+    """The events counted by key in the window ``[start, end)`` (seconds of event time: Unix
+    seconds for aiobpf's events, whose ``timestamp_ns`` is counted on the wall clock's base, as
+    kernel windows and the fleet's are; a time field of your own keeps its own base). An event
+    exactly at ``end`` belongs to the next window.
 
     ``late`` counts the events that came while this window was the oldest one open, with a time
     before it: their own windows had already closed, so they are in no window's counts. A run of
@@ -54,7 +57,8 @@ class WindowCounter:
     """The window arithmetic, without any stream: add (time, key) pairs, take closed windows.
 
     ``every`` is a window's length and ``step`` the distance between window starts (tumbling
-    windows when equal, sliding when smaller). Windows are aligned to multiples of ``step``.
+    windows when equal, sliding when smaller). Windows are aligned to multiples of ``step``
+    (of Unix time, for aiobpf's events).
     """
 
     every: float = attrs.field()
@@ -190,24 +194,18 @@ class WindowCounter:
         return self._emit_through(max(self._open, default=self._next - 1))
 
 
-def _monotonic() -> float:
-    return time_module.monotonic_ns() / 1e9
-
-
-def _wall() -> float:
-    from ..programs._execve_event import MONOTONIC_TO_WALL_NS
-
-    return (time_module.monotonic_ns() + MONOTONIC_TO_WALL_NS) / 1e9
+def _monotonic_field(spec: str | Callable[[Any], float], scale: float) -> bool:
+    """Whether the events' time is aiobpf's ``timestamp_ns`` (CLOCK_MONOTONIC nanoseconds),
+    which windows count in Unix seconds instead (one offset, exact in integers)."""
+    return spec == "timestamp_ns" and scale == 1e-9
 
 
 def _clock_of(spec: str | Callable[[Any], float], scale: float) -> Callable[[], float] | None:
-    """The clock the events' times follow, where the field says: ``timestamp_ns`` (with the
-    default scale) is CLOCK_MONOTONIC, ``time`` (seconds) the wall clock aiobpf's events are
-    converted with. None for another time: windows then close on event time alone."""
-    if spec == "timestamp_ns" and scale == 1e-9:
-        return _monotonic
-    if spec == "time" and scale == 1.0:
-        return _wall
+    """The clock the events' times follow, on the windows' time base: Unix seconds for
+    ``timestamp_ns`` (converted) and ``time`` (aiobpf's events' wall-clock seconds). None for
+    another time: windows then close on event time alone."""
+    if _monotonic_field(spec, scale) or (spec == "time" and scale == 1.0):
+        return wall_now
     return None
 
 
@@ -232,17 +230,30 @@ class _Windowed(Stream[WindowCount]):
         self._key, self._time = _getter(key), _getter(time)
         self._scale = time_scale
         self._clock = _clock_of(time, time_scale)
+        # monotonic nanoseconds are counted as Unix seconds, as kernel windows and the fleet's
+        self._to_wall = _monotonic_field(time, time_scale)
         self._ready: collections.deque[WindowCount] = collections.deque()
         self._ended = False
 
     def _batch(self, batch: np.ndarray[Any, Any]) -> list[WindowCount]:
         if isinstance(self._key_spec, str) and isinstance(self._time_spec, str):
-            times = batch[self._time_spec].astype(np.float64) * self._scale
+            if self._to_wall:
+                wall_ns = batch[self._time_spec].astype(np.int64) + MONOTONIC_TO_WALL_NS
+                times = wall_ns.astype(np.float64) * self._scale
+            else:
+                times = batch[self._time_spec].astype(np.float64) * self._scale
             keys = batch[self._key_spec].tolist()
             return self._counter.add_many(times, keys)
         rows = list(batch)
-        times = np.array([self._time(row) for row in rows], dtype=np.float64) * self._scale
+        times = np.array([self._seconds(row) for row in rows], dtype=np.float64)
         return self._counter.add_many(times, [self._key(row) for row in rows])
+
+    def _seconds(self, event: Any) -> float:
+        """The event's time in seconds, on the windows' time base."""
+        value = self._time(event)
+        if self._to_wall:
+            return float((int(value) + MONOTONIC_TO_WALL_NS) * self._scale)
+        return float(value * self._scale)
 
     def _deadline(self) -> tuple[float, float] | None:
         """When, on the loop's clock, the oldest open window is due to close on a live
@@ -277,9 +288,7 @@ class _Windowed(Stream[WindowCount]):
             if isinstance(item, np.ndarray):
                 self._ready.extend(self._batch(item))
             else:
-                self._ready.extend(
-                    self._counter.add(self._time(item) * self._scale, self._key(item))
-                )
+                self._ready.extend(self._counter.add(self._seconds(item), self._key(item)))
         return self._ready.popleft()
 
 
@@ -295,7 +304,9 @@ def window_count(
 
     ``step`` < ``every`` gives sliding windows starting every ``step`` seconds (default: tumbling
     windows). ``key`` and ``time`` are field names (on events or batch columns) or functions;
-    event times are multiplied by ``time_scale`` (default: nanoseconds to seconds). One
+    event times are multiplied by ``time_scale`` (default: nanoseconds to seconds). The default,
+    aiobpf's ``timestamp_ns`` (CLOCK_MONOTONIC), is counted in Unix seconds: windows' bounds
+    are wall-clock times, aligned as kernel windows' and the fleet's are. One
     :class:`WindowCount` per closed window, and one for each run of empty windows (spanning
     the run); events older than every open window are counted as ``late``, on the window that
     was the oldest open one when they came. Batches and single events are counted by the same

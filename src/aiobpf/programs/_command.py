@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from ..sources._validate import MaxLatency
+from .._core.validate import MaxLatency
 from ._process import ProcessEvents, ProcessExit, process_events
 
 __all__ = ["TracedCommand", "trace_command"]

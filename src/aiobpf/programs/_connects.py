@@ -11,12 +11,13 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .._core.clock import wall_time
+from .._core.records import RecordType
+from .._core.text import c_string
+from .._core.validate import MaxLatency, check_id, check_reading_mode
 from ..sources._core_program import load
 from ..sources._loaded import LoadedRing
-from ..sources._records import RecordType
-from ..sources._validate import MaxLatency, check_id, check_reading_mode
 from . import _constants as C
-from ._execve_event import MONOTONIC_TO_WALL_NS, _text
 from ._text import prebuilt_path
 
 __all__ = ["CONNECT_RECORD", "ConnectEvent", "connect_events"]
@@ -74,7 +75,7 @@ def decode(batch: npt.NDArray[np.void]) -> list[ConnectEvent]:
         ip: Literal[4, 6] = 6 if row[4] == _INET6 else 4
         events.append(
             ConnectEvent(
-                time=(row[0] + MONOTONIC_TO_WALL_NS) / 1e9,
+                time=wall_time(row[0]),
                 timestamp_ns=row[0],
                 pid=row[1],
                 tid=row[2],
@@ -84,7 +85,7 @@ def decode(batch: npt.NDArray[np.void]) -> list[ConnectEvent]:
                 dport=row[6],
                 saddr=_address(row[8], ip),
                 daddr=_address(row[9], ip),
-                comm=_text(row[10]),
+                comm=c_string(row[10]),
             )
         )
     return events

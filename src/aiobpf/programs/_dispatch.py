@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from anyio import AsyncContextManagerMixin
 
+from .._core.records import RecordType
+from .._core.validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from .._kernel.bcc import Program
 from .._kernel.libbpf import check, libbpf
 from .._kernel.map_io import MapReader
@@ -32,9 +34,7 @@ from ..errors import AttachError, MapError, NotOpenError, UnknownProgramError
 from ..operators import Policy, Router, View
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
-from ..sources._records import RecordType
 from ..sources._stats import RingStats
-from ..sources._validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from . import _constants as C
 from ._constants import comm_key
 from ._prebuilt import counted_ring
@@ -380,6 +380,7 @@ class SyscallDispatch(AsyncContextManagerMixin):
             ring_size=ring_size,
             max_latency=max_latency,
         )
+        self._default: Default = default  # what an empty slot does: view() asks
         self._buffer_size = buffer_size
         self._policy: Policy = policy
         self._router: Router[SyscallEvent] | None = None
@@ -425,6 +426,7 @@ class SyscallDispatch(AsyncContextManagerMixin):
     def set_default(self, action: Default) -> None:
         """Changes what an empty slot does, while the program runs."""
         self._live.set_default(action)
+        self._default = action
 
     @property
     def table(self) -> dict[str, str]:
@@ -438,8 +440,24 @@ class SyscallDispatch(AsyncContextManagerMixin):
         return self._router
 
     def view(self, *syscalls: str | int) -> View[SyscallEvent]:
-        """The events the kernel routed to *emit* for these syscalls (a Router view)."""
-        return self._routes.view(*_names(list(syscalls)))
+        """The events the kernel routed to *emit* for these syscalls (a Router view). Raises
+        :class:`ValueError` for a syscall whose slot holds ``count`` or ``ignore``, or is empty
+        while the default does not emit: its view would never yield. Install ``emit`` first."""
+        routes = self._routes
+        numbers = _names(list(syscalls))
+        silent = {
+            syscall_name(nr): how
+            for nr in numbers
+            if (how := self._live.slots.get(nr, f"empty, default {self._default}"))
+            in ("count", "ignore", "empty, default count", "empty, default ignore")
+        }
+        if silent:
+            said = ", ".join(f"{name} ({how})" for name, how in silent.items())
+            raise ValueError(
+                f"{said}: not set to emit, so a view would never yield; "
+                f"install({sorted(silent)!r}, 'emit') first"
+            )
+        return routes.view(*numbers)
 
     def default_view(self) -> View[SyscallEvent]:
         """Emitted events no other view claims (such as the fall-through, with default="emit")."""

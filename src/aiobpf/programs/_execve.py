@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._core.validate import MaxLatency, check_reading_mode, ring_pages
 from .._kernel.objects import BpfObject
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
-from ..sources._validate import MaxLatency, check_reading_mode, ring_pages
 from . import _constants as C
 from ._execve_event import EXECVE_EVENTS, ExecveEvent
 from ._filters import KernelFilters, check_values

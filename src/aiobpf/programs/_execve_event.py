@@ -6,13 +6,13 @@ per-record paths (millions a second) use the numpy records themselves instead.
 
 from __future__ import annotations
 
-import time
-
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-from ..sources._records import RecordType
+from .._core.clock import MONOTONIC_TO_WALL_NS
+from .._core.records import RecordType
+from .._core.text import c_string
 from . import _constants as C
 
 __all__ = ["EXECVE_EVENTS", "EXECVE_RECORD", "MONOTONIC_TO_WALL_NS", "ExecveEvent"]
@@ -48,16 +48,6 @@ _ARGS_OFFSET = int(EXECVE_RECORD.fields["args"][1] if EXECVE_RECORD.fields else 
 
 #: ``syscall`` values of a record.
 SYSCALLS = {C.SYSCALL_EXECVE: "execve", C.SYSCALL_EXECVEAT: "execveat"}
-
-#: CLOCK_MONOTONIC to wall-clock time, in nanoseconds: measured once, when aiobpf is imported.
-#: Event times stay consistent with one another (a later event never gets an earlier time) and
-#: do not follow a wall clock set afterwards.
-MONOTONIC_TO_WALL_NS = time.time_ns() - time.monotonic_ns()
-
-
-def _text(raw: bytes) -> str:
-    """A C string field: up to its first NUL (what follows is not part of it)."""
-    return raw.partition(b"\0")[0].decode("utf-8", errors="replace")
 
 
 def _argv(raw: bytes, argc: int) -> tuple[str, ...]:
@@ -116,7 +106,7 @@ class ExecveEvent:
             return [_event(*row) for row in batch.tolist()]
         columns = {name: batch[name].tolist() for name in _COPIED}
         for name in _TEXT_FIELDS:
-            columns[name] = [_text(raw) for raw in columns[name]]
+            columns[name] = [c_string(raw) for raw in columns[name]]
         truncated = batch["truncated"].tolist()
         # argv from the bytes each record used (args_size), not the whole field: one copy of
         # the batch, then a slice per record
@@ -169,8 +159,8 @@ def _event(
         ppid=ppid,
         uid=uid,
         gid=gid,
-        comm=_text(comm),
-        filename=_text(filename),
+        comm=c_string(comm),
+        filename=c_string(filename),
         argv=_argv(args[:args_size], argc),  # a slice past the field ends with it
         retval=retval,
         timestamp_ns=timestamp_ns,
@@ -180,7 +170,7 @@ def _event(
         flags=flags,
         filename_truncated=bool(truncated & C.TRUNCATED_FILENAME),
         argv_truncated=bool(truncated & C.TRUNCATED_ARGS),
-        message=_text(message),
+        message=c_string(message),
         cgroup_id=cgroup_id,
     )
 

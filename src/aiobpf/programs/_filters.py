@@ -18,9 +18,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .._core.validate import check_id
 from .._kernel.cgroups import narrow_cgroups
 from .._kernel.libbpf import libbpf, write_element
-from ..sources._validate import check_id
 from . import _constants as C
 from ._constants import comm_key
 

@@ -6,11 +6,11 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .._core.records import RecordType
+from .._core.validate import MaxLatency, check_reading_mode
 from .._kernel.objects import BpfObject
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
-from ..sources._records import RecordType
-from ..sources._validate import MaxLatency, check_reading_mode
 from . import _constants as C
 from ._prebuilt import counted_ring
 from ._text import prebuilt_path

@@ -12,12 +12,13 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .._core.clock import wall_time
+from .._core.records import RecordType
+from .._core.text import c_string
+from .._core.validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from ..sources._core_program import load
 from ..sources._loaded import LoadedRing
-from ..sources._records import RecordType
-from ..sources._validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from . import _constants as C
-from ._execve_event import MONOTONIC_TO_WALL_NS, _text
 from ._text import prebuilt_path
 
 __all__ = ["OPEN_RECORD", "OpenEvent", "open_events"]
@@ -85,7 +86,7 @@ def decode(batch: npt.NDArray[np.void]) -> list[OpenEvent]:
     """The events of a batch of :data:`OPEN_RECORD` records."""
     return [
         OpenEvent(
-            time=(row[0] + MONOTONIC_TO_WALL_NS) / 1e9,
+            time=wall_time(row[0]),
             timestamp_ns=row[0],
             flags=row[1],
             mode=row[2],
@@ -95,8 +96,8 @@ def decode(batch: npt.NDArray[np.void]) -> list[OpenEvent]:
             result=row[6],
             dirfd=row[7],
             syscall=_SYSCALLS[row[8]] if row[8] < len(_SYSCALLS) else "openat",
-            comm=_text(row[10]),
-            path=_text(row[11]),
+            comm=c_string(row[10]),
+            path=c_string(row[11]),
         )
         for row in batch.tolist()
     ]

@@ -8,11 +8,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .._core.records import RecordType
 from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
 from .._resource import release_all
 from ..sources import MapPoller, RingBuffer
-from ..sources._records import RecordType
 
 __all__ = ["counted_map", "counted_ring"]
 

@@ -17,15 +17,16 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .._core.clock import wall_time
+from .._core.records import RecordType
+from .._core.text import c_string
+from .._core.validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from .._kernel.boot import boot_id
 from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
-from ..sources._records import RecordType
-from ..sources._validate import MaxLatency, check_id, check_reading_mode, ring_pages
 from . import _constants as C
-from ._execve_event import MONOTONIC_TO_WALL_NS, _text
 from ._prebuilt import counted_ring
 from ._text import prebuilt_path
 
@@ -63,10 +64,6 @@ PROCESS_RECORD: np.dtype[np.void] = np.dtype(
 
 #: How many ancestors an exec event names at most (the nearest first).
 ANCESTORS = C.PROCESS_DEPTH
-
-
-def _wall(monotonic_ns: int) -> float:
-    return (monotonic_ns + MONOTONIC_TO_WALL_NS) / 1e9
 
 
 @attrs.frozen
@@ -156,21 +153,21 @@ def _signal_name(number: int) -> str:
 def _decode_one(row: tuple[Any, ...]) -> ProcessEvent:
     (timestamp_ns, start_ns, cgroup_id, kind, pid, tid, ppid, uid, gid, status, depth,
      ancestors, comm, parent_comm, filename) = row  # fmt: skip
-    time = _wall(timestamp_ns)
+    time = wall_time(timestamp_ns)
     if kind == C.PROCESS_FORK:
         return ProcessFork(
-            pid, ppid, uid, gid, _text(comm), _text(parent_comm), time, timestamp_ns, start_ns,
-            cgroup_id,
+            pid, ppid, uid, gid, c_string(comm), c_string(parent_comm), time, timestamp_ns,
+            start_ns, cgroup_id,
         )  # fmt: skip
     if kind == C.PROCESS_EXEC:
         return ProcessExec(
-            pid, tid, ppid, uid, gid, _text(comm), _text(filename),
+            pid, tid, ppid, uid, gid, c_string(comm), c_string(filename),
             tuple(ancestors[: min(depth, ANCESTORS)].tolist()), f"{boot_id()}:{pid}:{timestamp_ns}",
             time, timestamp_ns, start_ns, cgroup_id,
         )  # fmt: skip
     number = status & 0x7F
     return ProcessExit(
-        pid, tid, ppid, uid, gid, _text(comm),
+        pid, tid, ppid, uid, gid, c_string(comm),
         exit_code=None if number else (status >> 8) & 0xFF,
         signal=_signal_name(number) if number else None,
         core_dumped=bool(status & 0x80),

@@ -21,6 +21,7 @@ import anyio.lowlevel
 import attrs
 from anyio import AsyncContextManagerMixin
 
+from .._core.validate import MaxLatency
 from ..errors import NotOpenError
 from ..programs._execve import ExecveEvents, execve_events
 from ..programs._execve_event import ExecveEvent
@@ -28,7 +29,6 @@ from ..programs._filters import CAPACITY
 from ..programs._uid_counts import ExecveCounts, execve_counts
 from ..sources._replay import Replay
 from ..sources._replay import replay as aiobpf_replay
-from ..sources._validate import MaxLatency
 
 __all__ = ["EventHub", "HubStats", "Subscriber"]
 

@@ -34,11 +34,11 @@ import sniffio
 from prometheus_client.registry import Collector
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from .._core.validate import MaxLatency
 from .._defaults import DEFAULT_SOCKET
 from ..errors import InsecureListenerError, ListenError
 from ..fleet import JetStreamSink
 from ..sources._costs import enable_program_stats
-from ..sources._validate import MaxLatency
 from ._access import AccessControl, AccessPolicy, install_peer_credentials, new_token
 from ._app import create_app
 from ._hub import EventHub

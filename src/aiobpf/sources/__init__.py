@@ -12,6 +12,8 @@ sources of the programs aiobpf ships; :func:`replay` plays a recording back as a
 
 from __future__ import annotations
 
+from .._core.validate import MaxLatency
+from ._batch import BatchSource
 from ._bcc_program import BccProgram, compile_bcc
 from ._core_program import CoreProgram, load
 from ._costs import ProgramCost, enable_program_stats
@@ -23,10 +25,10 @@ from ._replay import Replay, ReplayStats, replay
 from ._ring import Reader, RingBuffer
 from ._stats import MapStats, RingStats, TraceStats
 from ._trace_pipe import TraceLine, TracePipe, trace_pipe
-from ._validate import MaxLatency
 
 __all__ = [
     "AUTO_MAX_LATENCY",
+    "BatchSource",
     "BccProgram",
     "CoreProgram",
     "MapPoller",

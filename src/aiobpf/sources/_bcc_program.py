@@ -9,13 +9,13 @@ from typing import Any
 
 import anyio.to_thread
 
+from .._core.validate import MaxLatency
 from .._kernel import bcc as _bcc
 from .._kernel.bcc import Program
 from ._maps import MapPoller, Mode
 from ._own import OwnProgram, Record
 from ._perf import PerfBuffer
 from ._ring import RingBuffer
-from ._validate import MaxLatency
 
 __all__ = ["BccProgram", "compile_bcc"]
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import anyio.to_thread
 
+from .._core.records import RecordType, record_type
+from .._core.validate import MaxLatency
 from .._kernel.btf_types import ObjectTypes
 from .._kernel.features import unsupported_section
 from .._kernel.libbpf import check, libbpf
@@ -38,9 +40,7 @@ from ._globals import python_value, section_size, variable_named, write_params
 from ._maps import MapPoller, Mode
 from ._own import OwnProgram, Record
 from ._perf import PerfBuffer
-from ._records import RecordType, record_type
 from ._ring import RingBuffer
-from ._validate import MaxLatency
 
 __all__ = ["CoreProgram", "load", "set_aside_unsupported"]
 

@@ -12,14 +12,15 @@ import numpy as np
 import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
+from .._core.records import RecordType
+from .._core.validate import MaxLatency
 from ..errors import NotOpenError
+from ._batch import Batches
 from ._costs import ProgramCost
 from ._maps import MapPoller
 from ._own import OwnProgram
-from ._records import RecordType
-from ._ring import Batches, RingBuffer
+from ._ring import RingBuffer
 from ._stats import MapStats, RingStats
-from ._validate import MaxLatency
 
 __all__ = ["LoadedMap", "LoadedRing", "LoadedSource"]
 

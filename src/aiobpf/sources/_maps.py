@@ -31,11 +31,11 @@ import numpy as np
 import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
+from .._core.validate import Mode, check_poll
 from .._kernel import bcc as _bcc
 from .._kernel.map_io import MapReader
 from .._resource import release_all, warn_unclosed
 from ._stats import MapStats
-from ._validate import Mode, check_poll
 
 __all__ = ["MapPoller", "MapReading", "Mode"]
 

@@ -24,13 +24,13 @@ import anyio.to_thread
 import numpy as np
 from anyio.abc import AsyncResource
 
+from .._core.records import RecordType
+from .._core.validate import MaxLatency
 from ..errors import NotOpenError
 from ._costs import ProgramCost, costs_of
 from ._maps import MapPoller, Mode
 from ._perf import PerfBuffer
-from ._records import RecordType
 from ._ring import RingBuffer
-from ._validate import MaxLatency
 
 __all__ = ["OwnProgram", "Record"]
 
@@ -38,7 +38,7 @@ __all__ = ["OwnProgram", "Record"]
 #: name of a struct in the object's BTF.
 Record = np.dtype[Any] | type[ctypes.Structure] | RecordType[Any] | str | None
 
-_Source = RingBuffer[Any] | MapPoller[Any, Any]
+_Source = RingBuffer[Any] | PerfBuffer[Any] | MapPoller[Any, Any]
 S = TypeVar("S", bound=_Source)
 
 

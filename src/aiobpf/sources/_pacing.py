@@ -8,7 +8,7 @@ import math
 
 import attrs
 
-from ._validate import MaxLatency, check_reading_mode
+from .._core.validate import MaxLatency, check_reading_mode
 
 __all__ = ["AUTO_MAX_LATENCY", "Pacing"]
 

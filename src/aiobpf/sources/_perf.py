@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 import attrs
 import numpy as np
 
+from .._core.records import RecordType
+from .._core.validate import MaxLatency, check_reading_mode
 from .._kernel import bcc as _bcc
 from .._kernel.perf_buffer import PerfBuffers, open_perf_buffers
 from .._resource import release_all
-from ._records import RecordType
-from ._ring import RingBuffer, _counter_reader, _record_of, require_tso
+from ._batch import BatchSource
+from ._ring import _counter_reader, _record_of, require_tso
 from ._stats import RingStats
-from ._validate import MaxLatency, check_reading_mode
 
 __all__ = ["PerfBuffer"]
 
@@ -26,9 +27,14 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-class PerfBuffer(RingBuffer[R]):
+class PerfBuffer(BatchSource[R]):
     """An async source of the samples of one BPF perf buffer map (``BPF_PERF_OUTPUT``, BCC's
     ``perf_submit``), the output kernels before 5.8 have. Create it with :meth:`from_bcc`.
+
+    An anyio ``UnreliableObjectReceiveStream``, not an ``ObjectReceiveStream``: samples of
+    different CPUs come out of order, and a full CPU buffer loses them (counted), so code that
+    needs a reliable, ordered stream does not take one by mistake. Ring buffers are the
+    reliable kind (:class:`aiobpf.RingBuffer`).
 
     It reads the per-CPU buffers the kernel maps, in numpy batches, waiting on one epoll fd
     over them on the event loop: the same iteration, ``batches()``, latency budget, closing and
@@ -48,7 +54,7 @@ class PerfBuffer(RingBuffer[R]):
     _readiness_consumed_by_poll = True
 
     @classmethod
-    def from_bcc(  # type: ignore[override]
+    def from_bcc(
         cls,
         bpf: Any,
         name: str,

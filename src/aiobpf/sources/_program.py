@@ -21,8 +21,9 @@ import numpy.typing as npt
 from anyio.abc import ObjectReceiveStream
 
 from ..errors import NotOpenError
+from ._batch import Batches
 from ._costs import ProgramCost, costs_of
-from ._ring import Batches, RingBuffer
+from ._ring import RingBuffer
 from ._stats import RingStats
 
 __all__ = ["ProgramRing", "ProgramSource"]

@@ -62,3 +62,5 @@ class TraceStats:
     """Lines handed to the consumer."""
     skipped: int
     """Lines read from the pipe that the ``keep`` selection left out."""
+    stale: int = 0
+    """Lines from before the source opened, left out (``fresh=True``)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import Self
@@ -18,7 +19,7 @@ from typing import Self
 import anyio
 import anyio.lowlevel
 import attrs
-from anyio.abc import ObjectReceiveStream
+from anyio.abc import UnreliableObjectReceiveStream
 
 from .._kernel.tracefs import ensure_tracefs
 from .._resource import warn_unclosed
@@ -65,8 +66,9 @@ def parse_trace_line(line: str) -> TraceLine | None:
     )
 
 
-class TracePipe(ObjectReceiveStream[TraceLine]):
-    """An async source of :class:`TraceLine` from ``<tracefs>/trace_pipe``.
+class TracePipe(UnreliableObjectReceiveStream[TraceLine]):
+    """An async source of :class:`TraceLine` from ``<tracefs>/trace_pipe``: an anyio
+    ``UnreliableObjectReceiveStream``, since lines can be lost (below) unseen.
 
     Creating it touches nothing; entering it (``async with``), or the first ``receive()`` of a
     bare ``async for``, opens the pipe. It waits on the pipe's fd (it is pollable) and reads
@@ -77,13 +79,18 @@ class TracePipe(ObjectReceiveStream[TraceLine]):
     the pipe take lines too. Neither can be seen from here.
     """
 
-    def __init__(self, *, keep: Callable[[TraceLine], bool] | None = None) -> None:
+    def __init__(
+        self, *, keep: Callable[[TraceLine], bool] | None = None, fresh: bool = False
+    ) -> None:
         self._keep = keep
+        self._fresh = fresh
+        self._marker: str | None = None  # with fresh: lines up to this one are history
         self._fd: int | None = None
         self._partial = b""
         self._lines: deque[TraceLine] = deque()
         self._received = 0
         self._skipped = 0
+        self._stale = 0
         self._closed = False
         self._gate = ReaderGate()
 
@@ -94,8 +101,14 @@ class TracePipe(ObjectReceiveStream[TraceLine]):
         if self._closed:
             raise anyio.ClosedResourceError("the trace pipe source is closed")
         if self._fd is None:
-            path = ensure_tracefs() / "trace_pipe"
-            self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            root = ensure_tracefs()
+            self._fd = os.open(root / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if self._fresh:
+                # the trace buffer keeps what nobody read: a marker written now, in the same
+                # buffer and order, says where this reader's lines begin
+                self._marker = f"aiobpf trace pipe opened {secrets.token_hex(8)}"
+                with open(root / "trace_marker", "w") as marker:
+                    marker.write(self._marker)
 
     async def __aenter__(self) -> Self:
         self.open()
@@ -110,6 +123,11 @@ class TracePipe(ObjectReceiveStream[TraceLine]):
         for raw in complete:
             line = parse_trace_line(raw.decode(errors="replace"))
             if line is None:
+                continue
+            if self._marker is not None:  # history, up to and including the marker
+                if line.message.strip() == self._marker:
+                    self._marker = None
+                self._stale += 1
                 continue
             if self._keep is None or self._keep(line):
                 self._lines.append(line)
@@ -147,7 +165,7 @@ class TracePipe(ObjectReceiveStream[TraceLine]):
 
     @property
     def stats(self) -> TraceStats:
-        return TraceStats(received=self._received, skipped=self._skipped)
+        return TraceStats(received=self._received, skipped=self._skipped, stale=self._stale)
 
     async def aclose(self) -> None:
         """Closes the pipe; a task waiting on it ends its loop. Idempotent."""
@@ -171,7 +189,11 @@ class TracePipe(ObjectReceiveStream[TraceLine]):
         self._release()
 
 
-def trace_pipe(*, keep: Callable[[TraceLine], bool] | None = None) -> TracePipe:
+def trace_pipe(
+    *, keep: Callable[[TraceLine], bool] | None = None, fresh: bool = False
+) -> TracePipe:
     """The trace pipe, opened by ``async with``; ``keep`` selects lines (for example
-    ``lambda l: l.pid == child.pid``). Opening raises as :meth:`TracePipe.open`."""
-    return TracePipe(keep=keep)
+    ``lambda l: l.pid == child.pid``). The kernel's trace buffer keeps lines nobody read yet,
+    from before: ``fresh=True`` skips them (a marker written at the open says where they end;
+    ``stats.stale`` counts them). Opening raises as :meth:`TracePipe.open`."""
+    return TracePipe(keep=keep, fresh=fresh)

@@ -107,6 +107,33 @@ def test_the_adaptive_default_reads_at_once_when_waiting_could_overflow_the_ring
     assert max(reads.delays[len(reads.delays) // 2 :]) < 0.0005
 
 
+def _most_in_the_ring(pacing: Pacing, arrivals: list[float]) -> int:
+    """The most records the ring held at once while ``pacing`` read ``arrivals``: what came
+    between two reads (a read empties it)."""
+    return max(simulate(pacing, arrivals).sizes)
+
+
+def test_a_burst_after_quiet_loses_no_more_than_reading_at_once() -> None:
+    """10 k records/s (the budget in force), a quiet second, then 3 M records/s: the averaged
+    rates lag the step, and a budget waited out at its onset held 12,000 records (twice the
+    6,553 the 256 KiB ring takes). From the first records of the burst on, the rate the reads
+    show caps the wait: the ring never holds more than a quarter of itself, as reading at once
+    would not either."""
+    arrivals = even(10_000, 0.5) + even(3_000_000, 0.05, start=101.5)
+    capacity = RING_BYTES // RECORD_BYTES
+    assert _most_in_the_ring(Pacing(max_latency=0), arrivals) == 1  # reading at once
+    assert _most_in_the_ring(Pacing(), arrivals) * 4 <= capacity
+
+
+def test_a_rate_from_one_read_is_no_evidence() -> None:
+    """The rate the reads show needs two reads within RATE_WINDOW: a single read after a quiet
+    stretch, however close to its wake-up, does not make the source read at once."""
+    pacing = Pacing(max_latency=0.001)
+    pacing.read(4096, RING_BYTES, 100.0)
+    pacing.read(4096, RING_BYTES, 101.0)
+    assert not pacing.behind
+
+
 def test_busy_polling_turns_the_adaptive_default_off() -> None:
     pacing = Pacing(busy_poll=0.01)
     reads = simulate(pacing, even(10_000, 0.5))

@@ -4,6 +4,7 @@ unit-tested on its own."""
 
 from __future__ import annotations
 
+import collections
 import math
 
 import attrs
@@ -33,6 +34,9 @@ AUTO_RATE_WINDOW = 0.05
 #: The shortest wait an event loop makes (both wait in whole milliseconds).
 _SHORTEST_WAIT = 0.001
 
+#: The most recent reads the observed fill rate is measured over (within RATE_WINDOW).
+_RECENT_READS = 64
+
 
 @attrs.define
 class Pacing:
@@ -60,6 +64,9 @@ class Pacing:
     """When records were last read (or, after a wake-up, began to come in)."""
     _fill_rate: float = 0.0  # bytes a second into the ring, averaged over about RATE_WINDOW
     _fill_rate_at: float | None = None
+    _recent: collections.deque[tuple[float, int]] = attrs.field(
+        init=False, factory=lambda: collections.deque(maxlen=_RECENT_READS)
+    )  # (time, bytes) of the last reads within RATE_WINDOW: the rate observed now
     _record_rate: float = 0.0  # records a second, averaged over about AUTO_RATE_WINDOW
     _record_rate_at: float | None = None
     _bound: float = attrs.field(init=False, default=0.0)  # the budget, fixed or adaptive
@@ -126,16 +133,29 @@ class Pacing:
         a quarter of it, or at the rate the ring fills a wait (a millisecond at least) would
         fill half of it.
 
-        The rate is averaged over about RATE_WINDOW, idle time included: one small read right
-        after a wake-up must not make a fast producer look slow (a budget waited out then
-        overflows the ring), and a producer that went quiet must not look fast for long.
+        The rate is the larger of two. One is averaged over about RATE_WINDOW, idle time
+        included: one small read right after a wake-up must not make a fast producer look slow
+        (a budget waited out then overflows the ring), and a producer that went quiet must not
+        look fast for long. The other is what the reads within RATE_WINDOW show, from the first
+        record on: a burst after a quiet stretch fills the ring long before the average has
+        caught up with it, and the first budget waited out then would lose what reading at once
+        would not.
         """
         self._fill_rate = _averaged(self._fill_rate, taken, self._fill_rate_at, now, RATE_WINDOW)
         self._fill_rate_at = now
+        recent = self._recent
+        recent.append((now, taken))
+        while recent[0][0] < now - RATE_WINDOW:
+            recent.popleft()
         if taken * 4 >= ring_bytes:
             return True
+        rate = self._fill_rate
+        if len(recent) >= 2 and now > recent[0][0]:  # the bytes read after the first of them
+            rate = max(
+                rate, (sum(size for _, size in recent) - recent[0][1]) / (now - recent[0][0])
+            )
         wait = max(self._bound, _SHORTEST_WAIT)
-        return self._fill_rate * wait * 2 >= ring_bytes
+        return rate * wait * 2 >= ring_bytes
 
 
 def _averaged(rate: float, amount: float, since: float | None, now: float, window: float) -> float:

@@ -15,8 +15,12 @@ import aiobpf
 
 
 async def snoop(duration: float) -> None:
-    print(f"{'TIME':<8} {'UID':>6} {'PID':>7} {'PPID':>7} {'RET':>4} {'COMM':<16} FILENAME")
     async with aiobpf.execve_events() as events:
+        # attached: from this line on, every exec is shown
+        print(
+            f"{'TIME':<8} {'UID':>6} {'PID':>7} {'PPID':>7} {'RET':>4} {'COMM':<16} FILENAME",
+            flush=True,
+        )
         with anyio.move_on_after(duration):
             async for ev in events:
                 clock = time.strftime("%H:%M:%S")

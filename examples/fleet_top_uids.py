@@ -30,7 +30,11 @@ def host_and_uid(event: FleetEvent) -> tuple[str, int]:
 
 async def main(engine: str, every: float, top: int, durable: str) -> None:
     events = fleet_events(engine, subject="aiobpf.*.exec", durable=durable)
-    windows = aiobpf.window_count(host_and_uid, every=every, time="time", time_scale=1.0)
+    # event time from many clocks: events a second out of order still count, and a node whose
+    # clock runs more than 5 s ahead cannot close the others' windows
+    windows = aiobpf.window_count(
+        host_and_uid, every=every, time="time", time_scale=1.0, lateness=1.0, max_future=5.0
+    )
     async with events | windows | aiobpf.top_n(top) as counted:
         async for window in counted:
             for key, count in window.counts.items():

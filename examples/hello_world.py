@@ -15,17 +15,24 @@ import aiobpf
 
 
 async def main(use_trace_pipe: bool) -> None:
-    async with aiobpf.hello_world() as logs:
-        if use_trace_pipe:
-            keep = lambda line: line.message == "Hello World!"  # noqa: E731
-            async with aiobpf.trace_pipe(keep=keep) as pipe:
-                async for line in pipe:
-                    print(
-                        f"{line.task}-{line.pid} [{line.cpu}] {line.timestamp:.6f}: {line.message}"
-                    )
-        else:
+    if use_trace_pipe:
+        keep = lambda line: line.message == "Hello World!"  # noqa: E731
+        # opened first, and fresh: every line of the program, none the buffer held from before
+        async with aiobpf.trace_pipe(keep=keep, fresh=True) as pipe, aiobpf.hello_world():
+            print("tracing execs (Ctrl-C ends)", flush=True)
+            async for line in pipe:
+                print(
+                    f"{line.task}-{line.pid} [{line.cpu}] {line.timestamp:.6f}: {line.message}",
+                    flush=True,
+                )
+    else:
+        async with aiobpf.hello_world() as logs:
+            print("tracing execs (Ctrl-C ends)", flush=True)
             async for record in logs:
-                print(f"{record.level} {record.comm}-{record.pid} uid={record.uid}: {record.text}")
+                print(
+                    f"{record.level} {record.comm}-{record.pid} uid={record.uid}: {record.text}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

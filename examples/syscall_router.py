@@ -30,6 +30,7 @@ async def main(pid: int | None, duration: float) -> None:
     async with aiobpf.SyscallDispatch(tgids=tgids, default="count") as dispatch:
         dispatch.install(["execve", "timer_create", "timer_delete", *OTHER_TIMERS], "emit")
         dispatch.install(IGNORED, "ignore")
+        print("routing syscalls (Ctrl-C ends)", flush=True)
         with anyio.move_on_after(duration):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(show, dispatch.view("execve"), "Executing a program")

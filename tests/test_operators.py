@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -476,3 +477,58 @@ async def test_an_event_after_its_window_closed_on_time_is_late_not_lost() -> No
     assert first.counts == {"old": 1}
     assert later.late == 1
     assert later.start == pytest.approx(first.end) or later.start > first.end  # floats
+
+
+@attrs.frozen
+class NodeEvent:
+    """A fleet event as a node stamped it: wall-clock seconds of that node's clock."""
+
+    node: str
+    time: float
+
+
+async def test_a_node_clock_in_the_future_does_not_make_the_others_late() -> None:
+    """Fleet windows on event time: one node's event an hour ahead closes every window, and the
+    other node's events after it are late; with max_future, it closes nothing, the others'
+    windows fill as their events come, and the future event is counted in its own window."""
+    now = wall_now()
+    base = math.floor(now)
+    events = [
+        NodeEvent("a", base + 0.1),
+        NodeEvent("b", base + 3600.5),  # a clock an hour ahead
+        NodeEvent("a", base + 0.2),
+        NodeEvent("a", base + 1.1),
+        NodeEvent("a", base + 2.1),
+    ]
+
+    def windows(**options: Any) -> Any:
+        counted = window_count("node", every=1, time="time", time_scale=1, **options)
+        return _all(Source(events) | counted)
+
+    blinded = await windows()
+    assert sum(w.late for w in blinded) == 3
+    kept = await windows(max_future=5)
+    assert [(w.start - base, w.counts, w.late) for w in kept if w.counts or w.late] == [
+        (0.0, {"a": 2}, 0),
+        (1.0, {"a": 1}, 0),
+        (2.0, {"a": 1}, 0),
+        (3600.0, {"b": 1}, 0),
+    ]
+    with pytest.raises(ValueError, match="wall clock's base"):
+        window_count("node", every=1, time=lambda e: e.time, max_future=5)
+    with pytest.raises(ValueError, match="max_future must be"):
+        window_count("node", every=1, time="time", time_scale=1, max_future=-1)
+
+
+async def test_events_within_the_lateness_still_count() -> None:
+    """lateness: a window stays open that long past its end, for events out of order."""
+    events = [_at(0.5, "a"), _at(1.2, "b"), _at(0.9, "a"), _at(1.6, "b"), _at(0.7, "late")]
+    strict = await _all(Source(events) | window_count("comm", every=1))
+    assert sum(w.late for w in strict) == 2
+    patient = await _all(Source(events) | window_count("comm", every=1, lateness=0.5))
+    assert [(w.start - BASE, w.counts, w.late) for w in patient] == [
+        (0.0, {"a": 2}, 0),  # 0.9 came while [0, 1) waited 0.5 past its end: counted
+        (1.0, {"b": 2}, 1),  # 0.7 came after 1.6 had closed [0, 1): late, on the next window
+    ]
+    with pytest.raises(ValueError, match="lateness must be"):
+        window_count("comm", every=1, lateness=-1)

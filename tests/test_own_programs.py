@@ -86,6 +86,27 @@ async def test_params_records_maps_and_globals_of_an_own_co_re_object(
             assert per_pid.read().values == dict.fromkeys(pids, 1)
 
 
+async def test_a_perf_buffer_of_an_own_object_types_its_samples_from_btf(
+    built: dict[str, Path],
+) -> None:
+    """perf_buffer(name, record="struct"): the same records as the ring, from a perf event
+    array libbpf sized to the CPUs; an unreliable stream, ordered here by a field."""
+    uid = UID + 5
+    async with aiobpf.load(built["own_execs"], params={"target_uid": uid}) as program:
+        samples = program.perf_buffer("perf_records", record="exec_record", order_by="serial")
+        async with samples:
+            pids = _run_as(uid, 3)
+            got = []
+            with anyio.fail_after(30):
+                async for sample in samples:
+                    got.append(sample)
+                    if len(got) == 3:
+                        break
+        assert sorted(s.pid for s in got) == sorted(pids)
+        assert {(s.origin.uid, s.comm) for s in got} == {(uid, "setpriv")}
+        assert samples.stats.lost == 0
+
+
 async def test_the_object_can_be_given_as_bytes_and_closes_its_sources(
     built: dict[str, Path],
 ) -> None:

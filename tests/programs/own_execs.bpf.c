@@ -46,6 +46,13 @@ struct {
     __type(value, __u64);
 } per_pid SEC(".maps");
 
+// the same records on a perf buffer, for kernels before rings (sized by libbpf: one per CPU)
+struct {
+    __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+    __uint(key_size, sizeof(__u32));
+    __uint(value_size, sizeof(__u32));
+} perf_records SEC(".maps");
+
 static void count(__u32 slot)
 {
     __u64 *value = bpf_map_lookup_elem(&records_counts, &slot);
@@ -81,6 +88,7 @@ int on_execve(void *ctx)
     record->sizes[1] = 2 + offset;
     record->sizes[2] = 3 + offset;
     record->serial = serial;
+    bpf_perf_event_output(ctx, &perf_records, BPF_F_CURRENT_CPU, record, sizeof(*record));
     bpf_ringbuf_submit(record, 0);
     return 0;
 }

@@ -63,6 +63,9 @@ class WindowCounter:
 
     every: float = attrs.field()
     step: float = attrs.field()
+    lateness: float = attrs.field(default=0.0)
+    """How long after its end a window stays open for events that come out of order: it
+    closes once an event ``lateness`` seconds past its end comes."""
     _open: dict[int, collections.Counter[Hashable]] = attrs.field(factory=dict, init=False)
     _next: int | None = attrs.field(default=None, init=False)  # first window not yet emitted
     _late: int = attrs.field(default=0, init=False)
@@ -77,20 +80,34 @@ class WindowCounter:
         if not 0 < value <= self.every:
             raise ValueError(f"step must be > 0 and <= every ({self.every}), got {value!r}")
 
+    @lateness.validator
+    def _check_lateness(self, _: Any, value: float) -> None:
+        if not value >= 0 or not math.isfinite(value):
+            raise ValueError(f"lateness must be a finite number of seconds >= 0, got {value!r}")
+
     def _windows_of(self, time: float) -> range:
         last = math.floor(time / self.step)
         first = math.floor((time - self.every) / self.step) + 1
         return range(first, last + 1)
 
-    def add(self, time: float, key: Hashable, count: int = 1) -> list[WindowCount]:
-        """Counts ``key`` at ``time``; returns the windows this closed, oldest first. Raises
-        ValueError for a time that is not a finite number."""
+    def add(
+        self, time: float, key: Hashable, count: int = 1, limit: float = math.inf
+    ) -> list[WindowCount]:
+        """Counts ``key`` at ``time``; returns the windows this closed, oldest first: those
+        that ended ``lateness`` before ``time``. An event past ``limit`` (from a clock ahead of
+        the others) closes none: it is counted in its own window, which waits for the others'
+        events to reach it. Raises ValueError for a time that is not a finite number."""
         if not math.isfinite(time):
             raise ValueError(f"event times must be finite numbers of seconds, got {time!r}")
         windows = self._windows_of(time)
+        if time > limit:
+            for index in windows:
+                if self._next is None or index >= self._next:
+                    self._open.setdefault(index, collections.Counter())[key] += count
+            return []
         if self._next is None:
-            self._next = windows.start
-        closed = self._close_before(time)
+            self._next = min(windows.start, *self._open) if self._open else windows.start
+        closed = self._close_before(time - self.lateness)
         if windows.stop <= self._next:
             self._late += count
             return closed
@@ -99,7 +116,9 @@ class WindowCounter:
                 self._open.setdefault(index, collections.Counter())[key] += count
         return closed
 
-    def add_many(self, times: np.ndarray[Any, Any], keys: Iterable[Hashable]) -> list[WindowCount]:
+    def add_many(
+        self, times: np.ndarray[Any, Any], keys: Iterable[Hashable], limit: float = math.inf
+    ) -> list[WindowCount]:
         """Counts a batch exactly as :meth:`add` would, one event after another in the batch's
         order; vectorised for tumbling windows over each run of times that do not go back."""
         key_list = list(keys)
@@ -108,10 +127,10 @@ class WindowCounter:
         if not np.isfinite(times).all():
             bad = times[~np.isfinite(times)][0]
             raise ValueError(f"event times must be finite numbers of seconds, got {bad!r}")
-        if self.step != self.every:
+        if self.step != self.every or times.max() > limit:  # sliding, or a clock ahead: per event
             closed: list[WindowCount] = []
             for time, key in zip(times.tolist(), key_list, strict=True):
-                closed += self.add(time, key)
+                closed += self.add(time, key, limit=limit)
             return closed
         closed = []
         # Within a run of non-decreasing times, counting window by window is counting event by
@@ -133,8 +152,8 @@ class WindowCounter:
         self, window: int, counts: collections.Counter[Hashable], latest: float
     ) -> list[WindowCount]:
         if self._next is None:
-            self._next = window
-        closed = self._close_before(latest)
+            self._next = min(window, *self._open) if self._open else window
+        closed = self._close_before(latest - self.lateness)
         if window < self._next:
             self._late += sum(counts.values())
         else:
@@ -146,9 +165,10 @@ class WindowCounter:
         return None if self._next is None else self._next * self.step + self.every
 
     def close_through(self, time: float) -> list[WindowCount]:
-        """Emits every window whose end is <= ``time`` (a clock's, on the events' time base),
-        in order: what :meth:`add` of an event at ``time`` would close."""
-        return [] if self._next is None else self._close_before(time)
+        """Emits every window whose end is <= ``time`` less ``lateness`` (``time``: a clock's,
+        on the events' time base), in order: what :meth:`add` of an event at ``time`` would
+        close."""
+        return [] if self._next is None else self._close_before(time - self.lateness)
 
     def _close_before(self, time: float) -> list[WindowCount]:
         """Emits every window whose end is <= ``time``, in order (runs of empty ones folded)."""
@@ -190,7 +210,9 @@ class WindowCounter:
     def flush(self) -> list[WindowCount]:
         """The windows still open (the stream ended), in order."""
         if self._next is None:
-            return []
+            if not self._open:
+                return []
+            self._next = min(self._open)  # only events from a clock ahead came
         return self._emit_through(max(self._open, default=self._next - 1))
 
 
@@ -223,9 +245,11 @@ class _Windowed(Stream[WindowCount]):
         key: str | Callable[[Any], Hashable],
         time: str | Callable[[Any], float],
         time_scale: float,
+        max_future: float | None = None,
     ) -> None:
         super().__init__(upstream)
         self._counter = counter
+        self._max_future = max_future
         self._key_spec, self._time_spec = key, time
         self._key, self._time = _getter(key), _getter(time)
         self._scale = time_scale
@@ -243,10 +267,17 @@ class _Windowed(Stream[WindowCount]):
             else:
                 times = batch[self._time_spec].astype(np.float64) * self._scale
             keys = batch[self._key_spec].tolist()
-            return self._counter.add_many(times, keys)
+            return self._counter.add_many(times, keys, limit=self._limit())
         rows = list(batch)
         times = np.array([self._seconds(row) for row in rows], dtype=np.float64)
-        return self._counter.add_many(times, [self._key(row) for row in rows])
+        return self._counter.add_many(times, [self._key(row) for row in rows], limit=self._limit())
+
+    def _limit(self) -> float:
+        """The latest event time that may close windows now: ``max_future`` past this host's
+        clock (an event from a clock further ahead closes nothing the others still fill)."""
+        if self._max_future is None or self._clock is None:
+            return math.inf
+        return self._clock() + self._max_future
 
     def _seconds(self, event: Any) -> float:
         """The event's time in seconds, on the windows' time base."""
@@ -261,7 +292,7 @@ class _Windowed(Stream[WindowCount]):
         end, bound = self._counter.next_end(), self.latency_bound
         if end is None or bound is None or self._clock is None:
             return None
-        due = end + bound
+        due = end + bound + self._counter.lateness
         return anyio.current_time() + (due - self._clock()), due
 
     async def __anext__(self) -> WindowCount:
@@ -288,7 +319,9 @@ class _Windowed(Stream[WindowCount]):
             if isinstance(item, np.ndarray):
                 self._ready.extend(self._batch(item))
             else:
-                self._ready.extend(self._counter.add(self._seconds(item), self._key(item)))
+                self._ready.extend(
+                    self._counter.add(self._seconds(item), self._key(item), limit=self._limit())
+                )
         return self._ready.popleft()
 
 
@@ -299,6 +332,8 @@ def window_count(
     step: float | None = None,
     time: str | Callable[[Any], float] = "timestamp_ns",
     time_scale: float = 1e-9,
+    lateness: float = 0.0,
+    max_future: float | None = None,
 ) -> Operator[Any, WindowCount]:
     """Counts events by ``key`` in windows of ``every`` seconds of event time.
 
@@ -310,14 +345,33 @@ def window_count(
     :class:`WindowCount` per closed window, and one for each run of empty windows (spanning
     the run); events older than every open window are counted as ``late``, on the window that
     was the oldest open one when they came. Batches and single events are counted by the same
-    rule, in arrival order. Raises ValueError for a bad ``every`` or ``step``, and for an event
-    time that is not a finite number.
+    rule, in arrival order. Raises ValueError for a bad ``every``, ``step``, ``lateness`` or
+    ``max_future``, and for an event time that is not a finite number.
+
+    Events from elsewhere (a recording, the fleet: many clocks) close windows on event time, by
+    a watermark: a window closes once an event ``lateness`` seconds past its end comes (events
+    out of order within that still count), and an event more than ``max_future`` seconds
+    ahead of this host's clock closes nothing (one node's clock set in the future must not make
+    every other node's events late); it is counted in its own window, emitted when the others'
+    events reach it or at the end. ``max_future`` needs a time on the wall clock's base
+    (``timestamp_ns``, or ``time`` in seconds).
     """
-    counter_args = (every, every if step is None else step)
+    counter_args = (every, every if step is None else step, lateness)
     WindowCounter(*counter_args)  # validates now, not at the first event
+    if max_future is not None:
+        if not max_future >= 0 or not math.isfinite(max_future):
+            raise ValueError(
+                f"max_future must be a finite number of seconds >= 0, got {max_future!r}"
+            )
+        if _clock_of(time, time_scale) is None:
+            raise ValueError(
+                "max_future needs event times on the wall clock's base: time='timestamp_ns' "
+                "(nanoseconds) or time='time' with time_scale=1"
+            )
 
     def apply(stream: AsyncIterable[Any]) -> Pipeline[WindowCount]:
-        return _Windowed(stream, WindowCounter(*counter_args), key, time, time_scale)
+        counter = WindowCounter(*counter_args)
+        return _Windowed(stream, counter, key, time, time_scale, max_future)
 
     return Operator(apply, f"window_count({key!r}, every={every})")
 

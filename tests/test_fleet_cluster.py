@@ -145,3 +145,30 @@ async def test_an_explicit_replica_count_the_stream_lacks_is_an_error(
                 pass
     with pytest.raises(ValueError, match="replicas must be a whole number"):
         JetStreamSink(replicas=0)
+
+
+async def test_a_reader_whose_node_is_killed_reads_on(cluster: NatsCluster) -> None:
+    """A fleet reader half-way through a replicated stream loses the engine node it is
+    connected to (SIGKILL, for good): it reconnects to a survivor and reads on, every event
+    once, none missing, the ones published after the loss included."""
+    with anyio.fail_after(120):
+        await _ready(cluster.urls)
+        async with JetStreamSink(cluster.urls, subject="aiobpf.before.events") as sink:
+            assert sink.replicas == 3
+            await sink.send([{"n": n} for n in range(100)])
+        # small fetches: most of the stream is fetched after the loss, through a survivor
+        reader = fleet_events(cluster.urls, durable="through-failover", batch=10)
+        async with reader as events:
+            got = [await events.receive() for _ in range(50)]
+            assert events.connected_url is not None
+            lost = cluster.name_of(events.connected_url)
+            await anyio.to_thread.run_sync(cluster.kill, lost)
+            survivors = [url for name, url in zip(cluster.servers, cluster.urls, strict=True)
+                         if name != lost]  # fmt: skip
+            async with JetStreamSink(survivors, subject="aiobpf.after.events") as sink:
+                await sink.send([{"n": n} for n in range(100, 150)])
+            got += [await events.receive() for _ in range(100)]
+            assert events.connected_url is not None
+            assert cluster.name_of(events.connected_url) != lost
+    assert sorted(event.n for event in got) == list(range(150))
+    assert len({(event.message_id, event.index) for event in got}) == 150

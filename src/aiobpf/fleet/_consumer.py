@@ -242,6 +242,12 @@ class FleetEvents(ObjectReceiveStream[FleetEvent]):
         ]
 
     @property
+    def connected_url(self) -> str | None:
+        """The engine server this reader is connected to now (None while it is not)."""
+        url = getattr(self._client, "connected_url", None)
+        return None if url is None else f"{url.scheme}://{url.hostname}:{url.port}"
+
+    @property
     def stats(self) -> FleetStats:
         return FleetStats(
             self._messages, self._events, self._duplicates, self._malformed, self._retries

@@ -13,7 +13,9 @@ from aiobpf.programs._text import include_flags
 #: Flags a program is compiled with that are not shared constants: measured on the running
 #: kernel, chosen per source, or the header's own guard.
 PER_COMPILE = {
-    "H",  # include guards: AIOBPF_H, AIOBPF_LOG2_H
+    "H",  # include guards: AIOBPF_H, AIOBPF_LOG2_H; and the headers' own macros
+    "HIST_ADD",
+    "RING",
     "LOG2_H",
     "KEY_COMM",
     "LOG_INFO",

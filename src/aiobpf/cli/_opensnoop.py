@@ -5,13 +5,12 @@ prints them (and openat2, which it does not trace), or :mod:`aiobpf.schema` open
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ..schema import open_record, summary_record
+from ..schema import open_record
 from . import _options as option
-from ._running import Costs, Losses, Stop
+from ._running import Stop
+from ._snoop import snoop
 from ._text import printable
 
 if TYPE_CHECKING:
@@ -36,38 +35,16 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     source = open_events(
         uid=args.uid, pid=args.pid, failed=args.failed, max_latency=args.max_latency
     )
-    losses = Losses(out, args.json)
-    costs = Costs(args.program_stats)
-    seen = 0
-    with costs.measuring():
-        async with source as opens:
-            if args.json:
-                print("aiobpf opensnoop: tracing opens", file=sys.stderr, flush=True)
-            else:
-                print(HEADER, file=out, flush=True)
-
-            def show(events: list[OpenEvent]) -> None:
-                nonlocal seen
-                seen += len(events)
-                for event in events:
-                    print(json.dumps(open_record(event)) if args.json else line(event), file=out)
-
-            try:
-                with stop.running():
-                    async for batch in opens.batches():
-                        show(opens.decode(batch))
-                        out.flush()
-                        losses.update(opens.stats.dropped)
-                show(opens.decode(opens.drain()))
-                losses.update(opens.stats.dropped)
-            finally:
-                costs.take(opens)
-                lost = losses.reported
-                if args.json:
-                    text = json.dumps(summary_record(seen, lost, **costs.fields()))
-                else:
-                    text = f"-- {seen} opens seen, {lost} events lost{costs.text(seen + lost)}"
-                print(text, file=out, flush=True)
+    await snoop(
+        source,
+        noun="opens",
+        header=HEADER,
+        line=line,
+        record=open_record,
+        args=args,
+        out=out,
+        stop=stop,
+    )
 
 
 def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

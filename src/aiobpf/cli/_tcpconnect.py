@@ -5,13 +5,12 @@ records with ``--json``."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ..schema import connect_record, summary_record
+from ..schema import connect_record
 from . import _options as option
-from ._running import Costs, Losses, Stop
+from ._running import Stop
+from ._snoop import snoop
 from ._text import printable
 
 if TYPE_CHECKING:
@@ -35,39 +34,16 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     source = connect_events(
         uid=args.uid, pid=args.pid, port=args.port, max_latency=args.max_latency
     )
-    losses = Losses(out, args.json)
-    costs = Costs(args.program_stats)
-    seen = 0
-    with costs.measuring():
-        async with source as connects:
-            if args.json:
-                print("aiobpf tcpconnect: tracing connects", file=sys.stderr, flush=True)
-            else:
-                print(HEADER, file=out, flush=True)
-
-            def show(events: list[ConnectEvent]) -> None:
-                nonlocal seen
-                seen += len(events)
-                for event in events:
-                    text = json.dumps(connect_record(event)) if args.json else line(event)
-                    print(text, file=out)
-
-            try:
-                with stop.running():
-                    async for batch in connects.batches():
-                        show(connects.decode(batch))
-                        out.flush()
-                        losses.update(connects.stats.dropped)
-                show(connects.decode(connects.drain()))
-                losses.update(connects.stats.dropped)
-            finally:
-                costs.take(connects)
-                lost = losses.reported
-                if args.json:
-                    text = json.dumps(summary_record(seen, lost, **costs.fields()))
-                else:
-                    text = f"-- {seen} connects seen, {lost} events lost{costs.text(seen + lost)}"
-                print(text, file=out, flush=True)
+    await snoop(
+        source,
+        noun="connects",
+        header=HEADER,
+        line=line,
+        record=connect_record,
+        args=args,
+        out=out,
+        stop=stop,
+    )
 
 
 def _port(text: str) -> int:

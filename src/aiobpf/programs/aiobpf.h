@@ -23,6 +23,21 @@ struct comm_key {
     char comm[AIOBPF_COMM_SIZE];
 };
 
+/* A ring buffer map ``name`` of ``bytes`` (user space may resize it before loading) and its
+ * per-CPU counters ``name##_counts`` of ``slots`` slots: [produced, dropped, ...]. Written for
+ * libbpf's map definitions (CO-RE objects); BCC programs declare theirs with BCC's macros. */
+#define AIOBPF_RING(name, bytes, slots)                                                         \
+    struct {                                                                                    \
+        __uint(type, BPF_MAP_TYPE_RINGBUF);                                                     \
+        __uint(max_entries, bytes);                                                             \
+    } name SEC(".maps");                                                                        \
+    struct {                                                                                    \
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                                                \
+        __uint(max_entries, slots);                                                             \
+        __type(key, u32);                                                                       \
+        __type(value, u64);                                                                     \
+    } name##_counts SEC(".maps")
+
 static __always_inline void aiobpf_count(u64 *slot)
 {
     if (slot)

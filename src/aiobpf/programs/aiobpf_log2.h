@@ -20,4 +20,17 @@ static __always_inline u32 aiobpf_bit_length(u64 v)
     return high ? aiobpf_bit_length32(high) + 32 : aiobpf_bit_length32((u32)v);
 }
 
+/* Counts one value (nanoseconds) in slot bit_length(value / 1000) of a log2 histogram of
+ * microseconds kept in ``hist``, an array of ``slots`` u64 counters; the last slot takes what
+ * is larger. */
+#define AIOBPF_HIST_ADD(hist, slots, ns)                                                        \
+    do {                                                                                        \
+        u32 slot_ = aiobpf_bit_length((u64)(ns) / 1000);                                        \
+        if (slot_ >= (slots))                                                                   \
+            slot_ = (slots) - 1;                                                                \
+        u64 *count_ = bpf_map_lookup_elem(&(hist), &slot_);                                     \
+        if (count_)                                                                             \
+            __sync_fetch_and_add(count_, 1);                                                    \
+    } while (0)
+
 #endif

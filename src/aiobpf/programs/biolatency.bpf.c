@@ -75,11 +75,6 @@ int BPF_PROG(on_complete, struct request *rq)
     bpf_map_delete_elem(&issued, &key);
     if (took < 0)
         return 0;
-    u32 slot = aiobpf_bit_length((u64)took / 1000);
-    if (slot >= SLOTS)
-        slot = SLOTS - 1;
-    u64 *count = bpf_map_lookup_elem(&latency, &slot);
-    if (count)
-        __sync_fetch_and_add(count, 1);
+    AIOBPF_HIST_ADD(latency, SLOTS, took);
     return 0;
 }

@@ -36,17 +36,7 @@ const volatile u32 target_uid = (u32)-1;
 const volatile u32 target_pid = (u32)-1;
 const volatile u16 target_port = 0;
 
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 18);
-} events SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 2);
-    __type(key, u32);
-    __type(value, u64);
-} events_counts SEC(".maps");
+AIOBPF_RING(events, 1 << 18, 2);
 
 static __always_inline void count(u32 slot)
 {

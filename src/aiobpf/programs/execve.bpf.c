@@ -49,17 +49,7 @@ struct execve_event {
     char args[AIOBPF_ARGS_SIZE];
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20); /* resized by user space before loading */
-} events SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 2);
-    __type(key, u32);
-    __type(value, u64);
-} events_counts SEC(".maps");
+AIOBPF_RING(events, 1 << 20, 2); /* resized by user space before loading */
 
 /* In-flight execs, in the exec'ing task's own storage: an entry lives as long as its task
  * and costs nothing to anyone else. A fixed-size table keyed by thread let a local user who held

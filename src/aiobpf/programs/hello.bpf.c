@@ -24,17 +24,7 @@ struct log_record {
     char text[64];
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 16 * 4096);
-} logs SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 2);
-    __type(key, u32);
-    __type(value, u64);
-} logs_counts SEC(".maps");
+AIOBPF_RING(logs, 16 * 4096, 2);
 
 static __always_inline void count(u32 slot)
 {

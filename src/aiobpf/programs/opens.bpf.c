@@ -39,17 +39,7 @@ const volatile u32 target_uid = (u32)-1;
 const volatile u32 target_pid = (u32)-1;
 const volatile u8 failed_only = 0;
 
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20);
-} events SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 2);
-    __type(key, u32);
-    __type(value, u64);
-} events_counts SEC(".maps");
+AIOBPF_RING(events, 1 << 20, 2);
 
 struct pending_open {
     u64 path;

@@ -50,18 +50,8 @@ struct process_event {
 /* keeps the struct in the object's BTF, where only a local uses it */
 const struct process_event *unused_process_event __attribute__((unused));
 
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20); /* resized by user space before loading */
-} events SEC(".maps");
-
-/* [produced, dropped, tracked set full] */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 3);
-    __type(key, u32);
-    __type(value, u64);
-} events_counts SEC(".maps");
+/* resized by user space before loading; counts: [produced, dropped, tracked set full] */
+AIOBPF_RING(events, 1 << 20, 3);
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);

@@ -95,11 +95,6 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
     bpf_map_delete_elem(&enqueued, &pid);
     if (waited < 0)
         return 0;
-    u32 slot = aiobpf_bit_length((u64)waited / 1000);
-    if (slot >= SLOTS)
-        slot = SLOTS - 1;
-    u64 *count = bpf_map_lookup_elem(&latency, &slot);
-    if (count)
-        __sync_fetch_and_add(count, 1);
+    AIOBPF_HIST_ADD(latency, SLOTS, waited);
     return 0;
 }

@@ -43,7 +43,7 @@ class BatchSource(UnreliableObjectReceiveStream[R]):
     in order: an anyio ``ObjectReceiveStream``) and :class:`aiobpf.PerfBuffer` (unreliable: it
     may reorder across CPUs) are the two kinds.
 
-    What follows is said of a ring; a perf buffer's docstring refines it.
+    What follows is said of a ring; a perf buffer's docstring refines it (order, loss).
 
     Iterate it for one record at a time (``async for record in ring``: a ``ctypes.Structure``
     per record, fields by name), or iterate :meth:`batches` for a numpy structured array per

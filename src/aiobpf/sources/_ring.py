@@ -61,24 +61,10 @@ class RingBuffer(BatchSource[R], ObjectReceiveStream[R]):
     ``bcc.BPF`` object of your own; aiobpf's event sources (:func:`aiobpf.execve_events`) build one
     for their own programs.
 
-    **Cancellation**: records are taken from the ring only after the last cancellable wait, so a
-    cancelled ``__anext__`` loses nothing; records of a batch not yet handed out stay in the source
-    for the next iteration. Per-record iteration checkpoints once per batch and every 256 records,
-    so cancellation is seen within 256 records.
-
-    **Memory**: the ring itself bounds what the kernel can have queued; the source holds at most
-    one batch (what the ring held at one wake-up).
-
-    **Loss**: the source never drops. When the consumer is slower than the producer the ring fills
-    and the BPF program's reserve fails; aiobpf's programs count those failures, and :attr:`stats`
-    reports them as ``dropped``.
-
-    **Closing**: :meth:`aclose` (or leaving ``async with``) unmaps the ring and closes its fd, and
-    releases the BPF program when the source owns it. A task blocked waiting for records is woken
-    and its ``async for`` ends normally (``receive()`` raises :class:`anyio.EndOfStream`).
-    Afterwards iteration ends at once (so a pipeline stage that loops again stops cleanly),
-    and ``receive()`` raises :class:`anyio.ClosedResourceError`. A second task iterating the
-    source at the same time gets :class:`anyio.BusyResourceError`.
+    A reliable, ordered stream (an anyio ``ObjectReceiveStream``): the kernel keeps the
+    records in the order they were committed, and nothing is lost that is not counted
+    (``dropped``, when the ring was full). Cancellation, memory, loss and closing are as
+    :class:`aiobpf.sources.BatchSource` says.
     """
 
     # -- construction ---------------------------------------------------------------------------

@@ -128,6 +128,7 @@ PUBLIC_MODULES = {
     "aiobpf.lowlevel",
     "aiobpf.operators",
     "aiobpf.programs",
+    "aiobpf.pytest_plugin",
     "aiobpf.redaction",
     "aiobpf.schema",
     "aiobpf.service",

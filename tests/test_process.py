@@ -166,7 +166,38 @@ async def test_ancestors_are_what_proc_says_at_the_exec() -> None:
 async def test_filter_descendants_needs_a_source_that_follows_forks() -> None:
     """On a stream that cannot tell lineage, filter_descendants says so at once."""
     with pytest.raises(ValueError, match="follows forks in the kernel"):
-        aiobpf.execve_events() | aiobpf.filter_descendants(1)
+        aiobpf.trace_pipe() | aiobpf.filter_descendants(1)
+
+
+async def test_execve_events_follow_a_tree_in_the_kernel(tmp_path: Path) -> None:
+    """execve_events() | filter_descendants(root): the execs of a tree that exists before the
+    source opens (its root waits), a double-forked daemon's among them, and nothing of the
+    same program run outside it, as the same uid, just before."""
+    program = kernel.uniquely_named_program(tmp_path, "in-the-tree")
+    tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
+    script = f'"{program}" a; ( "{program}" b & ) ; "{program}" c'
+    child_code = (
+        "import subprocess, sys; sys.stdin.readline(); "
+        f"subprocess.run(['/bin/sh', '-c', {script!r}])"
+    )
+    with anyio.fail_after(60):
+        async with await anyio.open_process([sys.executable, "-c", child_code]) as root:
+            source = aiobpf.execve_events()
+            async with source | aiobpf.filter_descendants(root.pid) as events:
+                await anyio.run_process([str(program), "outside"])  # not in the tree
+                assert root.stdin is not None
+                await root.stdin.send(b"go\n")
+                seen = []
+                async for event in events:
+                    seen.append(event)
+                    if {tuple(e.argv[1:]) for e in seen} >= {("a",), ("b",), ("c",)}:
+                        break
+                assert source.stats.dropped == 0
+            assert await root.wait() == 0
+    ours = [e for e in seen if e.filename == str(program)]
+    assert sorted(e.argv[1] for e in ours) == ["a", "b", "c"]
+    assert [e.filename for e in seen if e.filename != str(program)] == ["/bin/sh"]
+    assert all(e.retval == 0 for e in seen)
 
 
 async def test_a_tree_that_already_exists_is_followed_from_its_root(tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ _PROTOTYPES: dict[str, tuple[list[type], type | None]] = {
     "bpf_program__autoload": ([_P], ctypes.c_bool),
     "bpf_program__set_autoload": ([_P, ctypes.c_bool], ctypes.c_int),
     "bpf_enable_stats": ([ctypes.c_int], ctypes.c_int),
+    "bpf_map__reuse_fd": ([_P, ctypes.c_int], ctypes.c_int),
     "bpf_program__attach_uprobe_opts": (
         [_P, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, _P],
         _P,

@@ -256,8 +256,9 @@ def filter_descendants(pids: int | Iterable[int]) -> Operator[Any, Any]:
     """Events of processes ``pids`` and of every process below them: those that exist when
     the source opens and those they fork later (a double-forked daemon, or one reparented to
     init, stays in). Runs in the kernel, which follows the forks: on
-    :func:`aiobpf.process_events` only. Raises :class:`ValueError` on another stream, which
-    cannot tell a process's lineage from its events."""
+    :func:`aiobpf.process_events` and :func:`aiobpf.execve_events` (from before it opens).
+    Raises :class:`ValueError` on another stream, which cannot tell a process's lineage from
+    its events."""
     wanted = frozenset({pids} if isinstance(pids, int) else pids)
 
     def apply(stream: AsyncIterable[Any]) -> Pipeline[Any]:
@@ -266,7 +267,8 @@ def filter_descendants(pids: int | Iterable[int]) -> Operator[Any, Any]:
             return cast(Pipeline[Any], stream)
         raise ValueError(
             f"filter_descendants needs a source that follows forks in the kernel "
-            f"(aiobpf.process_events()), not {type(stream).__name__}"
+            f"(aiobpf.process_events() or aiobpf.execve_events(), before it opens), not "
+            f"{type(stream).__name__}"
         )
 
     return Operator(apply, f"filter_descendants({sorted(wanted)!r})")

@@ -63,6 +63,10 @@ PROCESS_DEPTH = 16
 TRACKED_CAPACITY = 16384
 PROCESS_TRACK = 16
 TRACKED_FULL = 2
+#: process.bpf.c following a tree for another object and reporting nothing itself
+#: (process_config[0]); execve.bpf.c's filter word: only execs of the shared tracked set.
+PROCESS_QUIET = 32
+FILTER_DESCENDANTS = 64
 
 SHARED = {
     name: value

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Iterable
 from typing import Any
 
-from .._core.validate import MaxLatency, check_reading_mode, ring_pages
+from .._core.validate import MaxLatency, check_id, check_reading_mode, ring_pages
+from .._kernel.libbpf import check, libbpf
 from .._kernel.objects import BpfObject
+from .._resource import release_all
 from ..sources import RingBuffer
 from ..sources._program import ProgramRing
 from . import _constants as C
 from ._execve_event import EXECVE_EVENTS, ExecveEvent
 from ._filters import KernelFilters, check_values
 from ._prebuilt import counted_ring
-from ._text import execve_object
+from ._process import track
+from ._text import execve_object, prebuilt_path
 
 __all__ = ["ExecveEvents", "execve_events"]
 
@@ -21,10 +26,35 @@ __all__ = ["ExecveEvents", "execve_events"]
 MAX_ARGS = C.MAX_ARGS
 
 
-def load_execve(ring_size: int) -> BpfObject:
-    """The prebuilt execve object, loaded with a ring of ``ring_size`` bytes (not attached)."""
+def load_execve(ring_size: int, tracked_fd: int | None = None) -> BpfObject:
+    """The prebuilt execve object, loaded with a ring of ``ring_size`` bytes (not attached);
+    with ``tracked_fd``, its tracked set is that map (the process object's)."""
     path, max_entries = execve_object(ring_size)
-    return BpfObject.load(path, max_entries=max_entries)
+    if tracked_fd is None:
+        return BpfObject.load(path, max_entries=max_entries)
+
+    def share_tracked(program: BpfObject) -> None:
+        handle = program.map_handle("tracked")
+        check(libbpf().bpf_map__reuse_fd(handle, tracked_fd), "sharing the tracked set")
+
+    return BpfObject._load(path, max_entries, share_tracked)
+
+
+def start_tracker(roots: Iterable[int]) -> BpfObject:
+    """The process object, following the trees of ``roots`` in its tracked set and reporting
+    nothing itself, attached: the forks and exits that keep the set what execve's
+    descendants filter reads. Seeded after attaching, from /proc: a process forked meanwhile
+    is in the set by its parent's fork, or found by the walk."""
+    tracker = BpfObject.load(prebuilt_path("process"), max_entries={"events": mmap.PAGESIZE})
+    try:
+        flags = C.PROCESS_TRACK | C.PROCESS_QUIET
+        tracker.update("process_config", bytes(4), flags.to_bytes(4, "little"))
+        tracker.attach_tracepoints()
+        track(tracker, roots)
+    except BaseException:
+        tracker.close()
+        raise
+    return tracker
 
 
 class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
@@ -65,22 +95,37 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
         self._filters: KernelFilters | None = None
         self._wanted: list[tuple[str, frozenset[Any]]] = []
         self._selected: dict[str, frozenset[Any] | None] = {}
+        self._roots: set[int] = set()  # filter_descendants: the trees followed
+        self._tracker: BpfObject | None = None
 
     def _compile(self) -> BpfObject:
-        return load_execve(self._ring_size)
+        if not self._roots:
+            return load_execve(self._ring_size)
+        # the process object follows the trees; this one reads its set: loaded together
+        tracker = start_tracker(self._roots)
+        try:
+            program = load_execve(self._ring_size, tracker.own_map_fd("tracked"))
+        except BaseException:
+            tracker.close()
+            raise
+        self._tracker = tracker
+        return program
 
     def _wrap(self, program: BpfObject) -> RingBuffer[ExecveEvent]:
+        owned = [program.close]
+        if self._tracker is not None:
+            owned.append(self._tracker.close)
         try:
             filters = KernelFilters(program.map_fd)
-        except BaseException:
-            program.close()
+        except BaseException as exc:
+            release_all(reversed(owned), after=exc)
             raise
         self._filters = filters
         return counted_ring(
             program,
             "events",
             record=EXECVE_EVENTS,
-            owned=[program.close, filters.close],
+            owned=[*owned, filters.close],
             max_latency=self._max_latency,
             busy_poll=self._busy_poll,
         )
@@ -92,6 +137,16 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
             self._filters.restrict(kind, values)
         for kind, selection in self._selected.items():
             self._filters.select(kind, selection)
+        if self._roots:
+            self._filters.follow_descendants()
+
+    def detach(self) -> None:
+        """Stops the programs' probes, the tree's tracker's too (see
+        :meth:`aiobpf.sources.ProgramSource.detach`)."""
+        super().detach()
+        tracker = self._tracker
+        if tracker is not None and not tracker.closed:
+            tracker.detach()
 
     def _live_filters(self) -> KernelFilters | None:
         if self._inner is None or self._inner.closed:
@@ -99,8 +154,18 @@ class ExecveEvents(ProgramRing[ExecveEvent, BpfObject]):
         return self._filters
 
     def push_down(self, kind: str, values: frozenset[Any]) -> bool:
-        """Filters events by ``kind`` ("uid", "pid" or "comm") in the kernel, now or from the
-        start; filters of one kind intersect. Called by the filter operators."""
+        """Filters events by ``kind`` ("uid", "pid", "comm", "cgroup") in the kernel, now or
+        from the start; filters of one kind intersect. "descendants" follows the trees of the
+        given pids (a tracker of forks and exits, loaded beside the program), from the start
+        only. Called by the filter operators."""
+        if kind == "descendants":
+            roots = {check_id("pid", pid) for pid in values}
+            if self._program is not None:
+                if self._tracker is None:
+                    return False  # the tracker is loaded with the program, not after
+                track(self._tracker, roots)
+            self._roots |= roots
+            return True
         if kind not in KernelFilters.kinds:
             return False
         check_values(kind, values)  # a bad value fails here, not when the source opens

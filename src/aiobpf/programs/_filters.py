@@ -83,6 +83,7 @@ class KernelFilters:
         self._pushed: dict[str, frozenset[bytes]] = {}
         self._selected: dict[str, frozenset[bytes]] = {}
         self._applied: dict[str, frozenset[bytes]] = {}
+        self._descendants = False
 
     def restrict(self, kind: str, values: frozenset[Any]) -> None:
         """Keeps only events whose ``kind`` is in ``values`` (and in any earlier set of it)."""
@@ -137,8 +138,15 @@ class KernelFilters:
             write_element(self._fds[name], key, b"\1", name)
             self._applied[kind] = self._applied[kind] | {key}
 
+    def follow_descendants(self) -> None:
+        """Passes only execs of the processes in the program's tracked set (which another
+        object fills: see aiobpf.programs._execve), from now on."""
+        self._descendants = True
+        self._write_flags()
+
     def _write_flags(self) -> None:
         flags = sum(_KINDS[kind][0] for kind in self._applied)
+        flags |= C.FILTER_DESCENDANTS if self._descendants else 0
         write_element(
             self._fds["filter_config"], bytes(4), flags.to_bytes(4, "little"), "filter_config"
         )

@@ -185,6 +185,13 @@ def decode(batch: npt.NDArray[np.void]) -> list[ProcessEvent]:
 PROCESS_EVENTS: RecordType[ProcessEvent] = RecordType(dtype=PROCESS_RECORD, decode=decode)
 
 
+def track(program: BpfObject, roots: Iterable[int]) -> None:
+    """Puts ``roots`` and the processes below them now into ``program``'s tracked set."""
+    for root in roots:
+        for pid in descendants_now(root):
+            program.update("tracked", pid.to_bytes(4, "little"), b"\1")
+
+
 def descendants_now(pid: int) -> set[int]:
     """``pid`` and the processes below it that exist now, from /proc's children lists (where
     the kernel gives them) or its parent links. Racy as anything read from /proc: processes
@@ -263,9 +270,7 @@ class ProcessEvents(ProgramRing[ProcessEvent, BpfObject]):
         program.update("process_config", bytes(4), flags.to_bytes(4, "little"))
 
     def _track(self, program: BpfObject, roots: Iterable[int]) -> None:
-        for root in roots:
-            for pid in descendants_now(root):
-                program.update("tracked", pid.to_bytes(4, "little"), b"\1")
+        track(program, roots)
 
     @property
     def tracked_full(self) -> int:

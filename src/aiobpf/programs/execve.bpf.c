@@ -112,6 +112,17 @@ struct {
         __type(value, u8);                                                                      \
     } name SEC(".maps")
 
+/* The processes filter_descendants follows: the process object's tracked set, whose fd user
+ * space gives this object before loading it (bpf_map__reuse_fd); otherwise an empty set that
+ * takes no memory and is never looked at. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, AIOBPF_TRACKED_CAPACITY);
+    __type(key, u32);
+    __type(value, u8);
+} tracked SEC(".maps");
+
 FILTER_SET(filter_uids, u32);
 FILTER_SET(filter_pids, u32);
 FILTER_SET(filter_comms, struct comm_key);
@@ -230,6 +241,8 @@ static __always_inline int on_enter(u8 syscall, s32 dirfd, u32 flags, const char
     if ((filter & AIOBPF_FILTER_PID) && !bpf_map_lookup_elem(&filter_pids, &tgid))
         return 0;
     if ((filter & AIOBPF_FILTER_CGROUP) && !in_allowed_cgroup())
+        return 0;
+    if ((filter & AIOBPF_FILTER_DESCENDANTS) && !bpf_map_lookup_elem(&tracked, &tgid))
         return 0;
     ev->timestamp_ns = 0;
     /* exec does not move a task to another cgroup: its cgroup at entry is the event's */

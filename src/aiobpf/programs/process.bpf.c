@@ -67,7 +67,7 @@ struct {
     __type(value, u8);
 } filter_uids SEC(".maps");
 
-/* [0]: AIOBPF_PROCESS_TRACK and AIOBPF_FILTER_UID */
+/* [0]: AIOBPF_PROCESS_TRACK, AIOBPF_PROCESS_QUIET and AIOBPF_FILTER_UID */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
@@ -90,6 +90,8 @@ static __always_inline u32 process_flags(void)
 /* Whether a process of ``tgid`` run by ``uid`` is reported under ``flags``. */
 static __always_inline bool wanted(u32 flags, u32 tgid, u32 uid)
 {
+    if (flags & AIOBPF_PROCESS_QUIET)
+        return false; /* following a tree for the execve object, which reports */
     if ((flags & AIOBPF_PROCESS_TRACK) && !bpf_map_lookup_elem(&tracked, &tgid))
         return false;
     if ((flags & AIOBPF_FILTER_UID) && !bpf_map_lookup_elem(&filter_uids, &uid))

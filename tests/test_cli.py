@@ -385,3 +385,16 @@ def test_a_machine_problem_is_one_line_and_status_1(tool: str, backend: str) -> 
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"aiobpf {tool}: loading BPF programs needs root")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_the_command_imports_no_source_before_a_tool_runs() -> None:
+    """Building the command's parser (``--version``, ``--help``, every tool's options)
+    imports no source and no numpy: a tool pays for them only when it runs (a module-level
+    import in a tool's module once made ``aiobpf --version`` three times slower)."""
+    code = (
+        "import sys; from aiobpf.cli._main import _parser; _parser(); "
+        "print(sorted(n for n in sys.modules "
+        "if n in ('numpy', 'bcc', 'anyio._backends._trio') or n.startswith('aiobpf.sources')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

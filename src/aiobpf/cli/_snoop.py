@@ -8,11 +8,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..schema import summary_record
-from ..sources._loaded import LoadedRing
 from ._running import Costs, Losses, Stop
+
+if TYPE_CHECKING:  # the command imports no source (numpy) before a tool runs
+    from ..sources._loaded import LoadedRing
 
 __all__ = ["snoop"]
 

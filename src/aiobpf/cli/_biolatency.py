@@ -14,7 +14,7 @@ __all__ = ["add_parser"]
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._biolatency import block_io_latency
+    from ..programs import block_io_latency
 
     try:
         source = block_io_latency(disk=args.disk, **reading_of(args))

@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from ..programs._execve import ExecveEvents
-    from ..programs._execve_event import ExecveEvent
+    from ..programs import ExecveEvent, ExecveEvents
 
 __all__ = ["add_parser"]
 
@@ -89,7 +88,7 @@ class _Tally:
     seen: int = 0
 
     def events(self, batch: npt.NDArray[np.void]) -> None:
-        from ..programs._execve_event import ExecveEvent
+        from ..programs import ExecveEvent
 
         for event in ExecveEvent.decode(batch):
             print(_execsnoop_line(event, self.as_json, self.redaction), file=self.out)
@@ -115,7 +114,7 @@ def preload(args: argparse.Namespace) -> None:
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._execve import execve_events
+    from ..programs import execve_events
 
     source = execve_events(
         ring_size=args.ring_size,

@@ -16,7 +16,7 @@ from ._running import Losses, Stop
 from ._text import printable
 
 if TYPE_CHECKING:
-    from ..programs._process import ProcessExit
+    from ..programs import ProcessExit
 
 __all__ = ["add_parser", "ending"]
 

@@ -15,8 +15,8 @@ __all__ = ["add_parser"]
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._hello import hello_world
-    from ..sources._trace_pipe import trace_pipe
+    from ..programs import hello_world
+    from ..sources import trace_pipe
 
     keep = lambda line: line.message == "Hello World!"  # noqa: E731
     # with --trace-pipe the pipe opens first: from then on every line of the program is shown,

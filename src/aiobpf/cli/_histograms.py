@@ -16,8 +16,8 @@ from . import _options as option
 from ._running import Costs, Stop
 
 if TYPE_CHECKING:
-    from ..operators._histogram import Histogram
-    from ..sources._loaded import LoadedMap
+    from ..operators import Histogram
+    from ..sources import LoadedMap
 
 __all__ = ["add_histogram_options", "reading_of", "show_histograms"]
 

@@ -14,7 +14,7 @@ from ._snoop import snoop
 from ._text import printable
 
 if TYPE_CHECKING:
-    from ..programs._opens import OpenEvent
+    from ..programs import OpenEvent
 
 __all__ = ["add_parser"]
 
@@ -30,7 +30,7 @@ def line(event: OpenEvent) -> str:
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._opens import open_events
+    from ..programs import open_events
 
     source = open_events(
         uid=args.uid, pid=args.pid, failed=args.failed, max_latency=args.max_latency

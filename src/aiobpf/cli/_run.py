@@ -23,7 +23,7 @@ from ._running import Losses, Stop
 from ._text import printable
 
 if TYPE_CHECKING:
-    from ..programs._command import TracedCommand
+    from ..programs import TracedCommand
     from ..programs._process import ProcessEvent
 
 __all__ = ["add_parser"]
@@ -60,7 +60,7 @@ class _Tree:
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> int:
-    from ..programs._command import trace_command
+    from ..programs import trace_command
     from ..programs._process import decode
 
     command: list[str] = args.command

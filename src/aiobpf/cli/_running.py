@@ -114,7 +114,7 @@ class Costs:
         if not self.wanted:
             yield
             return
-        from ..sources._costs import enable_program_stats
+        from ..sources import enable_program_stats
 
         with enable_program_stats():
             yield

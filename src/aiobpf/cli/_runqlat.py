@@ -14,7 +14,7 @@ __all__ = ["add_parser"]
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._runqlat import run_queue_latency
+    from ..programs import run_queue_latency
 
     source = run_queue_latency(pid=args.pid, **reading_of(args))
     await show_histograms(source, "usecs", "waits", args, out, stop)

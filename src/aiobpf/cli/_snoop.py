@@ -14,7 +14,7 @@ from ..schema import summary_record
 from ._running import Costs, Losses, Stop
 
 if TYPE_CHECKING:  # the command imports no source (numpy) before a tool runs
-    from ..sources._loaded import LoadedRing
+    from ..sources import LoadedRing
 
 __all__ = ["snoop"]
 

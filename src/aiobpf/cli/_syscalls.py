@@ -18,7 +18,7 @@ __all__ = ["add_parser"]
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._dispatch import SyscallDispatch
+    from ..programs import SyscallDispatch
 
     in_place = out.isatty() and not args.json
     async with SyscallDispatch(tgids=args.pid or (), default="count") as dispatch:

@@ -14,7 +14,7 @@ from ._snoop import snoop
 from ._text import printable
 
 if TYPE_CHECKING:
-    from ..programs._connects import ConnectEvent
+    from ..programs import ConnectEvent
 
 __all__ = ["add_parser"]
 
@@ -29,7 +29,7 @@ def line(event: ConnectEvent) -> str:
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._connects import connect_events
+    from ..programs import connect_events
 
     source = connect_events(
         uid=args.uid, pid=args.pid, port=args.port, max_latency=args.max_latency

@@ -30,7 +30,7 @@ def _top_table(counts: dict[int, int], top: int) -> str:
 
 
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
-    from ..programs._uid_counts import execve_counts
+    from ..programs import execve_counts
 
     in_place = out.isatty() and not args.json
     losses = Losses(out, args.json, "exec calls not counted (map full)")

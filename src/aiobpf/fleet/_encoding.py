@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from ..programs._execve_event import ExecveEvent
+from ..programs import ExecveEvent
 from ..redaction import DEFAULT, Redaction
 from ..schema import exec_record
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..operators._histogram import Histogram
-from ..sources._core_program import load
-from ..sources._loaded import LoadedMap
-from ..sources._maps import MapReading, Mode
+from ..operators import Histogram
+from ..sources import LoadedMap, MapReading, Mode, load
 from ._text import prebuilt_path
 
 __all__ = ["block_io_latency"]

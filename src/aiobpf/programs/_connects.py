@@ -15,8 +15,7 @@ from .._core.clock import wall_time
 from .._core.records import RecordType
 from .._core.text import c_string
 from .._core.validate import MaxLatency, check_id, check_reading_mode
-from ..sources._core_program import load
-from ..sources._loaded import LoadedRing
+from ..sources import LoadedRing, load
 from . import _constants as C
 from ._text import prebuilt_path
 

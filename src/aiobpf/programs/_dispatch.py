@@ -32,9 +32,7 @@ from .._kernel.objects import BpfObject
 from .._kernel.syscalls import syscall_name, syscall_number
 from ..errors import AttachError, MapError, NotOpenError, UnknownProgramError
 from ..operators import Policy, Router, View
-from ..sources import RingBuffer
-from ..sources._program import ProgramRing
-from ..sources._stats import RingStats
+from ..sources import ProgramRing, RingBuffer, RingStats
 from . import _constants as C
 from ._constants import comm_key
 from ._prebuilt import counted_ring

@@ -10,8 +10,7 @@ from .._core.validate import MaxLatency, check_id, check_reading_mode, ring_page
 from .._kernel.libbpf import check, libbpf
 from .._kernel.objects import BpfObject
 from .._resource import release_all
-from ..sources import RingBuffer
-from ..sources._program import ProgramRing
+from ..sources import ProgramRing, RingBuffer
 from . import _constants as C
 from ._execve_event import EXECVE_EVENTS, ExecveEvent
 from ._filters import KernelFilters, check_values

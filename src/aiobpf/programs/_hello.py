@@ -9,8 +9,7 @@ import numpy.typing as npt
 from .._core.records import RecordType
 from .._core.validate import MaxLatency, check_reading_mode
 from .._kernel.objects import BpfObject
-from ..sources import RingBuffer
-from ..sources._program import ProgramRing
+from ..sources import ProgramRing, RingBuffer
 from . import _constants as C
 from ._prebuilt import counted_ring
 from ._text import prebuilt_path

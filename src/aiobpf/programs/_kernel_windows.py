@@ -16,8 +16,7 @@ import numpy as np
 from .._core.validate import check_poll
 from .._kernel.objects import BpfObject
 from ..operators import WindowCount
-from ..sources import MapPoller, MapReading, MapStats
-from ..sources._program import ProgramSource
+from ..sources import MapPoller, MapReading, MapStats, ProgramSource
 from . import _constants as C
 from ._prebuilt import counted_map
 from ._text import prebuilt_path

@@ -24,8 +24,7 @@ from .._core.validate import MaxLatency, check_id, check_reading_mode, ring_page
 from .._kernel.boot import boot_id
 from .._kernel.map_io import percpu_sums
 from .._kernel.objects import BpfObject
-from ..sources import RingBuffer
-from ..sources._program import ProgramRing
+from ..sources import ProgramRing, RingBuffer
 from . import _constants as C
 from ._prebuilt import counted_ring
 from ._text import prebuilt_path

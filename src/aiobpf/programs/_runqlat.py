@@ -5,10 +5,8 @@ libbpf-tools' runqlat, built on :func:`aiobpf.load`."""
 from __future__ import annotations
 
 from .._core.validate import check_id
-from ..operators._histogram import Histogram
-from ..sources._core_program import load
-from ..sources._loaded import LoadedMap
-from ..sources._maps import MapReading, Mode
+from ..operators import Histogram
+from ..sources import LoadedMap, MapReading, Mode, load
 from ._text import prebuilt_path
 
 __all__ = ["run_queue_latency"]

@@ -8,8 +8,7 @@ import numpy as np
 
 from .._core.validate import check_id, check_poll
 from .._kernel.objects import BpfObject
-from ..sources import MapPoller, MapReading, MapStats, Mode
-from ..sources._program import ProgramSource
+from ..sources import MapPoller, MapReading, MapStats, Mode, ProgramSource
 from ._prebuilt import counted_map
 from ._text import prebuilt_path
 

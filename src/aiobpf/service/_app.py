@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..programs._execve_event import ExecveEvent
+from ..programs import ExecveEvent
 from ..redaction import Redaction
 from ..schema import exec_record
 from ._access import AccessPolicy, Viewer, viewer_of

@@ -23,12 +23,10 @@ from anyio import AsyncContextManagerMixin
 
 from .._core.validate import MaxLatency
 from ..errors import NotOpenError
-from ..programs._execve import ExecveEvents, execve_events
-from ..programs._execve_event import ExecveEvent
+from ..programs import ExecveCounts, ExecveEvent, ExecveEvents, execve_counts, execve_events
 from ..programs._filters import CAPACITY
-from ..programs._uid_counts import ExecveCounts, execve_counts
-from ..sources._replay import Replay
-from ..sources._replay import replay as aiobpf_replay
+from ..sources import Replay
+from ..sources import replay as aiobpf_replay
 
 __all__ = ["EventHub", "HubStats", "Subscriber"]
 

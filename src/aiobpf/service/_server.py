@@ -38,7 +38,7 @@ from .._core.validate import MaxLatency
 from .._defaults import DEFAULT_SOCKET
 from ..errors import InsecureListenerError, ListenError
 from ..fleet import JetStreamSink
-from ..sources._costs import enable_program_stats
+from ..sources import enable_program_stats
 from ._access import AccessControl, AccessPolicy, install_peer_credentials, new_token
 from ._app import create_app
 from ._hub import EventHub

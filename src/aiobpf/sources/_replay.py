@@ -26,7 +26,7 @@ from ..errors import RecordingError
 from ..schema import event_from_record
 
 if TYPE_CHECKING:
-    from ..programs._execve_event import ExecveEvent
+    from ..programs import ExecveEvent
 
 __all__ = ["Replay", "ReplayStats", "replay"]
 

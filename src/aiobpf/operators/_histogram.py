@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from ._core import Operator, map
+
+if TYPE_CHECKING:
+    from ..sources import MapReading
 
 __all__ = ["Histogram", "histograms", "keyed_histograms"]
 
@@ -54,6 +57,14 @@ class Histogram:
         size = max((slot for slot, count in slots.items() if count), default=-1) + 1
         counted = tuple(slots.get(slot, 0) for slot in range(size))
         return cls(kind, counted, step, time, cumulative)
+
+    @classmethod
+    def from_reading(
+        cls, reading: MapReading[Any, int], kind: Kind = "log2", step: int = 1
+    ) -> Histogram:
+        """From a map reading of ``{slot: count}``: at the reading's time, cumulative when it
+        was a snapshot (totals since the start), else one interval's."""
+        return cls.from_counts(reading.values, kind, step, reading.time, reading.mode == "snapshot")
 
     def slot_of(self, value: int) -> int:
         """The slot a value falls in (what the program computes)."""
@@ -164,11 +175,7 @@ def histograms(
     by the key's other field (see :func:`keyed_histograms`)."""
     _check_shape(kind, step)  # at the call, not at the first reading
     if slot is None:
-        return map(
-            lambda reading: Histogram.from_counts(
-                reading.values, kind, step, reading.time, reading.mode == "snapshot"
-            )
-        )
+        return map(lambda reading: Histogram.from_reading(reading, kind, step))
     return map(
         lambda reading: keyed_histograms(
             reading.values,

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..operators import Histogram
-from ..sources import LoadedMap, MapReading, Mode, load
+from ..sources import LoadedMap, Mode, load
 from ._text import prebuilt_path
 
 __all__ = ["block_io_latency"]
@@ -40,16 +40,11 @@ def block_io_latency(
         params = {"target_dev": disk_number(disk), "filter_dev": 1}
     program = load(prebuilt_path("biolatency"), params=params)
 
-    def histogram(reading: MapReading[int, int]) -> Histogram:
-        return Histogram.from_counts(
-            reading.values, time=reading.time, cumulative=reading.mode == "snapshot"
-        )
-
     return LoadedMap(
         program,
         "latency",
         name="block_io_latency()",
-        convert=histogram,
+        convert=Histogram.from_reading,
         interval=interval,
         mode=mode,
     )

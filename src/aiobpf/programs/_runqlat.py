@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .._core.validate import check_id
 from ..operators import Histogram
-from ..sources import LoadedMap, MapReading, Mode, load
+from ..sources import LoadedMap, Mode, load
 from ._text import prebuilt_path
 
 __all__ = ["run_queue_latency"]
@@ -27,16 +27,11 @@ def run_queue_latency(
         params["target_tgid"] = number
     program = load(prebuilt_path("runqlat"), params=params)
 
-    def histogram(reading: MapReading[int, int]) -> Histogram:
-        return Histogram.from_counts(
-            reading.values, time=reading.time, cumulative=reading.mode == "snapshot"
-        )
-
     return LoadedMap(
         program,
         "latency",
         name="run_queue_latency()",
-        convert=histogram,
+        convert=Histogram.from_reading,
         interval=interval,
         mode=mode,
     )

@@ -14,9 +14,10 @@ import numpy.typing as npt
 from .._core.clock import wall_time
 from .._core.records import RecordType
 from .._core.text import c_string
-from .._core.validate import MaxLatency, check_id, check_reading_mode
+from .._core.validate import MaxLatency, check_reading_mode
 from ..sources import LoadedRing, load
 from . import _constants as C
+from ._filters import id_params
 from ._text import prebuilt_path
 
 __all__ = ["CONNECT_RECORD", "ConnectEvent", "connect_events"]
@@ -39,7 +40,6 @@ CONNECT_RECORD: np.dtype[np.void] = np.dtype(
     align=True,
 )
 _INET6 = 10
-_NO_FILTER = (1 << 32) - 1
 
 
 @attrs.frozen
@@ -105,13 +105,7 @@ def connect_events(
     ``async with``; ``stats`` as for every ring. No kprobes: the ``sock:inet_sock_set_state``
     tracepoint (a socket going from CLOSE to SYN_SENT)."""
     check_reading_mode(max_latency, 0.0)
-    params: dict[str, int] = {}
-    for name, value in (("uid", uid), ("pid", pid)):
-        if value is not None:
-            number = check_id(name, value)
-            if number == _NO_FILTER:
-                raise ValueError(f"a {name} filter of {number} would match nothing")
-            params[f"target_{name}"] = number
+    params = id_params(uid=uid, pid=pid)
     if port is not None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 1 << 16:
             raise ValueError(f"a port is a whole number from 1 to 65535, got {port!r}")

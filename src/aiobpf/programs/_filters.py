@@ -24,7 +24,7 @@ from .._kernel.libbpf import libbpf, write_element
 from . import _constants as C
 from ._constants import comm_key
 
-__all__ = ["CAPACITY", "KernelFilters", "check_values"]
+__all__ = ["CAPACITY", "KernelFilters", "check_values", "id_params"]
 
 _KINDS = {
     "uid": (C.FILTER_UID, "filter_uids"),
@@ -34,6 +34,24 @@ _KINDS = {
 }
 CAPACITY = C.FILTER_CAPACITY
 """Entries each filter hash holds (its ``max_entries`` in the program)."""
+
+
+#: What a tool object's ``target_uid``/``target_pid`` parameter holds for "no filter".
+_NO_FILTER = (1 << 32) - 1
+
+
+def id_params(**ids: int | None) -> dict[str, int]:
+    """The ``target_<name>`` parameters of a tool object (opens, connects) for the uid and pid
+    filters given (None: not given); ValueError for a value that is not an id, or that is the
+    object's "no filter" (``(uid_t)-1`` is nobody's anyway)."""
+    params: dict[str, int] = {}
+    for name, value in ids.items():
+        if value is not None:
+            number = check_id(name, value)
+            if number == _NO_FILTER:
+                raise ValueError(f"a {name} filter of {number} would match nothing")
+            params[f"target_{name}"] = number
+    return params
 
 
 def _key(kind: str, value: Any) -> bytes:

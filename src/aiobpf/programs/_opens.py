@@ -15,9 +15,10 @@ import numpy.typing as npt
 from .._core.clock import wall_time
 from .._core.records import RecordType
 from .._core.text import c_string
-from .._core.validate import MaxLatency, check_id, check_reading_mode, ring_pages
+from .._core.validate import MaxLatency, check_reading_mode, ring_pages
 from ..sources import LoadedRing, load
 from . import _constants as C
+from ._filters import id_params
 from ._text import prebuilt_path
 
 __all__ = ["OPEN_RECORD", "OpenEvent", "open_events"]
@@ -45,7 +46,6 @@ OPEN_RECORD: np.dtype[np.void] = np.dtype(
 
 Syscall = Literal["open", "openat", "openat2"]
 _SYSCALLS: tuple[Syscall, ...] = ("open", "openat", "openat2")
-_NO_FILTER = (1 << 32) - 1
 
 
 @attrs.frozen
@@ -120,13 +120,7 @@ def open_events(
 
     ``open`` exists on x86-64 only; elsewhere its programs are left out."""
     check_reading_mode(max_latency, 0.0)
-    params: dict[str, int] = {"failed_only": int(failed)}
-    for name, value in (("uid", uid), ("pid", pid)):
-        if value is not None:
-            number = check_id(name, value)
-            if number == _NO_FILTER:  # the object's "no filter"; (uid_t)-1 is nobody's anyway
-                raise ValueError(f"a {name} filter of {number} would match nothing")
-            params[f"target_{name}"] = number
+    params = {"failed_only": int(failed), **id_params(uid=uid, pid=pid)}
     program = load(
         prebuilt_path("opens"),
         params=params,

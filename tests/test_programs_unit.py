@@ -15,6 +15,7 @@ from aiobpf.programs._text import include_flags
 PER_COMPILE = {
     "H",  # include guards: AIOBPF_H, AIOBPF_LOG2_H; and the headers' own macros
     "HIST_ADD",
+    "HISTOGRAM",
     "RING",
     "LOG2_H",
     "KEY_COMM",

@@ -20,6 +20,23 @@ static __always_inline u32 aiobpf_bit_length(u64 v)
     return high ? aiobpf_bit_length32(high) + 32 : aiobpf_bit_length32((u32)v);
 }
 
+/* A log2 histogram ``name`` of ``slots`` u64 counters, and ``name##_dropped``, a per-CPU
+ * count of values that could not be timed (a full table of start times): the map pair the
+ * histogram tools read (aiobpf.sources.LoadedMap; ``<map>_dropped`` into each reading). */
+#define AIOBPF_HISTOGRAM(name, slots)                                                           \
+    struct {                                                                                    \
+        __uint(type, BPF_MAP_TYPE_ARRAY);                                                       \
+        __uint(max_entries, slots);                                                             \
+        __type(key, u32);                                                                       \
+        __type(value, u64);                                                                     \
+    } name SEC(".maps");                                                                        \
+    struct {                                                                                    \
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                                                \
+        __uint(max_entries, 1);                                                                 \
+        __type(key, u32);                                                                       \
+        __type(value, u64);                                                                     \
+    } name##_dropped SEC(".maps")
+
 /* Counts one value (nanoseconds) in slot bit_length(value / 1000) of a log2 histogram of
  * microseconds kept in ``hist``, an array of ``slots`` u64 counters; the last slot takes what
  * is larger. */

@@ -29,19 +29,7 @@ struct {
     __type(value, u64);
 } enqueued SEC(".maps");
 
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, SLOTS);
-    __type(key, u32);
-    __type(value, u64);
-} latency SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, u32);
-    __type(value, u64);
-} latency_dropped SEC(".maps");
+AIOBPF_HISTOGRAM(latency, SLOTS);
 
 /* the task's state field was renamed in 5.14 */
 struct task_struct___old {

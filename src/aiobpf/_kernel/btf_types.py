@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from .._core.records import with_text
 from ..errors import RecordLayoutError, UnknownTypeError
 from .libbpf import BtfMember, BtfType, libbpf
 
@@ -60,20 +61,6 @@ class Variable:
     offset: int
     size: int
     type_id: int
-
-
-def _text(structure: type[Any], names: list[str]) -> type[Any]:
-    """``structure`` whose char array fields ``names`` read as text (UTF-8 up to the first NUL,
-    bad bytes replaced)."""
-    if not names:
-        return structure
-
-    def text(field: Any) -> property:
-        return property(lambda self: field.__get__(self).decode("utf-8", "replace"))
-
-    namespace: dict[str, Any] = {name: text(getattr(structure, name)) for name in names}
-    namespace["__slots__"] = ()
-    return type(structure.__name__, (structure,), namespace)
 
 
 def _shown(value: Any) -> Any:
@@ -252,4 +239,4 @@ class ObjectTypes:
                 f"struct {struct_name}: laid out in {ctypes.sizeof(built)} bytes where BTF says "
                 f"{entry.size}: declare the record (record=...)"
             )
-        return _text(built, texts)
+        return with_text(built, texts) if texts else built

@@ -8,6 +8,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._core.text import c_string
 from .._kernel.btf_types import ObjectTypes, Variable
 from .._kernel.libbpf import libbpf
 from .._kernel.objects import BpfObject
@@ -131,7 +132,7 @@ def python_value(value: Any) -> Any:
     structure itself."""
     if isinstance(value, ctypes.Array):
         if value._type_ is ctypes.c_char:
-            return bytes(value).split(b"\0", 1)[0].decode("utf-8", "replace")
+            return c_string(bytes(value))
         return [python_value(item) for item in value]
     if isinstance(value, ctypes._SimpleCData):
         return value.value

@@ -48,6 +48,7 @@ from ..errors import (
     UnknownMapError,
     UnknownSymbolError,
 )
+from .features import kprobes_available, syscall_of
 from .privileges import check_privileges
 from .ring_protocol import MalformedRecords, record_stride
 from .tracefs import ensure_tracefs, require_tracepoint
@@ -316,13 +317,6 @@ def _find_binary(binary: str) -> str:
     )
 
 
-def _kprobes_available() -> bool:
-    root = ensure_tracefs()
-    return (root / "kprobe_events").exists() or Path(
-        "/sys/bus/event_source/devices/kprobe"
-    ).exists()
-
-
 class Program:
     """A compiled and attached ``bcc.BPF`` object that aiobpf owns and must detach.
 
@@ -461,13 +455,12 @@ class Program:
 
     def attach_kprobe(self, function: str, fn_name: str) -> None:
         """Attaches a kprobe, or says which tracepoint to use where the kernel has no kprobes."""
-        if not _kprobes_available():
-            syscall = re.sub(
-                r"^(__x64_sys_|__arm64_sys_|__se_sys_|__do_sys_|sys_|do_)", "", function
-            )
+        if not kprobes_available():
+            ensure_tracefs()  # the hint looks at its tracepoints
+            syscall = syscall_of(function)
             hint = (
                 f"syscalls:sys_enter_{syscall} / syscalls:sys_exit_{syscall}"
-                if (ensure_tracefs() / "events" / "syscalls" / f"sys_enter_{syscall}").is_dir()
+                if syscall is not None
                 else "a tracepoint (see /sys/kernel/tracing/events) or a raw tracepoint"
             )
             raise KprobesUnavailableError(

@@ -21,7 +21,7 @@ from ..errors import LibbpfMissingError
 from .libbpf import libbpf
 from .libc import libc
 
-__all__ = ["kprobes_available", "trampolines_refused", "unsupported_section"]
+__all__ = ["kprobes_available", "syscall_of", "trampolines_refused", "unsupported_section"]
 
 _TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
@@ -81,15 +81,24 @@ _RETURN_ZERO = (0xB7, 0, 0, 0, 0x95, 0, 0, 0)  # r0 = 0; exit
 _SYSCALL_PREFIX = re.compile(r"^(__x64_sys_|__arm64_sys_|__se_sys_|__do_sys_|do_sys_|sys_|do_)")
 
 
-def _tracepoint_for(function: str) -> str:
-    """The tracepoints to use in place of a probe on kernel function ``function``."""
+def syscall_of(function: str) -> str | None:
+    """The syscall whose tracepoints stand in for a probe on kernel function ``function``
+    (``__x64_sys_openat``, ``do_sys_openat2``...), where this kernel has them; else None."""
     syscall = _SYSCALL_PREFIX.sub("", function.split("+")[0])
     for root in _TRACEFS_ROOTS:
         if os.path.isdir(root / "events" / "syscalls" / f"sys_enter_{syscall}"):
-            return (
-                f'SEC("tracepoint/syscalls/sys_enter_{syscall}") or '
-                f'SEC("tracepoint/syscalls/sys_exit_{syscall}")'
-            )
+            return syscall
+    return None
+
+
+def _tracepoint_for(function: str) -> str:
+    """The tracepoints to use in place of a probe on kernel function ``function``."""
+    syscall = syscall_of(function)
+    if syscall is not None:
+        return (
+            f'SEC("tracepoint/syscalls/sys_enter_{syscall}") or '
+            f'SEC("tracepoint/syscalls/sys_exit_{syscall}")'
+        )
     return 'a tracepoint (see /sys/kernel/tracing/events) or a raw tracepoint (SEC("raw_tp/..."))'
 
 

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from aiobpf import ExecveEvent
 from aiobpf.service import (
     DEFAULT_SOCKET,
     AccessPolicy,
@@ -51,10 +52,12 @@ def application(hub: EventHub) -> Starlette:
 async def alert_on(
     hub: EventHub, comm: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    with hub.subscribe(comm=comm) as watched:  # the kernel passes this comm through for us
+    # execs only (a hub also hands out exits); the kernel passes this comm through for us
+    with hub.subscribe(comm=comm, kinds={"exec"}) as watched:
         task_status.started()  # subscribed: from here on, every exec of it is seen
         async for event in watched.receive:
-            print(f"alert: uid {event.uid} ran {event.filename} (pid {event.pid})", flush=True)
+            if isinstance(event, ExecveEvent):  # always, with kinds={"exec"}: for the types
+                print(f"alert: uid {event.uid} ran {event.filename} (pid {event.pid})", flush=True)
 
 
 async def main(

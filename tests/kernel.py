@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import secrets
 import shutil
@@ -54,6 +55,15 @@ def held_program_ids() -> set[int]:
             continue  # the listing's own fd, closed by now
         ids.update(int(line.split()[1]) for line in lines if line.startswith("prog_id:"))
     return ids
+
+
+def program_names(ids: set[int]) -> set[str]:
+    """The names of the BPF programs ``ids``, from bpftool's listing (the kernel keeps the
+    first 15 bytes of a name)."""
+    listing = subprocess.run(
+        ["bpftool", "--json", "prog", "show"], capture_output=True, text=True, check=True
+    )
+    return {entry.get("name", "") for entry in json.loads(listing.stdout) if entry["id"] in ids}
 
 
 def open_fd_count() -> int:

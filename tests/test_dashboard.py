@@ -77,8 +77,10 @@ def test_the_dashboard_shows_an_exec_done_while_it_is_open(
     """The page renders, its event stream connects (with its own uid filter, which the server
     hands to the kernel), a known program's exec appears in the list with its arguments, its
     uid in the top table with the exact count, user names next to uids, and a storm of execs
-    draws that user's line in the chart. The filter box reloads the page with another filter,
-    keeping the token. A screenshot is kept as a test artifact."""
+    draws that user's line in the chart. A process of that uid that exits with code 3 shows
+    as a failed exit in the list, and as that user's one failure in the table. The filter box
+    reloads the page with another filter, keeping the token. A screenshot is kept as a test
+    artifact."""
     from playwright.sync_api import expect, sync_playwright
 
     program = kernel.uniquely_named_program(tmp_path, "seen-in-page")
@@ -115,6 +117,15 @@ def test_the_dashboard_shows_an_exec_done_while_it_is_open(
             expect(page.locator("#chart")).not_to_have_attribute("data-points", "0")
             expect(page.locator(f'#top tr[data-uid="{UID}"] .calls')).to_have_text(str(1 + STORM))
             expect(line).to_have_count(1 + STORM)
+            expect(page.locator("#events .exit.failed")).to_have_count(0)
+            subprocess.run([*kernel.setpriv_command(UID, "/bin/sh"), "-c", "exit 3"], check=False)
+            failed = page.locator("#events .exit.failed")
+            expect(failed).to_have_count(1)
+            expect(failed).to_contain_text(f"uid={UID} sh exited: code 3 after")
+            expect(page.locator(f'#top tr[data-uid="{UID}"] .failures')).to_have_text("1")
+            expect(page.locator(f'#top tr[data-uid="{UID}"] .exits')).to_have_text(
+                str(1 + STORM + 1)  # the first program, the storm's, the shell
+            )
             _keep_artifact(page, tmp_path)
             page.fill("#filters input[name=uid]", str(UID + 1))
             page.click("#filters button")

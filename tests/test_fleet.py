@@ -317,8 +317,9 @@ def test_bad_arguments_are_refused_at_the_call() -> None:
 @asyncio_only
 @pytest.mark.usefixtures("bpf")
 async def test_serve_publishes_every_exec_to_the_engine(engine: NatsServer, tmp_path: Path) -> None:
-    """`aiobpf serve --publish URL`: execs of a fresh uid reach the stream, each once, while
-    the service runs; stopped with Ctrl-C, it says how many it published."""
+    """`aiobpf serve --publish URL`: execs of a fresh uid reach the stream, each once, on the
+    exec subject, and the processes' exits on the node's exit subject, while the service runs;
+    stopped with Ctrl-C, it says how many it published."""
     uid, count = 61093, 6
     program = kernel.uniquely_named_program(tmp_path, "fleet-served")
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
@@ -336,9 +337,14 @@ async def test_serve_publishes_every_exec_to_the_engine(engine: NatsServer, tmp_
             child = kernel.spawn_as(uid, program)
             child.wait()
             pids.append(child.pid)
-        async with fleet_events(engine.url, durable="served") | aiobpf.filter_uid(uid) as events:
+        execs = fleet_events(engine.url, subject="aiobpf.served.exec", durable="served")
+        async with execs | aiobpf.filter_uid(uid) as events:
             with anyio.fail_after(30):
                 got = [event async for event in first(count, events)]
+        exits = fleet_events(engine.url, subject="aiobpf.*.exit", durable="served-exits")
+        async with exits | aiobpf.filter_uid(uid) as events:
+            with anyio.fail_after(30):
+                ended = [event async for event in first(count, events)]
         transport = httpx.AsyncHTTPTransport(uds=str(tmp_path / "sock"))
         async with httpx.AsyncClient(transport=transport) as client:
             metrics = (await client.get("http://localhost/metrics")).text
@@ -349,7 +355,12 @@ async def test_serve_publishes_every_exec_to_the_engine(engine: NatsServer, tmp_
             assert await service.wait() == 0
     assert sorted(event.pid for event in got) == sorted(pids)
     assert {(event.node, event.comm) for event in got} == {(socket.gethostname(), "fleet-served")}
-    assert b"execs published to " + engine.url.encode() + b", 0 dropped" in said
+    assert {event.type for event in got} == {"exec"}
+    assert sorted(event.pid for event in ended) == sorted(pids)
+    assert {(e.type, e.comm, e.exit_code, e.signal) for e in ended} == {
+        ("exit", "fleet-served", 0, None)
+    }
+    assert b"events published to " + engine.url.encode() + b", 0 dropped" in said
     published = {
         sample.name: sample.value
         for family in text_string_to_metric_families(metrics)
@@ -558,6 +569,55 @@ async def test_an_item_larger_than_the_engines_message_is_dropped_and_counted(
     assert stats.too_large == 1
     events = await read(engine.url, 5)
     assert [event.n for event in events] == list(range(5))
+
+
+@asyncio_only
+async def test_items_of_each_kind_go_to_their_own_subject(engine: NatsServer) -> None:
+    """publish(kind_of=...) through a sink with a subject per kind: each kind's items reach
+    its subject, in order, and only those; a kind with no subject is refused at the send."""
+
+    async def items() -> AsyncIterator[dict[str, Any]]:
+        for n in range(10):
+            yield {"n": n, "kind": "exit" if n % 3 == 0 else "exec"}
+
+    subjects = {"exit": "aiobpf.kinds.exit"}
+    async with JetStreamSink(engine.url, subject="aiobpf.kinds.exec", subjects=subjects) as sink:
+        sent = await publish(
+            items(), sink, kind_of=lambda item: "exit" if item["kind"] == "exit" else None
+        )
+        with pytest.raises(ValueError, match="no subject for 'fork' items"):
+            await sink.send([{"n": -1}], kind="fork")
+    assert sent == 10
+    assert sink.stats.published == 10
+    for subject, wanted in (
+        ("aiobpf.kinds.exec", [1, 2, 4, 5, 7, 8]),
+        ("aiobpf.kinds.exit", [0, 3, 6, 9]),
+    ):
+        async with fleet_events(engine.url, subject=subject, durable=subject[-4:]) as events:
+            with anyio.fail_after(30):
+                got = [event.n async for event in first(len(wanted), events)]
+        assert got == wanted
+
+
+@asyncio_only
+async def test_a_stream_that_does_not_hold_a_kinds_subject_is_said_at_once(
+    engine: NatsServer,
+) -> None:
+    """An existing stream that holds the sink's subject but not its subject for exits: a
+    publish there would never be acknowledged, so entering says so instead."""
+    import nats
+
+    client = await nats.connect(engine.url)
+    try:
+        await client.jetstream().add_stream(name="EXECS", subjects=["execs.only"])
+    finally:
+        await client.close()
+    sink = JetStreamSink(
+        engine.url, subject="execs.only", stream="EXECS", subjects={"exit": "aiobpf.x.exit"}
+    )
+    with pytest.raises(aiobpf.StreamEngineError, match=r"holds 'execs\.only' but not"):
+        async with sink:
+            pass
 
 
 @asyncio_only

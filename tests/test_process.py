@@ -225,6 +225,37 @@ async def test_a_tree_that_already_exists_is_followed_from_its_root(tmp_path: Pa
     assert sorted(code or 0 for code in exits) == [3, 4, 5]
 
 
+async def test_kinds_not_wanted_never_leave_the_kernel() -> None:
+    """process_events(kinds=("exit",)): a followed tree that forks, execs and exits gives its
+    two exits, exact, and the ring held nothing else (the source read two records in all)."""
+    script = "sh -c 'exit 3'; exit 5"
+    async with await anyio.open_process(["sh", "-c", f"read _; {script}"]) as root:
+        assert root.stdin is not None
+        source = aiobpf.process_events(kinds=("exit",))
+        async with source | aiobpf.filter_descendants(root.pid) as events:
+            await root.stdin.send(b"go\n")
+            got: list[Any] = []
+            with anyio.fail_after(60):
+                async for event in events:
+                    got.append(event)
+                    if event.pid == root.pid:
+                        break
+            assert source.stats.received == 2
+            assert source.stats.dropped == 0
+        assert await root.wait() == 5
+    assert all(isinstance(event, ProcessExit) for event in got)
+    assert [event.exit_code for event in got] == [3, 5]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "error"),
+    [((), ValueError), (("exit", "death"), ValueError), ("exit", TypeError)],
+)
+def test_unknown_kinds_are_refused(kinds: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="kinds"):
+        aiobpf.process_events(kinds=kinds)
+
+
 def _aiobpf(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "aiobpf", *args], capture_output=True, text=True, timeout=120,

@@ -17,7 +17,7 @@ import anyio.streams.text
 import httpx
 import pytest
 
-from aiobpf.programs import ExecveEvents
+from aiobpf.programs import ExecveEvent, ExecveEvents
 from aiobpf.service import AccessPolicy, EventHub, serve
 
 from . import kernel
@@ -62,14 +62,17 @@ async def _sse(response: httpx.Response) -> AsyncGenerator[tuple[str, Any], None
 
 
 async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> None:
-    """/events streams a known program's exec (filtered by uid), /top and /metrics show the
-    exact count for its fresh uid, and shutting down detaches everything."""
+    """/events streams a known program's execs and exits (filtered by uid), /top and /metrics
+    show the exact exec, exit and failure counts for its fresh uid, and shutting down
+    detaches everything."""
     program = kernel.uniquely_named_program(tmp_path, "served-me")
     tmp_path.chmod(0o755)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     programs, objects = kernel.loaded_program_ids(), kernel.bpf_objects()
     stop = anyio.Event()
+    execs: list[Any] = []
+    exits: list[Any] = []
     with anyio.fail_after(60):
         async with (
             running_service(port=port, access=ACCESS, shutdown=stop),
@@ -77,34 +80,66 @@ async def test_events_top_and_metrics_show_a_known_program(tmp_path: Any) -> Non
         ):
             async with client.stream("GET", "/events", params={"uid": UID}) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
-                seen = []
                 async with contextlib.aclosing(_sse(response)) as messages:
                     async for event, data in messages:
                         if event == "connected":
+                            assert data["types"] == ["exec", "exit"]
                             stats = (await client.get("/stats")).json()
                             for _ in range(3):
                                 command = kernel.setpriv_command(UID, program)
                                 await anyio.run_process([*command, "--password=hunter2"])
+                            shell = kernel.setpriv_command(UID, "/bin/sh")
+                            await anyio.run_process([*shell, "-c", "exit 7"], check=False)
                             continue
-                        assert event == "exec"
-                        seen.append(data)
-                        if len(seen) == 3:
+                        (execs if event == "exec" else exits).append(data)
+                        assert event in ("exec", "exit")
+                        if len(execs) == 4 and len(exits) == 4:
                             break
             top = (await client.get("/top")).json()
             metrics = (await client.get("/metrics")).text
             page = (await client.get("/")).text
             stop.set()
-    assert [(e["uid"], e["comm"], e["filename"]) for e in seen] == [
+    assert [(e["uid"], e["comm"], e["filename"]) for e in execs] == [
         (UID, "served-me", str(program))
-    ] * 3
-    assert {tuple(e["argv"]) for e in seen} == {(str(program), "--password=*****")}  # redacted
+    ] * 3 + [(UID, "sh", "/bin/sh")]
+    assert {tuple(e["argv"]) for e in execs[:3]} == {(str(program), "--password=*****")}
+    assert [(e["type"], e["uid"], e["comm"], e["exit_code"], e["signal"]) for e in exits] == [
+        ("exit", UID, "served-me", 0, None)
+    ] * 3 + [("exit", UID, "sh", 7, None)]
+    assert [e["pid"] for e in exits] == [e["pid"] for e in execs]
     assert stats["kernel_selection"] == {"uid": [UID], "comm": None}  # while it was connected
-    assert top["counts"][str(UID)] == 3
-    assert f'aiobpf_execve_total{{uid="{UID}"}} 3.0' in metrics
-    assert "aiobpf_kernel_dropped_total" in metrics
+    assert top["counts"][str(UID)] == 4
+    assert (top["exits"][str(UID)], top["failures"][str(UID)]) == (4, 1)
+    assert f'aiobpf_execve_total{{uid="{UID}"}} 4.0' in metrics
+    assert f'aiobpf_process_exits_total{{uid="{UID}"}} 4.0' in metrics
+    assert f'aiobpf_process_failures_total{{uid="{UID}"}} 1.0' in metrics
+    assert 'aiobpf_kernel_dropped_total{source="exit"} 0.0' in metrics
     assert "new EventSource(" in page
     assert kernel.bpf_objects() == objects
     assert kernel.wait_until_unloaded(kernel.loaded_program_ids() - programs) == set()
+
+
+async def test_a_service_without_exits_attaches_no_exit_program() -> None:
+    """serve(exits=False): no process program is loaded, /events offers execs only (asking
+    for exits is refused), and /top and /stats carry no exit counts."""
+    port = _free_port()
+    with anyio.fail_after(60):
+        async with (
+            running_service(port=port, access=ACCESS, exits=False) as serving,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
+        ):
+            attached = kernel.program_names(kernel.held_program_ids())
+            sources = serving.hub.kernel_sources()
+            refused = await client.get("/events", params={"type": "exit"})
+            top = (await client.get("/top")).json()
+            stats = (await client.get("/stats")).json()
+    assert not any(name.startswith("process_") for name in attached), attached
+    assert "process_exits" not in sources
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "type must be one of ['exec']"}
+    assert "exits" not in top
+    assert "failures" not in top
+    assert (stats["exits_received"], stats["exits_dropped"]) == (None, None)
 
 
 async def test_a_shutdown_ends_open_event_streams_cleanly() -> None:
@@ -168,7 +203,10 @@ async def test_a_slow_subscriber_loses_events_while_a_fast_one_gets_all() -> Non
     got: list[Any] = []
     with anyio.fail_after(60):
         async with EventHub(client_buffer=4) as hub:
-            with hub.subscribe(uid=UID) as slow, hub.subscribe(uid=UID) as fast:
+            with (
+                hub.subscribe(uid=UID, kinds={"exec"}) as slow,
+                hub.subscribe(uid=UID, kinds={"exec"}) as fast,
+            ):
 
                 async def read_fast() -> None:
                     async for event in fast.receive:
@@ -284,14 +322,16 @@ async def test_a_slow_http_client_is_told_exactly_what_it_lost(tmp_path: Any) ->
         ):
             # closed on any way out, before the server is asked to stop: hypercorn's trio
             # server cannot interrupt a send to a client that does not read
-            with contextlib.closing(_StalledClient(port, "/events?comm=flood-me")) as slow:
+            path = "/events?comm=flood-me&type=exec"
+            with contextlib.closing(_StalledClient(port, path)) as slow:
                 slow_messages = slow.messages()
                 assert await anext(slow_messages) == (
                     "connected",
-                    {"uid": None, "comm": "flood-me"},
+                    {"uid": None, "comm": "flood-me", "types": ["exec"]},
                 )
+                wanted = {"comm": "flood-me", "type": "exec"}
                 async with (
-                    client.stream("GET", "/events", params={"comm": "flood-me"}) as response,
+                    client.stream("GET", "/events", params=wanted) as response,
                     anyio.create_task_group() as readers,
                 ):
                     fast_connected = anyio.Event()
@@ -391,8 +431,9 @@ async def test_the_service_example_embeds_the_hub(tmp_path: Any, backend: str) -
 async def test_bad_filters_are_refused_and_long_names_match_what_the_kernel_keeps(
     tmp_path: Any,
 ) -> None:
-    """/events refuses a uid that is not one (400, with the reason); a comm filter longer than
-    the kernel's 15 bytes matches the name the kernel reports."""
+    """/events refuses a uid that is not one and a type of event it has not (400, with the
+    reason), and so does subscribing in Python; a comm filter longer than the kernel's 15
+    bytes matches the name the kernel reports."""
     program = kernel.uniquely_named_program(tmp_path, "a-rather-long-program-name")
     tmp_path.chmod(0o755)
     port = _free_port()
@@ -406,12 +447,24 @@ async def test_bad_filters_are_refused_and_long_names_match_what_the_kernel_keep
                 (await client.get("/events", params={"uid": uid}))
                 for uid in ("me", "-1", "4294967296")
             ]
-            with serving.hub.subscribe(comm="a-rather-long-program-name") as subscriber:
+            wrong_type = await client.get("/events", params={"type": "fork"})
+            with (
+                pytest.raises(ValueError, match="kinds are some of"),
+                serving.hub.subscribe(kinds={"exec", "fork"}),
+            ):
+                pass
+            long_name = "a-rather-long-program-name"
+            with serving.hub.subscribe(comm=long_name, kinds={"exec"}) as subscriber:
                 await anyio.run_process([str(program)])
                 event = await subscriber.receive.receive()
             stop.set()
     assert [response.status_code for response in refusals] == [400] * 3
     assert "uid must be an integer" in refusals[0].json()["error"]
+    assert (wrong_type.status_code, wrong_type.json()) == (
+        400,
+        {"error": "type must be one of ['exec', 'exit']"},
+    )
+    assert isinstance(event, ExecveEvent)
     assert (event.comm, event.filename) == ("a-rather-long-p", str(program))
 
 

@@ -59,10 +59,12 @@ async def _get(path: str, socket_path: Path, uid: int | None = None) -> tuple[in
     return int(status), json.loads("\n".join(body)) if body and body[0] else None
 
 
-async def _first_exec(stream: Any) -> dict[str, Any]:
-    """The first ``exec`` event of an SSE stream read from curl's stdout."""
+async def _until_exit_of(stream: Any, comm: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``exec`` and ``exit`` events of an SSE stream read from curl's stdout, up to the
+    exit of a process named ``comm``."""
     pending = b""
     event = ""
+    seen = []
     while True:
         while b"\n" not in pending:
             pending += await stream.receive()
@@ -70,17 +72,21 @@ async def _first_exec(stream: Any) -> dict[str, Any]:
         text = line.decode()
         if text.startswith("event: "):
             event = text.removeprefix("event: ")
-        elif text.startswith("data: ") and event == "exec":
-            return dict(json.loads(text.removeprefix("data: ")))
+        elif text.startswith("data: ") and event in ("exec", "exit"):
+            data = dict(json.loads(text.removeprefix("data: ")))
+            seen.append((event, data))
+            if event == "exit" and data["comm"] == comm:
+                return seen
 
 
 async def test_a_local_user_sees_only_its_own_execs_and_counts(
     socket_dir: Path, tmp_path: Path
 ) -> None:
     """Over a socket open to every local user (mode 0666), the kernel says who connected: Bob's
-    exec, made first, never reaches Alice's stream, which gets her own; asking for another uid
-    is refused; /top shows her own count only; /stats shows no other client's filter and
-    /metrics is refused; root sees everything, and the kernel passes only Alice's execs."""
+    exec and exit, made first, never reach Alice's stream, which gets her own; asking for
+    another uid is refused; /top shows her own counts only; /stats shows no other client's
+    filter and /metrics is refused; root sees everything, and the kernel passes only Alice's
+    execs."""
     program = kernel.uniquely_named_program(tmp_path, "mine-or-yours")
     tmp_path.chmod(0o755)  # noqa: ASYNC240 -- set-up before anything is awaited
     path = socket_dir / "aiobpf.sock"
@@ -93,20 +99,23 @@ async def test_a_local_user_sees_only_its_own_execs_and_counts(
                 root_view = (await _get("/stats", path))[1]
                 await anyio.run_process(kernel.setpriv_command(BOB, program))
                 await anyio.run_process(kernel.setpriv_command(ALICE, program))
-                event = await _first_exec(alice.stdout)
+                seen = await _until_exit_of(alice.stdout, "mine-or-yours")
                 alice.terminate()
             refused = await _get(f"/events?uid={BOB}", path, ALICE)
             alice_top = (await _get("/top", path, ALICE))[1]
             root_top = (await _get("/top", path))[1]  # before Alice's next curl execs
             alice_stats = (await _get("/stats", path, ALICE))[1]
             alice_metrics = (await _get("/metrics", path, ALICE))[0]
-    assert (event["uid"], event["comm"]) == (ALICE, "mine-or-yours")
+    assert ("exec", ALICE, "mine-or-yours") in [(k, e["uid"], e["comm"]) for k, e in seen]
+    assert {event["uid"] for _, event in seen} == {ALICE}
     assert refused[0] == 403
     assert set(alice_top["counts"]) == {str(ALICE)}  # her curls' execs count too
     assert alice_top["counts"][str(ALICE)] == root_top["counts"][str(ALICE)]
-    assert set(alice_stats) == {"uid", "kernel_dropped", "ring_occupancy"}
+    assert set(alice_top["exits"]) == set(alice_top["failures"]) == {str(ALICE)}
+    assert set(alice_stats) == {"uid", "kernel_dropped", "ring_occupancy", "exits_dropped"}
     assert alice_metrics == 403
     assert root_top["counts"][str(BOB)] == 1  # Bob ran the program, nothing else
+    assert (root_top["exits"][str(BOB)], root_top["failures"][str(BOB)]) == (1, 0)
     assert root_view["kernel_selection"] == {"uid": [ALICE], "comm": None}
     assert not path.exists()  # removed at shutdown
 

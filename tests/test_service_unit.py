@@ -27,8 +27,13 @@ class _KnownHub:
     def __init__(self) -> None:
         self.subscriptions: list[tuple[int | None, str | None]] = []
 
+    kinds = frozenset({"exec", "exit"})
+
     def top(self) -> dict[int, int]:
         return {0: 5, ALICE: 2, BOB: 3}
+
+    def exits(self) -> dict[int, tuple[int, int]]:
+        return {0: (7, 0), ALICE: (4, 1), BOB: (6, 2)}
 
     @property
     def stats(self) -> HubStats:
@@ -39,10 +44,14 @@ class _KnownHub:
             ring_occupancy=0.0,
             clients=2,
             kernel_selection={"uid": [BOB], "comm": None},
+            exits_received=17,
+            exits_dropped=0,
         )
 
     @contextlib.contextmanager
-    def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Any]:
+    def subscribe(
+        self, uid: int | None = None, comm: str | None = None, kinds: Any = None
+    ) -> Iterator[Any]:
         self.subscriptions.append((uid, comm))
         send, receive = anyio.create_memory_object_stream[Any](1)
         send.close()  # the stream ends at once: what matters is what was subscribed to
@@ -84,7 +93,13 @@ async def test_a_user_over_the_socket_gets_its_own_view() -> None:
             refused = await client.get("/events", params={"uid": BOB})
             streamed = await client.get("/events")
     assert top["counts"] == {str(ALICE): 2}
-    assert stats == {"uid": ALICE, "kernel_dropped": 0, "ring_occupancy": 0.0}
+    assert (top["exits"], top["failures"]) == ({str(ALICE): 4}, {str(ALICE): 1})
+    assert stats == {
+        "uid": ALICE,
+        "kernel_dropped": 0,
+        "ring_occupancy": 0.0,
+        "exits_dropped": 0,
+    }
     assert metrics.status_code == 403
     assert refused.status_code == 403
     assert streamed.status_code == 200
@@ -101,6 +116,7 @@ async def test_root_and_the_allowed_see_everything() -> None:
                 views.append(((await client.get("/top")).json(), await client.get("/stats")))
     for top, stats in views:
         assert top["counts"] == {"0": 5, str(ALICE): 2, str(BOB): 3}
+        assert top["failures"] == {"0": 0, str(ALICE): 1, str(BOB): 2}
         assert stats.json()["kernel_selection"] == {"uid": [BOB], "comm": None}
 
 

@@ -42,7 +42,7 @@ def line(event: ProcessExit) -> str:
 async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     from ..programs._process import ProcessExit, decode, process_events
 
-    source = process_events(max_latency=args.max_latency)
+    source = process_events(max_latency=args.max_latency, kinds=("exit",))
     if args.uid:
         source.push_down("uid", frozenset(args.uid))  # in the kernel
     losses = Losses(out, args.json)

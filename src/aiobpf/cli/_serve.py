@@ -1,5 +1,5 @@
-"""``aiobpf serve``: the HTTP service (an SSE stream of execs, /top, /metrics, a dashboard),
-optionally publishing every exec to a NATS JetStream engine."""
+"""``aiobpf serve``: the HTTP service (an SSE stream of execs and exits, /top, /metrics, a
+dashboard), optionally publishing every exec and exit to a NATS JetStream engine."""
 
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                 publish_to=sink,
                 replay=args.replay,
                 replay_speed=args.replay_speed,
+                exits=not args.no_exits,
                 shutdown=shutdown,
             )
             serving = await server.start(run)
@@ -79,8 +80,9 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
                 where += f" (mode {args.socket_mode:04o})"
             print(f"serving on {where} (Ctrl-C stops)", file=out, flush=True)
             if sink is not None:
+                exits = f", exits to {sink.subjects['exit']}" if sink.subjects else ""
                 print(
-                    f"publishing to {sink.engine.shown}, subject {sink.subject}",
+                    f"publishing to {sink.engine.shown}, subject {sink.subject}{exits}",
                     file=out,
                     flush=True,
                 )
@@ -90,8 +92,13 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
             finally:
                 stats = serving.hub.stats
                 shutdown.set()  # the server shuts down gracefully, then detaches
+    exits = (
+        ""
+        if stats.exits_received is None
+        else f", {stats.exits_received} exits received, {stats.exits_dropped} lost in the kernel"
+    )
     print(
-        f"-- {stats.received} execs received, {stats.kernel_dropped} lost in the kernel, "
+        f"-- {stats.received} execs received, {stats.kernel_dropped} lost in the kernel{exits}, "
         f"{stats.user_dropped} lost by slow clients",
         file=out,
         flush=True,
@@ -99,8 +106,8 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
     if serving.publisher is not None:  # final: the sink has waited for the engine
         published = serving.publisher.stats
         print(
-            f"-- {published.published} execs published to {serving.publisher.sink.engine.shown}, "
-            f"{published.dropped} dropped",
+            f"-- {published.published} events published to "
+            f"{serving.publisher.sink.engine.shown}, {published.dropped} dropped",
             file=out,
             flush=True,
         )
@@ -122,6 +129,11 @@ def _sink(args: argparse.Namespace) -> JetStreamSink:
             )
 
     node = Node()
+    exits = (
+        None
+        if args.no_exits or args.replay
+        else {"exit": args.exit_subject or node.subject("exit")}
+    )
     return JetStreamSink(
         args.publish,
         credentials=args.publish_credentials,
@@ -132,6 +144,7 @@ def _sink(args: argparse.Namespace) -> JetStreamSink:
         max_pending=args.publish_buffer,
         policy=args.publish_policy,
         redaction=option.redaction_of(args),
+        subjects=exits,
     )
 
 
@@ -293,8 +306,8 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--publish",
         metavar="URL",
         type=_engine_urls,
-        help="also publish every exec to this NATS JetStream engine (nats://HOST:PORT, or "
-        "several of a cluster, comma-separated); whoever reads its stream sees every user's "
+        help="also publish every exec and exit to this NATS JetStream engine (nats://HOST:PORT, "
+        "or several of a cluster, comma-separated); whoever reads its stream sees every user's "
         "commands",
     )
     web.add_argument(
@@ -315,20 +328,29 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     web.add_argument(
         "--subject",
-        help="the subject to publish on (aiobpf.<hostname>.exec); the stream AIOBPF, over "
-        "aiobpf.>, is made if no stream holds the subject",
+        help="the subject to publish execs on (aiobpf.<hostname>.exec); the stream AIOBPF, "
+        "over aiobpf.>, is made if no stream holds the subject",
+    )
+    web.add_argument(
+        "--exit-subject",
+        help="the subject to publish exits on (aiobpf.<hostname>.exit), in the same stream",
+    )
+    web.add_argument(
+        "--no-exits",
+        action="store_true",
+        help="read no process exits: the stream, /top, the dashboard and the engine get execs only",
     )
     web.add_argument(
         "--publish-buffer",
         type=option.count,
         default=65536,
-        help="execs kept while the engine is slow or away, then dropped and counted (65536)",
+        help="events kept while the engine is slow or away, then dropped and counted (65536)",
     )
     web.add_argument(
         "--publish-policy",
         choices=["drop_oldest", "drop_newest"],
         default="drop_oldest",
-        help="which execs give when the buffer is full (drop_oldest)",
+        help="which events give when the buffer is full (drop_oldest)",
     )
     web.add_argument(
         "--replay",

@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 
-from ..programs import ExecveEvent
+from ..programs import ExecveEvent, ProcessExec, ProcessExit, ProcessFork
 from ..redaction import DEFAULT, Redaction
-from ..schema import exec_record
+from ..schema import exec_record, process_record
 
 __all__ = ["jsonable", "to_json"]
 
@@ -32,11 +32,14 @@ def _fields_of(kind: type) -> tuple[str, ...] | None:
 
 
 def _default(item: Any, redaction: Redaction = DEFAULT) -> Any:
-    """What the encoder does not know, as something it does (one level down): an exec event
-    as its record of :mod:`aiobpf.schema` (argv's secrets hidden by ``redaction``), another
-    attrs instance as its fields."""
-    if type(item) is ExecveEvent:
+    """What the encoder does not know, as something it does (one level down): an exec or
+    process event as its record of :mod:`aiobpf.schema` (argv's secrets hidden by
+    ``redaction``), another attrs instance as its fields."""
+    kind = type(item)
+    if kind is ExecveEvent:
         return exec_record(item, redaction=redaction)
+    if kind is ProcessExit or kind is ProcessExec or kind is ProcessFork:
+        return process_record(item)
     names = _fields_of(type(item))
     if names is not None:
         return {name: getattr(item, name) for name in names}

@@ -23,7 +23,7 @@ import math
 import os
 import secrets
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Self, get_args
 
 import anyio
@@ -82,6 +82,7 @@ class _Message:
     message_id: str
     payload: bytes
     count: int
+    subject: str
 
 
 def _covers(pattern: str, subject: str) -> bool:
@@ -111,6 +112,10 @@ class JetStreamSink(AsyncContextManagerMixin):
     ``connect_timeout`` seconds on entering is :class:`aiobpf.StreamEngineError`. Exec
     events' argv secrets are hidden by ``redaction`` (:data:`aiobpf.redaction.DEFAULT`).
 
+    ``subjects`` names the subject of other kinds of item, by kind (``{"exit":
+    "aiobpf.web1.exit"}``): :meth:`send` with ``kind="exit"`` publishes there. The stream
+    that holds ``subject`` must hold them too (a stream made here does).
+
     Runs on asyncio only (nats-py): under trio, entering raises
     :class:`aiobpf.AsyncioOnlyError`.
     """
@@ -135,6 +140,7 @@ class JetStreamSink(AsyncContextManagerMixin):
         connect_timeout: float = CONNECT_TIMEOUT,
         redaction: Redaction = DEFAULT,
         replicas: int | None = None,
+        subjects: Mapping[str, str] | None = None,
     ) -> None:
         if policy not in get_args(SinkPolicy):
             raise ValueError(f"policy must be one of {get_args(SinkPolicy)}, got {policy!r}")
@@ -163,10 +169,13 @@ class JetStreamSink(AsyncContextManagerMixin):
         self.node = node or Node()
         self.redaction = redaction
         self.subject = subject or self.node.subject("events")
+        self.subjects: dict[str, str] = dict(subjects or {})
+        """The subjects of other kinds of item, by kind."""
         self.stream = stream
         self._stream_subjects = list(stream_subjects)
-        if not any(_covers(pattern, self.subject) for pattern in self._stream_subjects):
-            self._stream_subjects.append(self.subject)
+        for held in (self.subject, *self.subjects.values()):
+            if not any(_covers(pattern, held) for pattern in self._stream_subjects):
+                self._stream_subjects.append(held)
         self._max_pending, self.policy, self._max_items = max_pending, policy, max_items
         self._ack_timeout, self._close_timeout = ack_timeout, close_timeout
         self._max_backoff, self._connect_timeout = max_backoff, connect_timeout
@@ -258,6 +267,7 @@ class JetStreamSink(AsyncContextManagerMixin):
                 f"the engine at {self.engine.shown} has no JetStream: {exc}"
             ) from exc
         else:
+            await self._check_held(jetstream, name)
             self.replicas = info.config.num_replicas or 1
             if self.replicas < wanted:
                 said = (
@@ -296,21 +306,47 @@ class JetStreamSink(AsyncContextManagerMixin):
             f"{self.engine.shown}: {failure}"
         ) from failure
 
+    async def _check_held(self, jetstream: Any, name: str) -> None:
+        """Whether stream ``name`` holds the subjects of the other kinds too: a message to a
+        subject no stream holds is never acknowledged, and would hold up all behind it."""
+        nats = nats_module()
+        for kind, subject in self.subjects.items():
+            try:
+                holder = await through_elections(
+                    functools.partial(jetstream.find_stream_name_by_subject, subject),
+                    self._retried,
+                )
+            except nats.js.errors.NotFoundError:
+                holder = None
+            if holder != name:
+                raise StreamEngineError(
+                    f"stream {name!r} holds {self.subject!r} but not {subject!r} ({kind} "
+                    f"items): add it to the stream's subjects on the engine"
+                )
+
     # -- handing items in -----------------------------------------------------------------------
 
-    async def send(self, items: Iterable[Any]) -> None:
+    async def send(self, items: Iterable[Any], *, kind: str | None = None) -> None:
         """Queues ``items`` for publishing, in messages of up to ``max_items`` (fewer where
         the engine's largest message holds fewer; an item too large alone is dropped and
-        counted). With the ``block`` policy, waits while the buffer is full. Raises
+        counted), to ``subject``, or to the subject of ``kind`` in ``subjects``. With the
+        ``block`` policy, waits while the buffer is full. Raises
         :class:`anyio.ClosedResourceError` when the sink is not open, :class:`TypeError` for
-        an item with no JSON form (attrs classes, numpy records and plain values have one)."""
+        an item with no JSON form (attrs classes, numpy records and plain values have one),
+        :class:`ValueError` for a kind with no subject."""
         await anyio.lowlevel.checkpoint()  # the publisher runs between two sends
         if not self._open:
             raise anyio.ClosedResourceError("the sink is not open: use 'async with'")
+        if kind is None:
+            subject = self.subject
+        elif kind in self.subjects:
+            subject = self.subjects[kind]
+        else:
+            raise ValueError(f"the sink has no subject for {kind!r} items: {self.subjects}")
         batch = list(items)
         for start in range(0, len(batch), self._max_items):
             part = batch[start : start + self._max_items]
-            messages, too_large = self._split(part)  # TypeError first
+            messages, too_large = self._split(part, subject)  # TypeError first
             self._received += len(part)
             self._too_large += too_large
             self._dropped += too_large
@@ -328,7 +364,7 @@ class JetStreamSink(AsyncContextManagerMixin):
                 self._pending += message.count
                 self._notify()
 
-    def _split(self, items: list[Any]) -> tuple[list[_Message], int]:
+    def _split(self, items: list[Any], subject: str) -> tuple[list[_Message], int]:
         """``items`` as messages the engine takes, in order: one, or halves of halves where
         one would be larger than the engine's largest message; with how many items were too
         large alone. Encoded once when they fit, as they do but for hostile input."""
@@ -339,7 +375,7 @@ class JetStreamSink(AsyncContextManagerMixin):
             part = parts.pop()
             payload = self._payload(part, self._seq)
             if len(payload) <= self._largest:
-                messages.append(_Message(self._message_id(), payload, len(part)))
+                messages.append(_Message(self._message_id(), payload, len(part), subject))
                 self._seq += 1
             elif len(part) == 1:
                 too_large += 1
@@ -407,7 +443,7 @@ class JetStreamSink(AsyncContextManagerMixin):
             while True:
                 try:
                     ack = await jetstream.publish(
-                        self.subject,
+                        message.subject,
                         message.payload,
                         timeout=self._ack_timeout,
                         headers={"Nats-Msg-Id": message.message_id},
@@ -449,7 +485,11 @@ class JetStreamSink(AsyncContextManagerMixin):
 
 
 async def publish(
-    stream: AsyncIterable[Any], sink: JetStreamSink, *, batch_size: int = MAX_ITEMS
+    stream: AsyncIterable[Any],
+    sink: JetStreamSink,
+    *,
+    batch_size: int = MAX_ITEMS,
+    kind_of: Callable[[Any], str | None] | None = None,
 ) -> int:
     """Sends every item of ``stream`` to ``sink`` until the stream ends; returns how many.
 
@@ -457,6 +497,8 @@ async def publish(
     up to ``batch_size``: a task reads the stream into a buffer without going round the event
     loop between items, and each send takes what the buffer holds. The stream is never
     cancelled in the middle of a read, so any async iterable may feed it (a generator too).
+    ``kind_of`` gives each item's kind (None: the sink's own subject), and each kind of a
+    batch goes to its subject (see :class:`JetStreamSink`), in order within the kind.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
@@ -480,6 +522,13 @@ async def publish(
                     items.append(take.receive_nowait())
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
-            await sink.send(items)
+            if kind_of is None:
+                await sink.send(items)
+            else:
+                by_kind: dict[str | None, list[Any]] = {}
+                for item in items:
+                    by_kind.setdefault(kind_of(item), []).append(item)
+                for kind, part in by_kind.items():
+                    await sink.send(part, kind=kind)
             sent += len(items)
     return sent

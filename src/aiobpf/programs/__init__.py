@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES): a tool pays only for it
         ProcessExec,
         ProcessExit,
         ProcessFork,
+        ProcessKind,
         process_events,
     )
     from ._runqlat import run_queue_latency
@@ -59,6 +60,7 @@ __all__ = [
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
+    "ProcessKind",
     "SyscallDispatch",
     "SyscallEvent",
     "SyscallEvents",
@@ -101,6 +103,7 @@ _HOMES = {
         "ProcessExec",
         "ProcessExit",
         "ProcessFork",
+        "ProcessKind",
         "process_events",
     ),
     "._uid_counts": ("ExecveCounts", "execve_counts"),

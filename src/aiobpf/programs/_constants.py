@@ -67,6 +67,10 @@ TRACKED_FULL = 2
 #: (process_config[0]); execve.bpf.c's filter word: only execs of the shared tracked set.
 PROCESS_QUIET = 32
 FILTER_DESCENDANTS = 64
+#: process.bpf.c: kinds of record not wanted (process_config[0]): process_events(kinds=).
+PROCESS_SKIP_FORK = 128
+PROCESS_SKIP_EXEC = 256
+PROCESS_SKIP_EXIT = 512
 
 SHARED = {
     name: value

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import attrs
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
+    "ProcessKind",
     "process_events",
 ]
 
@@ -141,6 +142,21 @@ class ProcessExit:
 
 ProcessEvent = ProcessFork | ProcessExec | ProcessExit
 
+ProcessKind = Literal["fork", "exec", "exit"]
+
+#: The flag that leaves each kind of record out, in the kernel.
+_SKIP = {"fork": C.PROCESS_SKIP_FORK, "exec": C.PROCESS_SKIP_EXEC, "exit": C.PROCESS_SKIP_EXIT}
+
+
+def _check_kinds(kinds: Iterable[ProcessKind]) -> frozenset[ProcessKind]:
+    if isinstance(kinds, str):
+        raise TypeError(f"kinds is a collection of kinds, such as ({kinds!r},), not a string")
+    wanted = frozenset(kinds)
+    unknown = sorted(str(kind) for kind in wanted - set(get_args(ProcessKind)))
+    if unknown or not wanted:
+        raise ValueError(f"kinds must be some of {get_args(ProcessKind)}, got {unknown or 'none'}")
+    return wanted
+
 
 def _signal_name(number: int) -> str:
     try:
@@ -228,10 +244,18 @@ class ProcessEvents(ProgramRing[ProcessEvent, BpfObject]):
 
     _name = "process_events()"
 
-    def __init__(self, *, ring_size: int = 1024 * 1024, max_latency: MaxLatency = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        ring_size: int = 1024 * 1024,
+        max_latency: MaxLatency = "auto",
+        kinds: Iterable[ProcessKind] = ("fork", "exec", "exit"),
+    ) -> None:
         super().__init__()
         ring_pages(ring_size)
         check_reading_mode(max_latency, 0.0)
+        self.kinds = _check_kinds(kinds)
+        """The kinds of event reported: the others never leave the kernel."""
         self._ring_size, self._max_latency = ring_size, max_latency
         self._uids: frozenset[int] | None = None
         self._roots: set[int] = set()
@@ -266,6 +290,9 @@ class ProcessEvents(ProgramRing[ProcessEvent, BpfObject]):
         flags = (C.FILTER_UID if self._uids is not None else 0) | (
             C.PROCESS_TRACK if self._tracking else 0
         )
+        for kind, skip in _SKIP.items():
+            if kind not in self.kinds:
+                flags |= skip
         program.update("process_config", bytes(4), flags.to_bytes(4, "little"))
 
     def _track(self, program: BpfObject, roots: Iterable[int]) -> None:
@@ -305,11 +332,16 @@ class ProcessEvents(ProgramRing[ProcessEvent, BpfObject]):
 
 
 def process_events(
-    *, ring_size: int = 1024 * 1024, max_latency: MaxLatency = "auto"
+    *,
+    ring_size: int = 1024 * 1024,
+    max_latency: MaxLatency = "auto",
+    kinds: Iterable[ProcessKind] = ("fork", "exec", "exit"),
 ) -> ProcessEvents:
     """Every process fork, exec and exit on the machine, as :class:`ProcessFork`,
     :class:`ProcessExec` and :class:`ProcessExit`: ``async with aiobpf.process_events() as
     events: async for event in events``, with ``event.type`` "fork", "exec" or "exit".
-    ``aiobpf.filter_descendants(pid)`` and ``filter_uid`` run in the kernel. Arguments as for
-    :func:`aiobpf.execve_events`."""
-    return ProcessEvents(ring_size=ring_size, max_latency=max_latency)
+    ``aiobpf.filter_descendants(pid)`` and ``filter_uid`` run in the kernel, and so does
+    ``kinds``: ``kinds=("exit",)`` reports exits only, and the ring (and its losses) holds
+    nothing else. Other arguments as for :func:`aiobpf.execve_events`; an unknown kind is a
+    :class:`ValueError`."""
+    return ProcessEvents(ring_size=ring_size, max_latency=max_latency, kinds=kinds)

@@ -67,7 +67,8 @@ struct {
     __type(value, u8);
 } filter_uids SEC(".maps");
 
-/* [0]: AIOBPF_PROCESS_TRACK, AIOBPF_PROCESS_QUIET and AIOBPF_FILTER_UID */
+/* [0]: AIOBPF_PROCESS_TRACK, AIOBPF_PROCESS_QUIET, AIOBPF_FILTER_UID, and a bit per kind
+ * not wanted (AIOBPF_PROCESS_SKIP_FORK, AIOBPF_PROCESS_SKIP_EXEC, AIOBPF_PROCESS_SKIP_EXIT) */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
@@ -87,11 +88,12 @@ static __always_inline u32 process_flags(void)
     return word ? *word : 0;
 }
 
-/* Whether a process of ``tgid`` run by ``uid`` is reported under ``flags``. */
-static __always_inline bool wanted(u32 flags, u32 tgid, u32 uid)
+/* Whether a record of ``skip``'s kind for a process of ``tgid`` run by ``uid`` is reported
+ * under ``flags``. */
+static __always_inline bool wanted(u32 flags, u32 skip, u32 tgid, u32 uid)
 {
-    if (flags & AIOBPF_PROCESS_QUIET)
-        return false; /* following a tree for the execve object, which reports */
+    if (flags & (AIOBPF_PROCESS_QUIET | skip))
+        return false; /* following a tree for the execve object, or a kind not wanted */
     if ((flags & AIOBPF_PROCESS_TRACK) && !bpf_map_lookup_elem(&tracked, &tgid))
         return false;
     if ((flags & AIOBPF_FILTER_UID) && !bpf_map_lookup_elem(&filter_uids, &uid))
@@ -139,7 +141,7 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
         if (bpf_map_update_elem(&tracked, &tgid, &yes, BPF_NOEXIST) != 0)
             count(AIOBPF_TRACKED_FULL);
     }
-    if (!wanted(flags, tgid, uid))
+    if (!wanted(flags, AIOBPF_PROCESS_SKIP_FORK, tgid, uid))
         return 0;
     struct process_event *ev = reserve(AIOBPF_PROCESS_FORK, child);
     if (!ev)
@@ -154,7 +156,8 @@ SEC("raw_tp/sched_process_exec")
 int BPF_PROG(process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
     u32 tgid = BPF_CORE_READ(task, tgid);
-    if (!wanted(process_flags(), tgid, BPF_CORE_READ(task, real_cred, uid.val)))
+    if (!wanted(process_flags(), AIOBPF_PROCESS_SKIP_EXEC, tgid,
+                BPF_CORE_READ(task, real_cred, uid.val)))
         return 0;
     struct process_event *ev = reserve(AIOBPF_PROCESS_EXEC, task);
     if (!ev)
@@ -184,7 +187,8 @@ int BPF_PROG(process_exit, struct task_struct *task)
         return 0; /* other threads of the process live on */
     u32 tgid = BPF_CORE_READ(task, tgid);
     u32 flags = process_flags();
-    bool report = wanted(flags, tgid, BPF_CORE_READ(task, real_cred, uid.val));
+    bool report =
+        wanted(flags, AIOBPF_PROCESS_SKIP_EXIT, tgid, BPF_CORE_READ(task, real_cred, uid.val));
     if (flags & AIOBPF_PROCESS_TRACK)
         bpf_map_delete_elem(&tracked, &tgid);
     if (!report)

@@ -1,7 +1,9 @@
 """The HTTP application over an :class:`EventHub`: what each route serves, and to whom.
 
-* ``GET /events?uid=&comm=``: Server-Sent Events, one ``exec`` event (JSON) per exec;
-* ``GET /top``: exec calls per uid since start, from the kernel map, with the users' names;
+* ``GET /events?uid=&comm=&type=``: Server-Sent Events, one ``exec`` event (JSON) per exec
+  and one ``exit`` event per process that ended (``type=exec`` or ``type=exit``: one kind);
+* ``GET /top``: exec calls per uid since start, from the kernel map, with the users' names,
+  and the processes that ended and failed per uid;
 * ``GET /stats``: events received, kernel and slow-client drops, ring occupancy, clients;
 * ``GET /metrics``: the same for Prometheus (``prometheus_client`` exposition);
 * ``GET /``: a small live dashboard on the SSE stream, no build step.
@@ -33,11 +35,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..programs import ExecveEvent
+from ..programs import ProcessExit
 from ..redaction import Redaction
-from ..schema import exec_record
+from ..schema import exec_record, process_record
 from ._access import AccessPolicy, Viewer, viewer_of
-from ._hub import EventHub
+from ._hub import KINDS, EventHub, HubEvent
 
 __all__ = ["create_app"]
 
@@ -51,8 +53,11 @@ def _user_name(uid: int) -> str | None:
         return None
 
 
-def _event_json(event: ExecveEvent, redaction: Redaction) -> str:
-    return json.dumps(exec_record(event, redaction=redaction))
+def _sse(event: HubEvent, redaction: Redaction) -> str:
+    """One SSE event: ``exec`` or ``exit``, its :mod:`aiobpf.schema` record as data."""
+    if isinstance(event, ProcessExit):
+        return f"event: exit\ndata: {json.dumps(process_record(event))}\n\n"
+    return f"event: exec\ndata: {json.dumps(exec_record(event, redaction=redaction))}\n\n"
 
 
 class _HubCollector(Collector):
@@ -66,15 +71,31 @@ class _HubCollector(Collector):
         for uid, count in sorted(self._hub.top().items()):
             by_uid.add_metric([str(uid)], count)
         yield by_uid
+        exits = self._hub.exits()
+        if "exit" in self._hub.kinds:
+            for name, index, help_text in (
+                ("aiobpf_process_exits", 0, "processes that ended per uid since start"),
+                ("aiobpf_process_failures", 1, "processes that ended with a non-zero code "
+                 "or a signal, per uid since start"),
+            ):  # fmt: skip
+                family = CounterMetricFamily(name, help_text, labels=["uid"])
+                for uid, counts in sorted(exits.items()):
+                    family.add_metric([str(uid)], counts[index])
+                yield family
         stats = attrs.asdict(self._hub.stats)
         source = ["execve"]
-        for name, key, help_text in (
-            ("aiobpf_events_received", "received", "events read from the kernel ring"),
-            ("aiobpf_kernel_dropped", "kernel_dropped", "events the ring had no room for"),
-            ("aiobpf_user_dropped", "user_dropped", "events lost by slow clients' queues"),
-        ):
+        for name, key, exit_key, help_text in (
+            ("aiobpf_events_received", "received", "exits_received",
+             "events read from the kernel ring"),
+            ("aiobpf_kernel_dropped", "kernel_dropped", "exits_dropped",
+             "events the ring had no room for"),
+            ("aiobpf_user_dropped", "user_dropped", None,
+             "events lost by slow clients' queues"),
+        ):  # fmt: skip
             family = CounterMetricFamily(name, help_text, labels=["source"])
             family.add_metric(source, stats[key])
+            if exit_key is not None and stats[exit_key] is not None:
+                family.add_metric(["exit"], stats[exit_key])
             yield family
         occupancy = GaugeMetricFamily(
             "aiobpf_ring_occupancy_ratio",
@@ -152,6 +173,10 @@ def create_app(
                 return _error(403, f"uid {viewer.uid} may see only its own execs")
             uid = viewer.uid
         comm = request.query_params.get("comm") or None
+        kind = request.query_params.get("type") or None
+        if kind is not None and kind not in hub.kinds:
+            return _error(400, f"type must be one of {sorted(hub.kinds)}")
+        kinds = KINDS if kind is None else frozenset({kind})
         if streams.total() >= policy.max_clients:
             return _error(429, f"the service holds {policy.max_clients} event streams already")
         if streams[viewer.name] >= policy.max_clients_per_user:
@@ -164,14 +189,16 @@ def create_app(
             streams[viewer.name] -= 1
 
         async def stream() -> AsyncIterator[str]:
-            with hub.subscribe(uid, comm) as subscriber:
-                # Subscribed: from here on, every matching exec reaches this client or is counted.
-                yield f"event: connected\ndata: {json.dumps({'uid': uid, 'comm': comm})}\n\n"
+            with hub.subscribe(uid, comm, kinds) as subscriber:
+                # Subscribed: from here on, every matching event reaches this client or is
+                # counted.
+                connected = {"uid": uid, "comm": comm, "types": sorted(kinds & hub.kinds)}
+                yield f"event: connected\ndata: {json.dumps(connected)}\n\n"
                 async for event in subscriber.receive:
                     if subscriber.unreported_lost:
                         lost, subscriber.unreported_lost = subscriber.unreported_lost, 0
                         yield f"event: lost\ndata: {json.dumps({'count': lost})}\n\n"
-                    yield f"event: exec\ndata: {_event_json(event, policy.redaction)}\n\n"
+                    yield _sse(event, policy.redaction)
 
         return _ClosingStream(cast(AsyncGenerator[str, None], stream()), release)
 
@@ -180,9 +207,15 @@ def create_app(
         if viewer is None:
             return _NOT_BEHIND_ACCESS_CONTROL
         visible = {uid: n for uid, n in hub.top().items() if viewer.may_see(uid)}
-        users = {str(uid): name for uid in visible if (name := _user_name(uid)) is not None}
+        ended = {uid: n for uid, n in hub.exits().items() if viewer.may_see(uid)}
+        named = visible.keys() | ended.keys()
+        users = {str(uid): name for uid in named if (name := _user_name(uid)) is not None}
         counts = {str(uid): n for uid, n in visible.items()}
-        return JSONResponse({"time": time.time(), "counts": counts, "users": users})
+        answer: dict[str, Any] = {"time": time.time(), "counts": counts, "users": users}
+        if "exit" in hub.kinds:
+            answer["exits"] = {str(uid): n for uid, (n, _) in ended.items()}
+            answer["failures"] = {str(uid): n for uid, (_, n) in ended.items()}
+        return JSONResponse(answer)
 
     async def stats(request: Request) -> Response:
         viewer = viewer_of(request)
@@ -224,4 +257,5 @@ def _own_stats(stats: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
         "uid": viewer.uid,
         "kernel_dropped": stats["kernel_dropped"],
         "ring_occupancy": stats["ring_occupancy"],
+        "exits_dropped": stats["exits_dropped"],
     }

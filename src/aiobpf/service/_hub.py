@@ -1,9 +1,12 @@
 """The event hub: the service's kernel sources, attached once, fanned out to subscribers.
 
-Each subscriber has its own bounded queue: a slow one loses events (counted, and told to it),
-never blocks the others or the kernel reader. The subscribers' filters reach the kernel as far
-as one shared program can take them: when every subscriber filters by uid (or comm), the kernel
-passes only the union of their values, and with no subscriber at all it passes nothing.
+Two kinds of event: every exec (:class:`~aiobpf.ExecveEvent`) and every process's end
+(:class:`~aiobpf.ProcessExit`, from a program of its own). Each subscriber has its own bounded
+queue: a slow one loses events (counted, and told to it), never blocks the others or the kernel
+reader. The subscribers' exec filters reach the kernel as far as one shared program can take
+them: when every subscriber filters by uid (or comm), the kernel passes only the union of their
+values, and with no subscriber at all it passes nothing. Exits are all read (within the
+service's ``uids``): the hub counts them, and the failures among them, per uid.
 """
 
 from __future__ import annotations
@@ -23,33 +26,60 @@ from anyio import AsyncContextManagerMixin
 
 from .._core.validate import MaxLatency
 from ..errors import NotOpenError
-from ..programs import ExecveCounts, ExecveEvent, ExecveEvents, execve_counts, execve_events
+from ..programs import (
+    ExecveCounts,
+    ExecveEvent,
+    ExecveEvents,
+    ProcessEvents,
+    ProcessExit,
+    execve_counts,
+    execve_events,
+    process_events,
+)
 from ..programs._filters import CAPACITY
 from ..sources import Replay
 from ..sources import replay as aiobpf_replay
 
-__all__ = ["EventHub", "HubStats", "Subscriber"]
+__all__ = ["KINDS", "EventHub", "HubEvent", "HubStats", "Subscriber"]
+
+#: What a hub hands its subscribers: execs, and processes' ends.
+HubEvent = ExecveEvent | ProcessExit
+
+#: The kinds of :data:`HubEvent`, as ``event.type`` and the SSE event names say them.
+KINDS = frozenset({"exec", "exit"})
+
+
+def kind_of(event: HubEvent) -> str:
+    return "exit" if type(event) is ProcessExit else "exec"
 
 
 class Subscriber:
     """One client's bounded queue of events and what it lost."""
 
-    def __init__(self, uid: int | None, comm: str | None, buffer: int) -> None:
+    def __init__(
+        self,
+        uid: int | None,
+        comm: str | None,
+        buffer: int,
+        kinds: frozenset[str] = KINDS,
+    ) -> None:
         self.uid = uid
         # the kernel keeps 15 bytes of a task's name: compare what it can report
         self.comm = None if comm is None else comm.encode()[:15].decode(errors="ignore")
-        self._send, self.receive = anyio.create_memory_object_stream[ExecveEvent](buffer)
+        self.kinds = kinds
+        self._send, self.receive = anyio.create_memory_object_stream[HubEvent](buffer)
         self.unreported_lost = 0
         self.lost = 0
         self._finished = False
 
-    def offer(self, event: ExecveEvent) -> bool:
+    def offer(self, event: HubEvent) -> bool:
         """Queues ``event`` if it matches; False when the queue was full (the event is lost).
         Once finished, the stream has ended: what comes after is not part of it."""
         if (
             self._finished
             or (self.uid is not None and event.uid != self.uid)
             or (self.comm is not None and event.comm != self.comm)
+            or (self.kinds is not KINDS and kind_of(event) not in self.kinds)
         ):
             return True
         try:
@@ -81,9 +111,9 @@ class HubStats:
     """What an :class:`EventHub` has seen (``GET /stats`` serves it as JSON)."""
 
     received: int
-    """Events read from the kernel ring."""
+    """Exec events read from the kernel ring."""
     kernel_dropped: int
-    """Events the ring had no room for."""
+    """Exec events the ring had no room for."""
     user_dropped: int
     """Events slow clients' queues had no room for (each was told)."""
     ring_occupancy: float | None
@@ -92,6 +122,10 @@ class HubStats:
     """Subscribers connected."""
     kernel_selection: dict[str, list[Any] | None]
     """Per kind, the values the kernel lets through for the subscribers (None: all)."""
+    exits_received: int | None = None
+    """Process exits read from their ring (None: the hub reads no exits)."""
+    exits_dropped: int | None = None
+    """Process exits their ring had no room for (None: the hub reads no exits)."""
 
 
 class EventHub(AsyncContextManagerMixin):
@@ -100,7 +134,11 @@ class EventHub(AsyncContextManagerMixin):
     With ``replay`` (a recording, :func:`aiobpf.replay`), the events come from it instead, with
     no kernel and no privileges: it plays from when the first subscriber connects (so a
     dashboard shows it from its start) at ``replay_speed``, and ``/top`` counts what it has
-    played; its recorded losses are the kernel's."""
+    played; its recorded losses are the kernel's.
+
+    ``exits``: processes' ends are read too (:func:`aiobpf.process_events`, exits only),
+    handed to subscribers that want them, and counted per uid with their failures
+    (:meth:`exits`); a replay has none."""
 
     def __init__(
         self,
@@ -110,8 +148,13 @@ class EventHub(AsyncContextManagerMixin):
         max_latency: MaxLatency = "auto",
         replay: str | os.PathLike[str] | None = None,
         replay_speed: float | None = 1.0,
+        exits: bool = True,
     ) -> None:
         self._uids = None if uids is None else frozenset(uids)
+        self._want_exits = exits and replay is None
+        self._exits: ProcessEvents | None = None
+        self._ended: collections.Counter[int] = collections.Counter()  # exits per uid
+        self._failed: collections.Counter[int] = collections.Counter()
         self._client_buffer = client_buffer
         self._max_latency = max_latency
         self._subscribers: set[Subscriber] = set()
@@ -143,8 +186,15 @@ class EventHub(AsyncContextManagerMixin):
                 counts = execve_counts(interval=1.0, uids=self._uids)
                 self._counts = await held.enter_async_context(counts)
                 run = self._fan_out
+                if self._want_exits:
+                    exits = process_events(max_latency=self._max_latency, kinds=("exit",))
+                    if self._uids is not None:
+                        exits.push_down("uid", self._uids)
+                    self._exits = await held.enter_async_context(exits)
             tasks = await held.enter_async_context(anyio.create_task_group())
             tasks.start_soon(run)
+            if self._exits is not None:
+                tasks.start_soon(self._fan_out_exits, self._exits)
             try:
                 yield self
             finally:
@@ -168,13 +218,28 @@ class EventHub(AsyncContextManagerMixin):
                 if uids is not None and event.uid not in uids:
                     continue
                 played[event.uid] += 1
-            behind = False
-            for subscriber in list(self._subscribers):
-                if not subscriber.offer(event):
-                    self.user_dropped += 1
-                behind = behind or subscriber.behind
-            if behind:
+            if self._offer(event):
                 await anyio.lowlevel.checkpoint()
+
+    async def _fan_out_exits(self, exits: ProcessEvents) -> None:
+        """Counts each exit and offers it to every subscriber, as :meth:`_fan_out` does."""
+        async for event in exits:
+            assert isinstance(event, ProcessExit)  # the source reports exits only
+            self._ended[event.uid] += 1
+            if event.failed:
+                self._failed[event.uid] += 1
+            if self._offer(event):
+                await anyio.lowlevel.checkpoint()
+
+    def _offer(self, event: HubEvent) -> bool:
+        """Offers ``event`` to every subscriber (counting what full queues lose); whether a
+        queue is half full, and the caller should let the clients' tasks run."""
+        behind = False
+        for subscriber in list(self._subscribers):
+            if not subscriber.offer(event):
+                self.user_dropped += 1
+            behind = behind or subscriber.behind
+        return behind
 
     def kernel_sources(self) -> dict[str, Any]:
         """The kernel sources while they are attached, by name (none for a replay)."""
@@ -183,12 +248,28 @@ class EventHub(AsyncContextManagerMixin):
             sources["execve_events"] = self._events
         if self._counts is not None:
             sources["execve_counts"] = self._counts
+        if self._exits is not None:
+            sources["process_exits"] = self._exits
         return sources
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds of event this hub hands out: "exec", and "exit" when it reads exits."""
+        return KINDS if self._want_exits else frozenset({"exec"})
+
     @contextlib.contextmanager
-    def subscribe(self, uid: int | None = None, comm: str | None = None) -> Iterator[Subscriber]:
-        """A subscriber for the duration of the ``with`` block."""
-        subscriber = Subscriber(uid, comm, self._client_buffer)
+    def subscribe(
+        self,
+        uid: int | None = None,
+        comm: str | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> Iterator[Subscriber]:
+        """A subscriber for the duration of the ``with`` block: the events of ``uid`` and
+        ``comm`` (None: any), of ``kinds`` ("exec", "exit"; None: every kind the hub has)."""
+        wanted = KINDS if kinds is None else frozenset(kinds)
+        if not wanted <= KINDS:
+            raise ValueError(f"kinds are some of {sorted(KINDS)}, got {sorted(wanted - KINDS)}")
+        subscriber = Subscriber(uid, comm, self._client_buffer, wanted)
         if self._finished:
             subscriber.finish()
         self._subscribers.add(subscriber)
@@ -247,11 +328,18 @@ class EventHub(AsyncContextManagerMixin):
             return dict(self._played)
         return dict(self._counts.read().values)
 
+    def exits(self) -> dict[int, tuple[int, int]]:
+        """Per uid, the processes that ended since start and how many of them failed (a
+        non-zero code, or a signal); empty when the hub reads no exits."""
+        self._running()
+        return {uid: (ended, self._failed[uid]) for uid, ended in self._ended.items()}
+
     @property
     def stats(self) -> HubStats:
         """Events received, kernel and slow-client drops, ring occupancy, clients."""
         events = self._running()
         ring = events.stats
+        exits = None if self._exits is None else self._exits.stats
         return HubStats(
             received=ring.received,
             kernel_dropped=ring.dropped or 0,
@@ -259,4 +347,6 @@ class EventHub(AsyncContextManagerMixin):
             ring_occupancy=events.ring.occupancy if isinstance(events, ExecveEvents) else None,
             clients=len(self._subscribers),
             kernel_selection=dict(self.kernel_selection),
+            exits_received=None if exits is None else exits.received,
+            exits_dropped=None if exits is None else exits.dropped or 0,
         )

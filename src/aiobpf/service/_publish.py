@@ -1,5 +1,6 @@
 """The service's events into a stream engine: one more subscriber of the hub, whose events a
-:class:`aiobpf.fleet.JetStreamSink` publishes, counted on ``/metrics``."""
+:class:`aiobpf.fleet.JetStreamSink` publishes, counted on ``/metrics``: execs to the sink's
+subject, and processes' ends to its subject for "exit" items, where it has one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..fleet import JetStreamSink, SinkStats, publish
+from ..programs import ProcessExit
 from ._hub import EventHub, Subscriber
 
 __all__ = ["HubPublisher"]
@@ -17,7 +19,9 @@ __all__ = ["HubPublisher"]
 
 class HubPublisher(Collector):
     """Publishes every event of a hub through ``sink`` (entered by the caller) while
-    :meth:`run` runs; a Prometheus collector of what became of them."""
+    :meth:`run` runs: execs to ``sink.subject``, and exits to ``sink.subjects["exit"]`` (not
+    published where the sink has no such subject); a Prometheus collector of what became of
+    them."""
 
     def __init__(self, sink: JetStreamSink) -> None:
         if sink.policy == "block":
@@ -32,11 +36,12 @@ class HubPublisher(Collector):
     async def run(self, hub: EventHub) -> None:
         """Publishes the hub's events until :meth:`finish` (then what was queued) or until the
         hub stops."""
-        with hub.subscribe() as subscriber:  # every event the service sees
+        kinds = {"exec", "exit"} if "exit" in self.sink.subjects else {"exec"}
+        with hub.subscribe(kinds=kinds) as subscriber:  # every event the service sees
             self._subscriber = subscriber
             if self._finished:
                 subscriber.finish()
-            await publish(subscriber.receive, self.sink)
+            await publish(subscriber.receive, self.sink, kind_of=_kind_of)
 
     def finish(self) -> None:
         """Takes no more events; :meth:`run` returns once the queued ones are handed over."""
@@ -56,12 +61,12 @@ class HubPublisher(Collector):
         stats = self.stats
         labels = {"subject": self.sink.subject}
         for name, value, documentation in (
-            ("received", stats.received, "exec events handed to the stream engine's sink"),
-            ("published", stats.published, "exec events the stream engine acknowledged"),
-            ("dropped", stats.dropped, "exec events dropped before the engine took them"),
+            ("received", stats.received, "events handed to the stream engine's sink"),
+            ("published", stats.published, "events the stream engine acknowledged"),
+            ("dropped", stats.dropped, "events dropped before the engine took them"),
             ("retries", stats.retries, "publishes tried again (engine slow or away)"),
             ("disconnects", stats.disconnects, "connections to the stream engine lost"),
-            ("too_large", stats.too_large, "exec events each larger than the engine's message"),
+            ("too_large", stats.too_large, "events each larger than the engine's message"),
         ):
             counter = CounterMetricFamily(
                 f"aiobpf_publish_{name}", documentation, labels=list(labels)
@@ -69,7 +74,11 @@ class HubPublisher(Collector):
             counter.add_metric(list(labels.values()), value)
             yield counter
         pending = GaugeMetricFamily(
-            "aiobpf_publish_pending", "exec events waiting for the engine", labels=list(labels)
+            "aiobpf_publish_pending", "events waiting for the engine", labels=list(labels)
         )
         pending.add_metric(list(labels.values()), stats.pending)
         yield pending
+
+
+def _kind_of(event: object) -> str | None:
+    return "exit" if isinstance(event, ProcessExit) else None

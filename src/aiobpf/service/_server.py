@@ -85,6 +85,7 @@ async def serve(
     collectors: Iterable[Collector] = (),
     program_stats: bool = False,
     publish_to: JetStreamSink | None = None,
+    exits: bool = True,
     shutdown: anyio.Event | None = None,
     task_status: anyio.abc.TaskStatus[Serving] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -115,9 +116,13 @@ async def serve(
     service runs (:func:`aiobpf.enable_program_stats`, host-wide), and ``/metrics`` carries
     its programs' (:class:`ProgramCostMetrics`).
 
+    ``exits``: processes' ends are served too (SSE ``exit`` events, exits and failures per
+    uid on ``/top`` and ``/metrics``, the dashboard), from a program of their own.
+
     ``publish_to``, a :class:`aiobpf.fleet.JetStreamSink` the caller entered, receives every
-    event the service sees (asyncio only), and ``/metrics`` counts what became of them
-    (``aiobpf_publish_*``); whoever may read the engine's stream sees every user's commands.
+    exec the service sees, and every exit where the sink has a subject for "exit" items
+    (asyncio only); ``/metrics`` counts what became of them (``aiobpf_publish_*``); whoever
+    may read the engine's stream sees every user's commands.
 
     ``max_latency`` is the kernel source's latency budget (see :meth:`aiobpf.RingBuffer.from_bcc`):
     a service on every node can trade a few milliseconds of latency for far less CPU under exec
@@ -178,6 +183,7 @@ async def serve(
             max_latency=max_latency,
             replay=replay,
             replay_speed=replay_speed,
+            exits=exits,
         )
         if program_stats:
             listening.enter_context(enable_program_stats())

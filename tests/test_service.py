@@ -154,7 +154,8 @@ async def test_a_shutdown_ends_open_event_streams_cleanly() -> None:
         async with (
             running_service(port=port, access=ACCESS, shutdown=stop),
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTHORIZED) as client,
-            client.stream("GET", "/events") as response,
+            # a uid nothing runs as here: no other process's exec or exit comes in between
+            client.stream("GET", "/events", params={"uid": UID}) as response,
             contextlib.aclosing(_sse(response)) as messages,
         ):
             async for event, _ in messages:
@@ -185,7 +186,8 @@ async def test_a_cancelled_server_with_a_stream_open_exits_without_error() -> No
             await tasks.start(run)
             with contextlib.suppress(httpx.RemoteProtocolError):  # trio's server cuts it
                 async with (
-                    client.stream("GET", "/events") as response,
+                    # a uid nothing runs as here: no other process's event comes first
+                    client.stream("GET", "/events", params={"uid": UID}) as response,
                     contextlib.aclosing(_sse(response)) as messages,
                 ):
                     async for event, _ in messages:

@@ -4,6 +4,7 @@ fleet benchmark and the fleet tests."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -51,6 +52,12 @@ class NatsServer:
         self._reader = threading.Thread(target=process.stderr.read, daemon=True)
         self._reader.start()
         self._process = process
+
+    def pause(self) -> None:
+        """Stops the server (SIGSTOP): it holds its connections and answers nothing, as a
+        server that hangs would."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
 
     def stop(self) -> None:
         """Kills the server (SIGKILL, as a crash) and waits for it to be gone."""

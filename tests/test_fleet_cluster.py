@@ -126,6 +126,42 @@ async def test_an_engine_node_killed_for_good_loses_no_exec(
     assert {event.uid for event in got} == {uid}
 
 
+async def test_a_publish_in_flight_to_a_server_that_dies_is_asked_again_at_once(
+    cluster: NatsCluster,
+) -> None:
+    """A message in flight to the sink's own server when that server dies is published again
+    through another server as soon as the connection moves, not after its acknowledgement's
+    time-out (60 s here): the server is stopped (SIGSTOP) once the request is in its socket,
+    then killed; the sink knew only its URL (the others come from the cluster)."""
+    subject = "aiobpf.inflight.exec"
+    with anyio.fail_after(60):
+        await _ready(cluster.urls)
+        async with JetStreamSink(cluster.urls, subject=subject) as first:  # the stream
+            await first.send([{"n": 0}])
+        leader = await _leader(cluster.urls)
+    follower = next(name for name in cluster.servers if name != leader)
+    sink = JetStreamSink(
+        [cluster.servers[follower].url], subject=subject, ack_timeout=60, close_timeout=60
+    )
+    with anyio.fail_after(30):  # the time-out alone would take 60 s
+        async with sink:
+            cluster.servers[follower].pause()
+            await sink.send([{"n": 1}])
+            # until the request has left the client for the stopped server's socket: the
+            # publishing task took it, and nats-py's buffer is empty
+            while sink._in_flight is None or sink._client.pending_data_size:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            await anyio.to_thread.run_sync(cluster.kill, follower)
+        # leaving waited for the engine to take what was pending
+    stats = sink.stats
+    assert (stats.received, stats.published, stats.dropped, stats.pending) == (1, 1, 0, 0)
+    assert stats.disconnects == 1
+    survivors = [cluster.servers[name].url for name in cluster.servers if name != follower]
+    async with fleet_events(survivors, subject=subject, durable="inflight") as events:
+        with anyio.fail_after(30):
+            assert [(await events.receive()).n for _ in range(2)] == [0, 1]
+
+
 async def test_an_explicit_replica_count_the_stream_lacks_is_an_error(
     cluster: NatsCluster,
 ) -> None:

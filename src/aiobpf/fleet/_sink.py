@@ -191,6 +191,7 @@ class JetStreamSink(AsyncContextManagerMixin):
         #: room), known once connected.
         self._largest = 1024 * 1024 - HEADER_ROOM
         self._changed: anyio.Event  # made on entering: an event belongs to a running loop
+        self._attempt: anyio.CancelScope | None = None  # the publish under way
         self._client: Any = None
         self._open = self._closing = False
 
@@ -238,6 +239,8 @@ class JetStreamSink(AsyncContextManagerMixin):
     async def _disconnected(self) -> None:
         if not self._closing:
             self._disconnects += 1
+            if self._attempt is not None:
+                self._attempt.cancel()  # the lost server's answer never comes: ask again
 
     @property
     def connected_url(self) -> str | None:
@@ -441,22 +444,32 @@ class JetStreamSink(AsyncContextManagerMixin):
             delay = 0.05
             ack = None
             while True:
-                try:
-                    ack = await jetstream.publish(
-                        message.subject,
-                        message.payload,
-                        timeout=self._ack_timeout,
-                        headers={"Nats-Msg-Id": message.message_id},
-                    )
-                    break
-                except nats.errors.MaxPayloadError:
-                    # the engine now takes less than when the message was made (a reconnect to
-                    # another server): trying again would hold up everything behind it
-                    break
-                except nats.errors.Error:  # timeout, no stream, disconnected: tried again
-                    self._retries += 1
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, self._max_backoff)
+                tried = anyio.current_time()
+                with anyio.CancelScope() as self._attempt:
+                    try:
+                        ack = await jetstream.publish(
+                            message.subject,
+                            message.payload,
+                            timeout=self._ack_timeout,
+                            headers={"Nats-Msg-Id": message.message_id},
+                        )
+                    except nats.errors.MaxPayloadError:
+                        # the engine now takes less than when the message was made (a
+                        # reconnect to another server): trying again would hold up everything
+                        # behind it
+                        break
+                    except nats.errors.Error:  # timeout, no stream, disconnected: tried again
+                        pass
+                    else:
+                        break
+                # failed, or given up on when the connection went (its answer would never
+                # come: the server that had the request is gone): tried again, under its id
+                self._retries += 1
+                # attempts start at least ``delay`` apart: a time-out has waited already
+                # (sleeping the whole back-off after it delayed the first publish after a
+                # failover by up to max_backoff)
+                await anyio.sleep_until(tried + delay)
+                delay = min(delay * 2, self._max_backoff)
             self._queue.popleft()
             self._in_flight = None
             self._pending -= message.count

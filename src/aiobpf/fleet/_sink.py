@@ -112,6 +112,10 @@ class JetStreamSink(AsyncContextManagerMixin):
     ``connect_timeout`` seconds on entering is :class:`aiobpf.StreamEngineError`. Exec
     events' argv secrets are hidden by ``redaction`` (:data:`aiobpf.redaction.DEFAULT`).
 
+    A publish that fails is tried again under the same id, attempts at least 0.05 s apart and
+    doubling up to ``max_backoff`` seconds: once an election is over, the engine is asked
+    again within half a second by default. ``ack_timeout`` bounds the wait for one answer.
+
     ``subjects`` names the subject of other kinds of item, by kind (``{"exit":
     "aiobpf.web1.exit"}``): :meth:`send` with ``kind="exit"`` publishes there. The stream
     that holds ``subject`` must hold them too (a stream made here does).
@@ -136,7 +140,7 @@ class JetStreamSink(AsyncContextManagerMixin):
         max_items: int = MAX_ITEMS,
         ack_timeout: float = 2.0,
         close_timeout: float = 5.0,
-        max_backoff: float = 2.0,
+        max_backoff: float = 0.5,
         connect_timeout: float = CONNECT_TIMEOUT,
         redaction: Redaction = DEFAULT,
         replicas: int | None = None,

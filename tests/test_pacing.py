@@ -10,7 +10,7 @@ import random
 import attrs
 import pytest
 
-from aiobpf.sources import AUTO_MAX_LATENCY
+from aiobpf.sources import AUTO_MAX_LATENCY, AdaptiveLatency
 from aiobpf.sources._pacing import Pacing
 
 RECORD_BYTES = 40  # a 32-byte record and its 8-byte header
@@ -85,6 +85,29 @@ def test_the_adaptive_default_follows_random_arrivals() -> None:
     reads = simulate(Pacing(), arrivals)
     assert max(reads.delays) <= AUTO_MAX_LATENCY + 1e-9
     assert len(reads.sizes) < 1_500
+
+
+@pytest.mark.parametrize(("rate", "gathered"), [(40, False), (1_400, True)])
+def test_an_adaptive_budget_of_ones_own_gathers_from_three_records_per_bound(
+    rate: int, gathered: bool
+) -> None:
+    """AdaptiveLatency(0.05), the tools' budget: 1,400 records/s (a busy build machine's execs)
+    are read about 70 at a time once the rate is known, none waiting longer than 50 ms; at 40
+    records/s (two per bound) waiting would not pay, and each is read at once."""
+    bound = 0.05
+    reads = simulate(Pacing(max_latency=AdaptiveLatency(bound)), even(rate, 2))
+    assert max(reads.delays) <= bound + 1e-9
+    settled = [size for size, time in zip(reads.sizes, reads.times, strict=True) if time > 100.5]
+    if gathered:
+        assert min(settled[:-1]) >= int(rate * bound)
+    else:
+        assert set(reads.sizes) == {1}
+
+
+@pytest.mark.parametrize("bound", [0, -0.01, float("inf"), float("nan"), True, "0.05"])
+def test_a_bad_adaptive_bound_is_refused(bound: object) -> None:
+    with pytest.raises(ValueError, match="adaptive bound is a finite number > 0"):
+        AdaptiveLatency(bound)  # type: ignore[arg-type]
 
 
 def test_a_quiet_stretch_ends_the_waiting() -> None:

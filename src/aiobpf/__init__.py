@@ -98,6 +98,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf
         trace_command,
     )
     from .sources import (
+        AdaptiveLatency,
         BccProgram,
         CoreProgram,
         MapPoller,
@@ -117,6 +118,7 @@ if TYPE_CHECKING:  # imported on first use (see _HOMES), so that ``import aiobpf
     )
 
 __all__ = [
+    "AdaptiveLatency",
     "AiobpfError",
     "AsyncioOnlyError",
     "AttachError",
@@ -265,6 +267,7 @@ _HOMES = {
         "trace_command",
     ),
     "aiobpf.sources": (
+        "AdaptiveLatency",
         "BccProgram",
         "CoreProgram",
         "MapPoller",

@@ -7,8 +7,11 @@ import mmap
 import operator
 from typing import Any, Literal, get_args
 
+import attrs
+
 __all__ = [
     "MODES",
+    "AdaptiveLatency",
     "MaxLatency",
     "Mode",
     "check_id",
@@ -21,8 +24,28 @@ __all__ = [
 Mode = Literal["snapshot", "delta", "drain"]
 MODES: tuple[str, ...] = get_args(Mode)
 
-#: A ring source's latency budget: seconds, or "auto" (adaptive, see :class:`Pacing`).
-MaxLatency = float | Literal["auto"]
+
+@attrs.frozen
+class AdaptiveLatency:
+    """An adaptive latency budget of at most ``bound`` seconds: a source waits up to ``bound``
+    before reading while records come often enough for a read to gather several (three per
+    ``bound``, on average), and reads at once when they come further apart.
+    ``max_latency="auto"`` is ``AdaptiveLatency(0.004)``; a tool whose reader is a person or a
+    pipe can afford a longer bound, and then pays far fewer wake-ups per record."""
+
+    bound: float = attrs.field()
+
+    @bound.validator
+    def _positive(self, _attribute: object, value: float) -> None:
+        if isinstance(value, bool) or not (
+            isinstance(value, int | float) and value > 0 and math.isfinite(value)
+        ):
+            raise ValueError(f"an adaptive bound is a finite number > 0 seconds, got {value!r}")
+
+
+#: A ring source's latency budget: seconds, "auto" (adaptive, see :class:`Pacing`), or an
+#: adaptive budget with a bound of one's own.
+MaxLatency = float | Literal["auto"] | AdaptiveLatency
 
 
 def ring_pages(ring_size: int) -> int:
@@ -45,7 +68,7 @@ def check_reading_mode(max_latency: MaxLatency, busy_poll: float) -> None:
     """A ring source's latency budget ("auto" or >= 0 seconds) and busy-polling time (>= 0
     seconds), and not both (one saves wake-ups, the other spends a core to avoid them; with
     ``busy_poll``, "auto" means no budget)."""
-    if max_latency == "auto":
+    if max_latency == "auto" or isinstance(max_latency, AdaptiveLatency):
         max_latency = 0.0
     elif isinstance(max_latency, str) or not (max_latency >= 0 and math.isfinite(max_latency)):
         raise ValueError(

@@ -7,6 +7,7 @@ import math
 import re
 from typing import TYPE_CHECKING
 
+from .._core.validate import AdaptiveLatency
 from ..errors import SetupError
 from ..programs._constants import MAX_ARGS
 from ..redaction import DEFAULT, NONE, Redaction
@@ -14,6 +15,11 @@ from ..redaction import DEFAULT, NONE, Redaction
 if TYPE_CHECKING:
     from .._core.validate import MaxLatency
     from ..operators._cgroups import CgroupTree
+
+#: The tools' adaptive budget: what they print goes to a person or a pipe, for whom 50 ms is
+#: at once, and a read after a wake-up, cold, costs the tool more than the few records it
+#: formats (benchmarks/RESULTS.md, "Exec tracers"). A library source's default is 4 ms.
+TOOL_LATENCY = AdaptiveLatency(0.05)
 
 __all__ = [
     "add_duration",
@@ -30,6 +36,7 @@ __all__ = [
     "positive",
     "redaction_of",
     "ring_size",
+    "tool_latency",
     "uid",
 ]
 
@@ -44,6 +51,17 @@ def positive(text: str) -> float:
 def latency(text: str) -> MaxLatency:
     if text == "auto":
         return "auto"
+    return _seconds(text)
+
+
+def tool_latency(text: str) -> MaxLatency:
+    """A tool's ``--max-latency``: "auto" is :data:`TOOL_LATENCY`."""
+    if text == "auto":
+        return TOOL_LATENCY
+    return _seconds(text)
+
+
+def _seconds(text: str) -> float:
     value = float(text)
     if not value >= 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"must be 'auto' or a number >= 0, got {text!r}")
@@ -165,8 +183,8 @@ def redaction_of(args: argparse.Namespace) -> Redaction:
 def add_max_latency(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
     parser.add_argument(
         "--max-latency",
-        type=latency,
-        default="auto",
+        type=tool_latency,
+        default=TOOL_LATENCY,
         help="latency budget, seconds: read at most this often (less CPU); "
-        "auto (default): 4 ms while 750 events/s or more come, else at once; 0: at once",
+        "auto (default): up to 50 ms while 60 events/s or more come, else at once; 0: at once",
     )

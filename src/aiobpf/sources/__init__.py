@@ -18,7 +18,7 @@ sources of the programs aiobpf ships; :func:`replay` plays a recording back as a
 
 from __future__ import annotations
 
-from .._core.validate import MaxLatency
+from .._core.validate import AdaptiveLatency, MaxLatency
 from ._batch import BatchSource
 from ._bcc_program import BccProgram, compile_bcc
 from ._core_program import CoreProgram, load
@@ -36,6 +36,7 @@ from ._trace_pipe import TraceLine, TracePipe, trace_pipe
 
 __all__ = [
     "AUTO_MAX_LATENCY",
+    "AdaptiveLatency",
     "BatchSource",
     "BccProgram",
     "CoreProgram",

@@ -9,7 +9,7 @@ import math
 
 import attrs
 
-from .._core.validate import MaxLatency, check_reading_mode
+from .._core.validate import AdaptiveLatency, MaxLatency, check_reading_mode
 
 __all__ = ["AUTO_MAX_LATENCY", "Pacing"]
 
@@ -38,6 +38,15 @@ _SHORTEST_WAIT = 0.001
 _RECENT_READS = 64
 
 
+def _bound_of(max_latency: MaxLatency) -> float:
+    """The longest a budget makes a record wait (an adaptive one's bound)."""
+    if max_latency == "auto":
+        return AUTO_MAX_LATENCY
+    if isinstance(max_latency, AdaptiveLatency):
+        return max_latency.bound
+    return float(max_latency)
+
+
 @attrs.define
 class Pacing:
     """A ring source's reading rhythm.
@@ -51,6 +60,8 @@ class Pacing:
     :data:`AUTO_RATE_WINDOW`), the source uses that budget, so a wake-up and a loop iteration
     are shared by several records; when they come further apart, waiting would gather too few
     to pay for the timer, and it reads at once.
+
+    :class:`~aiobpf.AdaptiveLatency` adapts the same way with a bound of its own.
 
     ``busy_poll`` is the opposite trade: how long to keep looking at an empty ring before
     sleeping on its fd. With ``busy_poll``, "auto" means no budget.
@@ -76,14 +87,13 @@ class Pacing:
     def latency_bound(self) -> float:
         """How long after the program submits a record the consumer has it, at most, while it
         keeps up: the budget ("auto": its largest) and the event loop's millisecond."""
-        budget = AUTO_MAX_LATENCY if self.max_latency == "auto" else float(self.max_latency)
-        return budget + 0.001
+        return _bound_of(self.max_latency) + 0.001
 
     def __attrs_post_init__(self) -> None:
         check_reading_mode(self.max_latency, self.busy_poll)
-        if self.max_latency == "auto":
+        if self.max_latency == "auto" or isinstance(self.max_latency, AdaptiveLatency):
             self._adaptive = not self.busy_poll
-            self._bound = AUTO_MAX_LATENCY if self._adaptive else 0.0
+            self._bound = _bound_of(self.max_latency) if self._adaptive else 0.0
         else:
             self._bound = float(self.max_latency)
 

@@ -324,6 +324,33 @@ def test_execsnoop_tells_what_it_lost_in_band_and_at_exit(
 
 
 @pytest.mark.usefixtures("bpf")
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_drops_after_the_last_read_reach_the_summary(tmp_path: Path, as_json: bool) -> None:
+    """A fixed 30 s budget and a one-page ring: the first of five execs wakes the tool, which
+    then waits out its budget with that record unread, so the other four are dropped; SIGINT
+    cuts the wait. No read happens in the tool's loop after the drops: only the count taken
+    after the last read, as it stops, can tell them, and the summary does."""
+    program = kernel.uniquely_named_program(tmp_path, "lost-at-the-end")
+    tmp_path.chmod(0o755)
+    tool = _start_execsnoop(
+        *("--uid", str(UID), "--ring-size", "4096", "--max-latency", "30"),
+        as_json=as_json,
+        backend="asyncio",
+    )
+    try:
+        for _ in range(5):
+            subprocess.run(kernel.setpriv_command(UID, program), check=True)
+        lines = _stopped_output(tool)
+    finally:
+        tool.kill()
+        tool.wait()
+    if as_json:
+        assert json.loads(lines[-1]) == {"schema": 1, "type": "summary", "seen": 1, "lost": 4}
+    else:
+        assert lines[-1] == "-- 1 execs seen, 4 lost"
+
+
+@pytest.mark.usefixtures("bpf")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_execsnoop_prints_its_summary_on_a_signal(tmp_path: Path, sig: int) -> None:
     """Ctrl-C (SIGINT) and SIGTERM end execsnoop the same way: what the kernel delivered before

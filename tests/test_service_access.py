@@ -190,7 +190,7 @@ async def test_a_foreign_host_header_is_refused() -> None:
 
 async def test_event_streams_are_capped_per_user_and_in_all(socket_dir: Path) -> None:
     """Beyond max_clients_per_user streams of one user, and beyond max_clients in all, a new
-    /events request is refused with 429; closing a stream makes room again."""
+    /events request is refused with 429, except root's; closing a stream makes room again."""
     path = socket_dir / "aiobpf.sock"
     policy = AccessPolicy(max_clients=3, max_clients_per_user=2)
     with anyio.fail_after(60):
@@ -205,11 +205,14 @@ async def test_event_streams_are_capped_per_user_and_in_all(socket_dir: Path) ->
             third_of_alice = await _get("/events", path, ALICE)
             streams.append(await open_stream(BOB, 3))
             fourth = await _get("/events", path, BOB)
+            # the caps are full: root is held to none of them
+            streams.append(await open_stream(0, 4))
+            streams.append(await open_stream(0, 5))
             first = streams.pop(0)
             first.terminate()
             await first.aclose()
-            await serving.hub.wait_clients(2)
-            streams.append(await open_stream(BOB, 3))  # room again
+            await serving.hub.wait_clients(4)
+            streams.append(await open_stream(BOB, 5))  # room again
             for process in streams:
                 process.terminate()
                 await process.aclose()
@@ -219,40 +222,111 @@ async def test_event_streams_are_capped_per_user_and_in_all(socket_dir: Path) ->
     assert "holds 3 event streams" in fourth[1]["error"]
 
 
-async def test_a_thousand_idle_connections_do_not_starve_the_service(socket_dir: Path) -> None:
-    """1,000 connections that send nothing, and 100 /events requests beyond the caps: the
-    requests past the caps get 429, the service still answers, and the kernel ring loses
-    nothing while execs go on."""
+#: Run as a local user: opens CONNECTIONS connections to the socket one after another, each
+#: asking for /top and held open, and prints what each got: a status, or "closed".
+HOLD_CONNECTIONS = r"""
+import socket, sys
+path, count = sys.argv[1], int(sys.argv[2])
+held, said = [], []
+for _ in range(count):
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(path)
+    held.append(client)
+    try:
+        client.sendall(b"GET /top HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = client.recv(12)
+    except OSError:
+        head = b""
+    said.append(head.split()[1].decode() if head else "closed")
+print(" ".join(said), flush=True)
+sys.stdin.readline()  # held open until the test says
+"""
+
+
+async def test_connections_are_capped_per_user_before_anything_is_read(
+    socket_dir: Path, tmp_path: Path
+) -> None:
+    """A local user who opens 20 connections over a socket open to all, with at most 8 per
+    user: the first 8 are served, the other 12 closed as they are accepted. One of its
+    subordinate ids (/etc/subuid, here a file of the test's) counts as that user: refused too.
+    Another user, and root, are still served meanwhile."""
     path = socket_dir / "aiobpf.sock"
-    policy = AccessPolicy(max_clients=8, max_clients_per_user=8)
-    idle: list[socket.socket] = []
-    statuses: list[str] = []
+    subuid = tmp_path / "subuid"
+    subuid.write_text(f"# owner:first:count\n{ALICE}:400000:65536\n")
+    policy = AccessPolicy(
+        max_connections_per_user=8, max_clients_per_user=8, subordinate_ids=str(subuid)
+    )
+    with anyio.fail_after(60):
+        async with (
+            running_service(socket_path=path, socket_mode=0o666, access=policy),
+            await anyio.open_process(
+                [*kernel.setpriv_command(ALICE, "/usr/bin/python3"), "-c", HOLD_CONNECTIONS,
+                 str(path), "20"]
+            ) as alice,
+        ):  # fmt: skip
+            assert alice.stdout is not None
+            assert alice.stdin is not None
+            said = (await alice.stdout.receive()).decode().split()
+            subordinate = await _get("/top", path, 400007)  # Alice's, in a user namespace
+            bob = await _get("/top", path, BOB)
+            root = await _get("/top", path)
+            await alice.stdin.send(b"done\n")
+            assert await alice.wait() == 0
+    assert said == ["200"] * 8 + ["closed"] * 12
+    assert subordinate == (0, None)  # curl got no answer: closed before a byte was read
+    assert bob[0] == 200
+    assert root[0] == 200
+
+
+#: Run as a local user: opens COUNT connections that send nothing, then asks for /events on
+#: the first STREAMS of them and prints each answer's status; holds them all until told.
+IDLE_THEN_STREAMS = r"""
+import socket, sys
+path, count, streams = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+idle = []
+for _ in range(count):
+    idle.append(socket.socket(socket.AF_UNIX))
+    idle[-1].connect(path)
+for client in idle[:streams]:
+    client.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+said = []
+for client in idle[:streams]:
+    head = b""
+    while b"\r\n" not in head:
+        head += client.recv(1)
+    said.append(head.split()[1].decode())
+print(" ".join(said), flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_a_thousand_idle_connections_do_not_starve_the_service(socket_dir: Path) -> None:
+    """A local user's 1,000 connections that send nothing (its connection quota raised to let
+    them in), and 100 /events requests on them beyond the stream caps: the requests past the
+    caps get 429, the service still answers root, and the kernel ring loses nothing while
+    execs go on."""
+    path = socket_dir / "aiobpf.sock"
+    policy = AccessPolicy(
+        max_clients=8, max_clients_per_user=8, max_connections=2000, max_connections_per_user=2000
+    )
     with anyio.fail_after(120):
-        async with running_service(socket_path=path, access=policy) as serving:
-
-            def connect_all() -> None:  # in a thread: the server accepts on this one's loop
-                for _ in range(1000):
-                    idle.append(socket.socket(socket.AF_UNIX))
-                    idle[-1].connect(str(path))
-
-            try:
-                await anyio.to_thread.run_sync(connect_all)
-                for client in idle[:100]:
-                    client.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                for client in idle[:100]:
-                    client.setblocking(False)
-                    head = b""
-                    while b"\r\n" not in head:
-                        await anyio.wait_readable(client)
-                        head = client.recv(64, socket.MSG_PEEK)
-                    statuses.append(head.split()[1].decode())
+        async with running_service(socket_path=path, socket_mode=0o666, access=policy) as serving:
+            command = kernel.setpriv_command(ALICE, "/usr/bin/python3")
+            async with await anyio.open_process(
+                [*command, "-c", IDLE_THEN_STREAMS, str(path), "1000", "100"]
+            ) as alice:
+                assert alice.stdout is not None
+                assert alice.stdin is not None
+                said = b""
+                while not said.endswith(b"\n"):
+                    said += await alice.stdout.receive()
                 for _ in range(20):
                     await anyio.run_process(["/bin/true"])
                 top = await _get("/top", path)
                 stats = serving.hub.stats
-            finally:
-                for client in idle:
-                    client.close()
+                await alice.stdin.send(b"done\n")
+                assert await alice.wait() == 0
+    statuses = said.decode().split()
     assert statuses.count("200") == 8
     assert statuses.count("429") == 92
     assert top[0] == 200

@@ -14,6 +14,7 @@ import pytest
 from aiobpf.service import AccessControl, AccessPolicy, EventHub, HubStats, create_app
 from aiobpf.service._access import _peer_uid
 from aiobpf.service._hub import Subscriber
+from aiobpf.service._limits import ConnectionLimits, owner_of
 
 pytestmark = pytest.mark.anyio
 
@@ -164,3 +165,52 @@ async def test_a_finished_subscriber_delivers_what_it_holds_then_takes_nothing()
         assert subscriber.lost == 0
     finally:
         subscriber.close()
+
+
+def test_subordinate_ids_belong_to_their_owner(tmp_path: Any) -> None:
+    """/etc/subuid's ranges, by uid or by name; comments, malformed lines, unknown users and
+    bytes that are not UTF-8 map nothing, and a missing file maps nothing."""
+    subuid = tmp_path / "subuid"
+    subuid.write_bytes(
+        b"# a comment\n"
+        b"root:100000:65536\n"
+        b"61081:400000:65536\n"
+        b"no-such-user-here:500000:10\n"
+        b"61082:600000\n"
+        b"\xff\xfe:700000:10\n"
+        b"61082:x:10\n"
+    )
+    path = str(subuid)
+    assert owner_of(100000, path) == 0
+    assert owner_of(165535, path) == 0
+    assert owner_of(165536, path) == 165536
+    assert owner_of(400007, path) == ALICE
+    assert owner_of(500001, path) == 500001
+    assert owner_of(600001, path) == 600001
+    assert owner_of(700001, path) == 700001
+    assert owner_of(ALICE, path) == ALICE
+    assert owner_of(400007, str(tmp_path / "missing")) == 400007
+    assert owner_of(400007, None) == 400007
+
+
+def test_connection_limits_count_per_owner_and_in_all_and_exempt_root(tmp_path: Any) -> None:
+    """Two per user, Alice's subordinate ids as hers; four in all; root not counted, and root's
+    subordinate ids counted as any user's; releasing makes room again."""
+    subuid = tmp_path / "subuid"
+    subuid.write_text(f"root:100000:65536\n{ALICE}:400000:65536\n")
+    limits = ConnectionLimits(4, 2, exempt=frozenset({0}), subuid=str(subuid))
+    alice = [limits.admit(ALICE), limits.admit(400001)]
+    assert limits.admit(400002) is None  # Alice's third, through a subordinate id
+    assert limits.admit(0) is not None  # root is not counted
+    assert limits.open == 2
+    in_a_namespace = limits.admit(100000)  # root's subordinate id: counted
+    assert limits.open == 3
+    bob = limits.admit(BOB)
+    assert limits.admit(BOB + 1) is None  # four in all
+    assert limits.admit(None) is None
+    assert (limits.open, limits.refused) == (4, 3)
+    for release in [*alice, in_a_namespace, bob]:
+        assert release is not None
+        release()
+    assert limits.open == 0
+    assert limits.admit(ALICE) is not None

@@ -40,6 +40,8 @@ async def run(args: argparse.Namespace, out: TextIO, stop: Stop) -> None:
         max_clients=args.max_clients,
         max_clients_per_user=args.max_clients_per_user,
         redaction=option.redaction_of(args),
+        max_connections=args.max_connections,
+        max_connections_per_user=args.max_connections_per_user,
     )
     async with contextlib.AsyncExitStack() as held:
         sink = await held.enter_async_context(_sink(args)) if args.publish else None
@@ -263,6 +265,20 @@ def add_parser(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=option.count,
         default=8,
         help="open /events streams per user (or per token) at most (8)",
+    )
+    web.add_argument(
+        "--max-connections",
+        type=option.count,
+        default=512,
+        help="connections open at once, counted before any request is read (512); a new one "
+        "beyond it is closed",
+    )
+    web.add_argument(
+        "--max-connections-per-user",
+        type=option.count,
+        default=32,
+        help="connections one local user may hold open over the socket (32; its /etc/subuid "
+        "ids count as that user; root and --see-all are not counted)",
     )
     web.add_argument(
         "--uid",

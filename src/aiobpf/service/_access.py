@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..redaction import DEFAULT, Redaction
+from ._limits import SUBUID, connection_limits, owner_of
 
 __all__ = ["AccessControl", "AccessPolicy", "Viewer", "install_peer_credentials", "new_token"]
 
@@ -59,8 +60,12 @@ class AccessPolicy:
     like root, see every user's execs over the Unix socket; ``metrics_public`` serves
     ``/metrics`` over TCP without the token; ``max_clients`` and ``max_clients_per_user`` cap
     the open ``/events`` streams (429 beyond them), so that idle connections cannot pile up
-    queues; ``redaction`` hides secrets in the argv every viewer is sent
-    (:data:`aiobpf.redaction.DEFAULT`; ``NONE`` sends them as they are).
+    queues; ``max_connections`` and ``max_connections_per_user`` cap the connections open at
+    once, counted as each is accepted, before anything is read from it (beyond them a new one
+    is closed at once): in all, and per local user over the Unix socket. Root and ``see_all``
+    over the socket count against none of these. A user's subordinate ids (``subordinate_ids``,
+    ``/etc/subuid``; None: none) count as that user. ``redaction`` hides secrets in the argv
+    every viewer is sent (:data:`aiobpf.redaction.DEFAULT`; ``NONE`` sends them as they are).
     """
 
     token: str | None = None
@@ -69,6 +74,9 @@ class AccessPolicy:
     max_clients: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     max_clients_per_user: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     redaction: Redaction = DEFAULT
+    max_connections: int = attrs.field(default=512, validator=attrs.validators.ge(1))
+    max_connections_per_user: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    subordinate_ids: str | None = SUBUID
 
 
 @attrs.frozen
@@ -78,6 +86,9 @@ class Viewer:
 
     uid: int | None
     sees_all: bool
+    user: int | None = None
+    """The user whose quotas it counts against: the owner of a subordinate ``uid``
+    (``/etc/subuid``), else ``uid``."""
 
     def may_see(self, uid: int) -> bool:
         return self.sees_all or uid == self.uid
@@ -85,7 +96,14 @@ class Viewer:
     @property
     def name(self) -> str:
         """Whose quota an open stream counts against."""
-        return "token" if self.uid is None else f"uid {self.uid}"
+        if self.uid is None:
+            return "token"
+        return f"uid {self.uid if self.user is None else self.user}"
+
+    @property
+    def exempt(self) -> bool:
+        """Root, or a uid that sees everything, over the socket: not held to quotas."""
+        return self.uid is not None and self.sees_all
 
 
 def viewer_of(request: Request) -> Viewer | None:
@@ -135,7 +153,11 @@ class AccessControl:
         # root, and the user the service runs as (who can read what it serves anyway: a
         # recording it replays, say), see everything
         owner = uid in (0, os.geteuid())
-        return Viewer(uid=uid, sees_all=owner or uid in self._policy.see_all)
+        return Viewer(
+            uid=uid,
+            sees_all=owner or uid in self._policy.see_all,
+            user=owner_of(uid, self._policy.subordinate_ids),
+        )
 
     def _tcp_viewer(self, scope: Scope) -> Viewer | None:
         request = Request(scope)
@@ -159,6 +181,13 @@ def _peer_uid_of(sock: socket.socket | None) -> int | None:
     return int(uid)
 
 
+def _admitted(uid: int | None) -> Callable[[], None] | None:
+    """The serving service's count of a new connection (see :mod:`._limits`): None when it is
+    over a limit, else what releases it."""
+    limits = connection_limits.get()
+    return (lambda: None) if limits is None else limits.admit(uid)
+
+
 @functools.cache
 def install_peer_credentials() -> None:
     """Makes hypercorn's per-connection servers (asyncio and, where trio is installed, trio)
@@ -171,8 +200,16 @@ def install_peer_credentials() -> None:
 
     class AsyncioConnection(hypercorn.asyncio.tcp_server.TCPServer):
         async def run(self) -> None:
-            _peer_uid.set(_peer_uid_of(self.writer.get_extra_info("socket")))
-            await super().run()
+            uid = _peer_uid_of(self.writer.get_extra_info("socket"))
+            _peer_uid.set(uid)
+            release = _admitted(uid)
+            if release is None:
+                self.writer.close()
+                return
+            try:
+                await super().run()
+            finally:
+                release()
 
     # the name the run module looks its per-connection server up by
     hypercorn.asyncio.run.TCPServer = AsyncioConnection  # type: ignore[attr-defined]
@@ -185,8 +222,15 @@ def install_peer_credentials() -> None:
     class TrioConnection(hypercorn.trio.tcp_server.TCPServer):
         async def run(self) -> None:
             stream = getattr(self.stream, "transport_stream", self.stream)  # under TLS
-            sock = getattr(stream, "socket", None)
-            _peer_uid.set(_peer_uid_of(sock))
-            await super().run()
+            uid = _peer_uid_of(getattr(stream, "socket", None))
+            _peer_uid.set(uid)
+            release = _admitted(uid)
+            if release is None:
+                await self.stream.aclose()
+                return
+            try:
+                await super().run()
+            finally:
+                release()
 
     hypercorn.trio.run.TCPServer = TrioConnection  # type: ignore[attr-defined]

@@ -177,16 +177,21 @@ def create_app(
         if kind is not None and kind not in hub.kinds:
             return _error(400, f"type must be one of {sorted(hub.kinds)}")
         kinds = KINDS if kind is None else frozenset({kind})
-        if streams.total() >= policy.max_clients:
+        # root and those who see everything over the socket are held to no quota: a local
+        # user filling the caps must not lock the administrator out
+        counted = not viewer.exempt
+        if counted and streams.total() >= policy.max_clients:
             return _error(429, f"the service holds {policy.max_clients} event streams already")
-        if streams[viewer.name] >= policy.max_clients_per_user:
+        if counted and streams[viewer.name] >= policy.max_clients_per_user:
             return _error(
                 429, f"{viewer.name} holds {policy.max_clients_per_user} event streams already"
             )
-        streams[viewer.name] += 1
+        if counted:
+            streams[viewer.name] += 1
 
         def release() -> None:
-            streams[viewer.name] -= 1
+            if counted:
+                streams[viewer.name] -= 1
 
         async def stream() -> AsyncIterator[str]:
             with hub.subscribe(uid, comm, kinds) as subscriber:

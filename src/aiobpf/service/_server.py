@@ -42,6 +42,7 @@ from ..sources import enable_program_stats
 from ._access import AccessControl, AccessPolicy, install_peer_credentials, new_token
 from ._app import create_app
 from ._hub import EventHub
+from ._limits import ConnectionLimits, connection_limits
 from ._metrics import ProgramCostMetrics
 from ._publish import HubPublisher
 
@@ -209,7 +210,17 @@ async def serve(
                 from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
 
                 timed_out = _timed_out_clients_are_not_loop_errors()
-            with timed_out:
+            limits = ConnectionLimits(
+                policy.max_connections,
+                policy.max_connections_per_user,
+                exempt=frozenset({0, os.geteuid(), *policy.see_all}) if transport == "unix"
+                else frozenset(),
+                subuid=policy.subordinate_ids,
+            )  # fmt: skip
+            # hypercorn's connection tasks inherit it (see install_peer_credentials)
+            counting = connection_limits.set(limits)
+            with timed_out, contextlib.ExitStack() as counted:
+                counted.callback(connection_limits.reset, counting)
                 # hypercorn takes ownership of the descriptor it is given: a duplicate of ours
                 config.bind = [f"fd://{os.dup(listener.fileno())}"]
                 async with anyio.create_task_group() as tasks:

@@ -230,7 +230,8 @@ async def test_a_slow_subscriber_loses_events_while_a_fast_one_gets_all() -> Non
 async def test_clients_filters_reach_the_kernel_as_a_union(tmp_path: Any) -> None:
     """With no client the kernel passes nothing; with clients that all filter by uid it passes
     exactly their uids' execs (the ring's produced counter moves by those alone); one client
-    without a filter opens it up; leaving narrows it again."""
+    without a filter opens it up; leaving narrows it again; a client of exits only opens
+    nothing for execs."""
     async with EventHub() as hub:
         events = hub._running()
         assert isinstance(events, ExecveEvents)
@@ -260,7 +261,11 @@ async def test_clients_filters_reach_the_kernel_as_a_union(tmp_path: Any) -> Non
                     while (await everything.receive.receive()).uid != UID + 2:
                         pass
             assert hub.kernel_selection == {"uid": [UID, UID + 1], "comm": None}
+            with hub.subscribe(kinds={"exit"}):  # wants no execs: opens nothing for them
+                assert hub.kernel_selection == {"uid": [UID, UID + 1], "comm": None}
         assert hub.kernel_selection == {"uid": [], "comm": []}
+        with hub.subscribe(kinds={"exit"}):
+            assert hub.kernel_selection == {"uid": [], "comm": []}
 
 
 class _StalledClient:

@@ -305,11 +305,13 @@ class EventHub(AsyncContextManagerMixin):
             await self._clients_changed.wait()
 
     def _select(self, events: ExecveEvents) -> None:
-        """Lets the kernel pass only what some subscriber wants: per kind, the union of the
-        subscribers' values when every one of them filters by it (nothing with no subscribers)."""
+        """Lets the kernel pass only the execs some subscriber wants: per kind, the union of
+        the exec subscribers' values when every one of them filters by it (nothing with no
+        subscriber of execs)."""
+        execs = [subscriber for subscriber in self._subscribers if "exec" in subscriber.kinds]
         for kind, wanted in (
-            ("uid", {subscriber.uid for subscriber in self._subscribers}),
-            ("comm", {subscriber.comm for subscriber in self._subscribers}),
+            ("uid", {subscriber.uid for subscriber in execs}),
+            ("comm", {subscriber.comm for subscriber in execs}),
         ):
             selection = None if None in wanted or len(wanted) > CAPACITY else frozenset(wanted)
             events.select(kind, selection)

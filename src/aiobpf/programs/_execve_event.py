@@ -10,6 +10,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .._core.builders import positional_builder
 from .._core.clock import MONOTONIC_TO_WALL_NS
 from .._core.records import RecordType
 from .._core.text import c_string
@@ -121,7 +122,7 @@ class ExecveEvent:
         columns["syscall"] = [SYSCALLS[value] for value in batch["syscall"].tolist()]
         columns["filename_truncated"] = [bool(t & C.TRUNCATED_FILENAME) for t in truncated]
         columns["argv_truncated"] = [bool(t & C.TRUNCATED_ARGS) for t in truncated]
-        return [cls(*row) for row in zip(*(columns[name] for name in _FIELDS), strict=True)]
+        return [_build(*row) for row in zip(*(columns[name] for name in _FIELDS), strict=True)]
 
 
 #: Up to this many records, a batch is decoded record by record: measured on one core, a
@@ -153,29 +154,30 @@ def _event(
 ) -> ExecveEvent:
     """The event of one record, given as its fields in :data:`EXECVE_RECORD`'s order (numpy
     drops the trailing NULs of a bytes field, which changes none of the texts: see _argv)."""
-    return ExecveEvent(
-        pid=pid,
-        tid=tid,
-        ppid=ppid,
-        uid=uid,
-        gid=gid,
-        comm=c_string(comm),
-        filename=c_string(filename),
-        argv=_argv(args[:args_size], argc),  # a slice past the field ends with it
-        retval=retval,
-        timestamp_ns=timestamp_ns,
-        time=(timestamp_ns + MONOTONIC_TO_WALL_NS) / 1e9,
-        syscall=SYSCALLS[syscall],
-        dirfd=dirfd,
-        flags=flags,
-        filename_truncated=bool(truncated & C.TRUNCATED_FILENAME),
-        argv_truncated=bool(truncated & C.TRUNCATED_ARGS),
-        message=c_string(message),
-        cgroup_id=cgroup_id,
+    return _build(  # ExecveEvent's fields, in order
+        pid,
+        tid,
+        ppid,
+        uid,
+        gid,
+        c_string(comm),
+        c_string(filename),
+        _argv(args[:args_size], argc),  # a slice past the field ends with it
+        retval,
+        timestamp_ns,
+        (timestamp_ns + MONOTONIC_TO_WALL_NS) / 1e9,
+        SYSCALLS[syscall],
+        dirfd,
+        flags,
+        bool(truncated & C.TRUNCATED_FILENAME),
+        bool(truncated & C.TRUNCATED_ARGS),
+        c_string(message),
+        cgroup_id,
     )
 
 
 _FIELDS = [field.name for field in attrs.fields(ExecveEvent)]
+_build = positional_builder(ExecveEvent)
 _TEXT_FIELDS = ("comm", "filename", "message")
 _COPIED = (
     "pid",

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["NatsServer"]
+__all__ = ["NatsCluster", "NatsServer", "ready"]
 
 _LISTENING = re.compile(r"Listening for client connections on [\d.]+:(\d+)")
 
@@ -130,3 +130,21 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for probe in sockets:
             probe.close()
+
+
+async def ready(urls: list[str]) -> None:
+    """Returns once a cluster answers JetStream requests (its metadata leader elected): asked
+    again every 0.1 s, the engine's own state, not a guess at how long it takes."""
+    import anyio
+    import nats
+
+    client = await nats.connect(servers=urls)
+    try:
+        while True:
+            try:
+                await client.jetstream().account_info()
+                return
+            except nats.errors.Error:
+                await anyio.sleep(0.1)
+    finally:
+        await client.close()

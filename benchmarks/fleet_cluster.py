@@ -42,27 +42,11 @@ import anyio
 import anyio.lowlevel
 
 from ._common import machine
-from ._nats_server import NatsCluster
-from .fleet_publish import EVENT
+from ._nats_server import NatsCluster, ready
+from .fleet_publish import EVENT, aiobpf_sink, client_alone
 
 #: Streams of the throughput trials: one replica and three, each over its own subjects.
 STREAMS = {1: ("R1", "r1.>"), 3: ("R3", "r3.>")}
-
-
-async def _wait_ready(urls: list[str]) -> None:
-    """Returns once the cluster answers JetStream requests (its metadata leader elected)."""
-    import nats
-
-    client = await nats.connect(servers=urls)
-    try:
-        while True:
-            try:
-                await client.jetstream().account_info()
-                return
-            except nats.errors.Error:
-                await anyio.sleep(0.1)  # asking the engine again: it elects its leader
-    finally:
-        await client.close()
 
 
 async def _add_stream(urls: list[str], name: str, subjects: list[str], replicas: int) -> None:
@@ -73,33 +57,6 @@ async def _add_stream(urls: list[str], name: str, subjects: list[str], replicas:
         await client.jetstream().add_stream(name=name, subjects=subjects, num_replicas=replicas)
     finally:
         await client.close()
-
-
-async def client_alone(urls: list[str], subject: str, events: int, batch: int) -> None:
-    import nats
-
-    client = await nats.connect(servers=urls)
-    try:
-        jetstream = client.jetstream()
-        for seq in range(events // batch):
-            payload = json.dumps({"node": "bench", "seq": seq, "items": [EVENT] * batch})
-            await jetstream.publish(
-                subject, payload.encode(), headers={"Nats-Msg-Id": f"bench:{subject}:{seq}"}
-            )
-    finally:
-        await client.close()
-
-
-async def aiobpf_sink(urls: list[str], subject: str, events: int, batch: int) -> None:
-    from aiobpf.fleet import JetStreamSink
-
-    items = [EVENT] * batch
-    async with JetStreamSink(
-        urls, subject=subject, max_items=batch, max_pending=max(batch, 4096), close_timeout=60
-    ) as sink:
-        for _ in range(events // batch):
-            await sink.send(items)
-    assert sink.stats.published == events - events % batch, sink.stats
 
 
 PUBLISHERS: dict[str, Callable[[list[str], str, int, int], Coroutine[Any, Any, None]]] = {
@@ -322,7 +279,7 @@ def failover(directory: Path, args: argparse.Namespace) -> None:
                 cluster = NatsCluster(directory / f"failover-{trial}-{whom}-{len(results)}")
                 cluster.start()
                 try:
-                    anyio.run(_wait_ready, cluster.urls)
+                    anyio.run(ready, cluster.urls)
                     anyio.run(_add_stream, cluster.urls, "AIOBPF", ["aiobpf.>"], 3)
                     result = anyio.run(_failover, cluster, whom, publisher, trial)
                 finally:
@@ -371,7 +328,7 @@ def main() -> None:
             cluster = NatsCluster(Path(store) / "throughput")
             cluster.start()
             try:
-                anyio.run(_wait_ready, cluster.urls)
+                anyio.run(ready, cluster.urls)
                 throughput(cluster, args)
             finally:
                 cluster.stop()

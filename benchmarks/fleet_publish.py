@@ -50,10 +50,10 @@ EVENT = {
 }
 
 
-async def client_alone(url: str, subject: str, events: int, batch: int) -> None:
+async def client_alone(url: str | list[str], subject: str, events: int, batch: int) -> None:
     import nats
 
-    client = await nats.connect(url)
+    client = await nats.connect(servers=url)
     try:
         jetstream = client.jetstream()
         for seq in range(events // batch):
@@ -65,7 +65,7 @@ async def client_alone(url: str, subject: str, events: int, batch: int) -> None:
         await client.close()
 
 
-async def aiobpf_sink(url: str, subject: str, events: int, batch: int) -> None:
+async def aiobpf_sink(url: str | list[str], subject: str, events: int, batch: int) -> None:
     from aiobpf.fleet import JetStreamSink
 
     items = [EVENT] * batch

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from benchmarks._nats_server import NatsCluster
+from benchmarks._nats_server import NatsCluster, ready
 
 import aiobpf
 from aiobpf.fleet import JetStreamSink, fleet_events, publish
@@ -30,22 +30,6 @@ def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         yield engines
     finally:
         engines.stop()
-
-
-async def _ready(urls: list[str]) -> None:
-    """Returns once the cluster has elected its metadata leader (JetStream answers)."""
-    import nats
-
-    client = await nats.connect(servers=urls)
-    try:
-        while True:
-            try:
-                await client.jetstream().account_info()
-                return
-            except nats.errors.Error:
-                await anyio.sleep(0.1)  # polling the engine's own state, not synchronising
-    finally:
-        await client.close()
 
 
 async def _leader(urls: list[str]) -> str:
@@ -88,7 +72,7 @@ async def test_an_engine_node_killed_for_good_loses_no_exec(
     quorum) exactly once, nothing is dropped, and a reader of the survivors gets each once."""
     uid, runs = 61101 if whom == "leader" else 61102, 200
     with anyio.fail_after(120):
-        await _ready(cluster.urls)
+        await ready(cluster.urls)
         sink = JetStreamSink(
             cluster.urls, subject="aiobpf.cluster.exec", max_items=16, close_timeout=60
         )
@@ -135,7 +119,7 @@ async def test_a_publish_in_flight_to_a_server_that_dies_is_asked_again_at_once(
     then killed; the sink knew only its URL (the others come from the cluster)."""
     subject = "aiobpf.inflight.exec"
     with anyio.fail_after(60):
-        await _ready(cluster.urls)
+        await ready(cluster.urls)
         async with JetStreamSink(cluster.urls, subject=subject) as first:  # the stream
             await first.send([{"n": 0}])
         leader = await _leader(cluster.urls)
@@ -168,7 +152,7 @@ async def test_an_explicit_replica_count_the_stream_lacks_is_an_error(
     """A stream made with one replica keeps working for a sink that asks for none (with a
     notice saying what a lost node would cost), and is an error for one that asks for 3."""
     with anyio.fail_after(60):
-        await _ready(cluster.urls)
+        await ready(cluster.urls)
         async with JetStreamSink(cluster.urls, replicas=1) as first:
             await first.send([{"n": 1}])
         assert first.replicas == 1
@@ -188,7 +172,7 @@ async def test_a_reader_whose_node_is_killed_reads_on(cluster: NatsCluster) -> N
     connected to (SIGKILL, for good): it reconnects to a survivor and reads on, every event
     once, none missing, the ones published after the loss included."""
     with anyio.fail_after(120):
-        await _ready(cluster.urls)
+        await ready(cluster.urls)
         async with JetStreamSink(cluster.urls, subject="aiobpf.before.events") as sink:
             assert sink.replicas == 3
             await sink.send([{"n": n} for n in range(100)])

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from .._core.builders import positional_builder
 from .._core.clock import MONOTONIC_TO_WALL_NS
 from .._core.records import RecordType
-from .._core.text import c_string
+from .._core.text import c_string, c_strings
 from . import _constants as C
 
 __all__ = ["EXECVE_EVENTS", "EXECVE_RECORD", "MONOTONIC_TO_WALL_NS", "ExecveEvent"]
@@ -107,7 +107,7 @@ class ExecveEvent:
             return [_event(*row) for row in batch.tolist()]
         columns = {name: batch[name].tolist() for name in _COPIED}
         for name in _TEXT_FIELDS:
-            columns[name] = [c_string(raw) for raw in columns[name]]
+            columns[name] = c_strings(columns[name])
         truncated = batch["truncated"].tolist()
         # argv from the bytes each record used (args_size), not the whole field: one copy of
         # the batch, then a slice per record

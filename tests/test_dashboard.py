@@ -96,7 +96,7 @@ def test_the_dashboard_shows_an_exec_done_while_it_is_open(
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             base, token = server
             page.goto(f"{base}/?uid={UID}&token={token}")
-            expect(page.get_by_role("heading", level=1)).to_contain_text("live execve events")
+            expect(page.get_by_role("heading", level=1)).to_contain_text("live execs and exits")
             expect(page.locator("#status")).to_have_text("live")
             command = kernel.setpriv_command(UID, program)
             subprocess.run([*command, "--flag", "a value"], check=True)

@@ -59,9 +59,10 @@ async def _get(path: str, socket_path: Path, uid: int | None = None) -> tuple[in
     return int(status), json.loads("\n".join(body)) if body and body[0] else None
 
 
-async def _until_exit_of(stream: Any, comm: str) -> list[tuple[str, dict[str, Any]]]:
-    """The ``exec`` and ``exit`` events of an SSE stream read from curl's stdout, up to the
-    exit of a process named ``comm``."""
+async def _until_both_of(stream: Any, comm: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``exec`` and ``exit`` events of an SSE stream read from curl's stdout, until both
+    the exec and the exit of a process named ``comm`` came: they come from two rings, read
+    apart, so either may come first."""
     pending = b""
     event = ""
     seen = []
@@ -75,7 +76,7 @@ async def _until_exit_of(stream: Any, comm: str) -> list[tuple[str, dict[str, An
         elif text.startswith("data: ") and event in ("exec", "exit"):
             data = dict(json.loads(text.removeprefix("data: ")))
             seen.append((event, data))
-            if event == "exit" and data["comm"] == comm:
+            if {"exec", "exit"} <= {kind for kind, got in seen if got["comm"] == comm}:
                 return seen
 
 
@@ -99,7 +100,7 @@ async def test_a_local_user_sees_only_its_own_execs_and_counts(
                 root_view = (await _get("/stats", path))[1]
                 await anyio.run_process(kernel.setpriv_command(BOB, program))
                 await anyio.run_process(kernel.setpriv_command(ALICE, program))
-                seen = await _until_exit_of(alice.stdout, "mine-or-yours")
+                seen = await _until_both_of(alice.stdout, "mine-or-yours")
                 alice.terminate()
             refused = await _get(f"/events?uid={BOB}", path, ALICE)
             alice_top = (await _get("/top", path, ALICE))[1]
@@ -249,7 +250,7 @@ async def test_connections_are_capped_per_user_before_anything_is_read(
     """A local user who opens 20 connections over a socket open to all, with at most 8 per
     user: the first 8 are served, the other 12 closed as they are accepted. One of its
     subordinate ids (/etc/subuid, here a file of the test's) counts as that user: refused too.
-    Another user, and root, are still served meanwhile."""
+    Another user, and root, are still served meanwhile; /metrics counts every refusal."""
     path = socket_dir / "aiobpf.sock"
     subuid = tmp_path / "subuid"
     subuid.write_text(f"# owner:first:count\n{ALICE}:400000:65536\n")
@@ -270,12 +271,14 @@ async def test_connections_are_capped_per_user_before_anything_is_read(
             subordinate = await _get("/top", path, 400007)  # Alice's, in a user namespace
             bob = await _get("/top", path, BOB)
             root = await _get("/top", path)
+            metrics = (await anyio.run_process(_curl("/metrics", path))).stdout.decode()
             await alice.stdin.send(b"done\n")
             assert await alice.wait() == 0
     assert said == ["200"] * 8 + ["closed"] * 12
     assert subordinate == (0, None)  # curl got no answer: closed before a byte was read
     assert bob[0] == 200
     assert root[0] == 200
+    assert "aiobpf_connections_refused_total 13.0" in metrics  # Alice's 12, her subordinate's
 
 
 #: Run as a local user: opens COUNT connections that send nothing, then asks for /events on

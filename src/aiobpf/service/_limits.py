@@ -17,10 +17,12 @@ import collections
 import contextvars
 import os
 import pwd
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = ["ConnectionLimits", "connection_limits", "owner_of"]
 
@@ -78,9 +80,10 @@ def owner_of(uid: int, subuid: str | None = SUBUID) -> int:
     return uid
 
 
-class ConnectionLimits:
+class ConnectionLimits(Collector):
     """The open connections of one service, in all and per local user; ``exempt`` uids (root,
-    ``see_all``) are not counted."""
+    ``see_all``) are not counted. A Prometheus collector of what it counts: nothing refused
+    goes unsaid."""
 
     def __init__(
         self, max_connections: int, max_per_user: int, exempt: frozenset[int], subuid: str | None
@@ -114,6 +117,18 @@ class ConnectionLimits:
                     del self._by_user[user]
 
         return release
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "aiobpf_connections_open",
+            "connections held to the connection caps, open now",
+            value=self.open,
+        )
+        yield CounterMetricFamily(
+            "aiobpf_connections_refused",
+            "connections closed as they were accepted: over --max-connections or its per-user cap",
+            value=self.refused,
+        )
 
 
 def _nothing() -> None:

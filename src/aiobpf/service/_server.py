@@ -188,6 +188,14 @@ async def serve(
         )
         if program_stats:
             listening.enter_context(enable_program_stats())
+        limits = ConnectionLimits(
+            policy.max_connections,
+            policy.max_connections_per_user,
+            exempt=frozenset({0, os.geteuid(), *policy.see_all}) if transport == "unix"
+            else frozenset(),
+            subuid=policy.subordinate_ids,
+        )  # fmt: skip
+        collectors = [*collectors, limits]
         async with hub_of() as hub:
             if program_stats:
                 collectors = [*collectors, ProgramCostMetrics(hub.kernel_sources)]
@@ -210,13 +218,6 @@ async def serve(
                 from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
 
                 timed_out = _timed_out_clients_are_not_loop_errors()
-            limits = ConnectionLimits(
-                policy.max_connections,
-                policy.max_connections_per_user,
-                exempt=frozenset({0, os.geteuid(), *policy.see_all}) if transport == "unix"
-                else frozenset(),
-                subuid=policy.subordinate_ids,
-            )  # fmt: skip
             # hypercorn's connection tasks inherit it (see install_peer_credentials)
             counting = connection_limits.set(limits)
             with timed_out, contextlib.ExitStack() as counted:

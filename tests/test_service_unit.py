@@ -198,7 +198,7 @@ def test_connection_limits_count_per_owner_and_in_all_and_exempt_root(tmp_path: 
     subordinate ids counted as any user's; releasing makes room again."""
     subuid = tmp_path / "subuid"
     subuid.write_text(f"root:100000:65536\n{ALICE}:400000:65536\n")
-    limits = ConnectionLimits(4, 2, exempt=frozenset({0}), subuid=str(subuid))
+    limits = ConnectionLimits(4, 2, exempt=lambda uid: uid == 0, subuid=str(subuid))
     alice = [limits.admit(ALICE), limits.admit(400001)]
     assert limits.admit(400002) is None  # Alice's third, through a subordinate id
     assert limits.admit(0) is not None  # root is not counted

@@ -78,6 +78,11 @@ class AccessPolicy:
     max_connections_per_user: int = attrs.field(default=32, validator=attrs.validators.ge(1))
     subordinate_ids: str | None = SUBUID
 
+    def sees_all(self, uid: int) -> bool:
+        """Whether the Unix peer ``uid`` sees everything: root, the user the service runs as
+        (who can read what it serves anyway: a recording it replays, say), and ``see_all``."""
+        return uid in (0, os.geteuid()) or uid in self.see_all
+
 
 @attrs.frozen
 class Viewer:
@@ -150,12 +155,9 @@ class AccessControl:
         uid = _peer_uid.get()
         if uid is None:
             return None
-        # root, and the user the service runs as (who can read what it serves anyway: a
-        # recording it replays, say), see everything
-        owner = uid in (0, os.geteuid())
         return Viewer(
             uid=uid,
-            sees_all=owner or uid in self._policy.see_all,
+            sees_all=self._policy.sees_all(uid),
             user=owner_of(uid, self._policy.subordinate_ids),
         )
 

@@ -81,12 +81,16 @@ def owner_of(uid: int, subuid: str | None = SUBUID) -> int:
 
 
 class ConnectionLimits(Collector):
-    """The open connections of one service, in all and per local user; ``exempt`` uids (root,
-    ``see_all``) are not counted. A Prometheus collector of what it counts: nothing refused
-    goes unsaid."""
+    """The open connections of one service, in all and per local user; uids ``exempt`` says
+    yes to (those who see everything: the policy's ``sees_all``) are not counted. A Prometheus
+    collector of what it counts: nothing refused goes unsaid."""
 
     def __init__(
-        self, max_connections: int, max_per_user: int, exempt: frozenset[int], subuid: str | None
+        self,
+        max_connections: int,
+        max_per_user: int,
+        exempt: Callable[[int], bool],
+        subuid: str | None,
     ) -> None:
         self.max_connections, self.max_per_user = max_connections, max_per_user
         self._exempt, self._subuid = exempt, subuid
@@ -98,8 +102,8 @@ class ConnectionLimits(Collector):
         """A new connection, from the Unix peer ``peer_uid`` (None over TCP): None when it is
         over a limit (close it at once), else the call that releases it when it ends."""
         user = None if peer_uid is None else owner_of(peer_uid, self._subuid)
-        if peer_uid in self._exempt:  # by its own uid: root's subordinate ids are not root
-            return _nothing
+        if peer_uid is not None and self._exempt(peer_uid):
+            return _nothing  # by its own uid: root's subordinate ids are not root
         if self.open >= self.max_connections or (
             user is not None and self._by_user[user] >= self.max_per_user
         ):

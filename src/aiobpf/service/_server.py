@@ -191,8 +191,7 @@ async def serve(
         limits = ConnectionLimits(
             policy.max_connections,
             policy.max_connections_per_user,
-            exempt=frozenset({0, os.geteuid(), *policy.see_all}) if transport == "unix"
-            else frozenset(),
+            exempt=policy.sees_all if transport == "unix" else _nobody,
             subuid=policy.subordinate_ids,
         )  # fmt: skip
         collectors = [*collectors, limits]
@@ -258,6 +257,10 @@ async def _until_triggered(run: Callable[[], Awaitable[None]]) -> None:
     raise ``InvalidStateError`` (hypercorn#184): the service then exited with that error."""
     with anyio.CancelScope(shield=True):
         await run()
+
+
+def _nobody(_uid: int) -> bool:
+    return False
 
 
 def _host_forms(names: Iterable[str]) -> list[str]:

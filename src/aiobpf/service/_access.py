@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..redaction import DEFAULT, Redaction
-from ._limits import SUBUID, connection_limits, owner_of
+from ._limits import SUBUID, admitted, owner_of
 
 __all__ = ["AccessControl", "AccessPolicy", "Viewer", "install_peer_credentials", "new_token"]
 
@@ -183,11 +183,21 @@ def _peer_uid_of(sock: socket.socket | None) -> int | None:
     return int(uid)
 
 
-def _admitted(uid: int | None) -> Callable[[], None] | None:
-    """The serving service's count of a new connection (see :mod:`._limits`): None when it is
-    over a limit, else what releases it."""
-    limits = connection_limits.get()
-    return (lambda: None) if limits is None else limits.admit(uid)
+async def _serve_counted(
+    uid: int | None, serve: Callable[[], Awaitable[None]], refuse: Callable[[], Awaitable[None]]
+) -> None:
+    """Serves a connection from the Unix peer ``uid`` (None: not a Unix socket): its uid
+    recorded for the application, counted against the serving service's connection caps
+    (:mod:`._limits`), or refused at once when over them."""
+    _peer_uid.set(uid)
+    release = admitted(uid)
+    if release is None:
+        await refuse()
+        return
+    try:
+        await serve()
+    finally:
+        release()
 
 
 @functools.cache
@@ -203,15 +213,10 @@ def install_peer_credentials() -> None:
     class AsyncioConnection(hypercorn.asyncio.tcp_server.TCPServer):
         async def run(self) -> None:
             uid = _peer_uid_of(self.writer.get_extra_info("socket"))
-            _peer_uid.set(uid)
-            release = _admitted(uid)
-            if release is None:
-                self.writer.close()
-                return
-            try:
-                await super().run()
-            finally:
-                release()
+            await _serve_counted(uid, super().run, self._refuse)
+
+        async def _refuse(self) -> None:
+            self.writer.close()
 
     # the name the run module looks its per-connection server up by
     hypercorn.asyncio.run.TCPServer = AsyncioConnection  # type: ignore[attr-defined]
@@ -225,14 +230,6 @@ def install_peer_credentials() -> None:
         async def run(self) -> None:
             stream = getattr(self.stream, "transport_stream", self.stream)  # under TLS
             uid = _peer_uid_of(getattr(stream, "socket", None))
-            _peer_uid.set(uid)
-            release = _admitted(uid)
-            if release is None:
-                await self.stream.aclose()
-                return
-            try:
-                await super().run()
-            finally:
-                release()
+            await _serve_counted(uid, super().run, self.stream.aclose)
 
     hypercorn.trio.run.TCPServer = TrioConnection  # type: ignore[attr-defined]

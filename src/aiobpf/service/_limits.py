@@ -24,7 +24,7 @@ import attrs
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["ConnectionLimits", "connection_limits", "owner_of"]
+__all__ = ["ConnectionLimits", "admitted", "connection_limits", "owner_of"]
 
 #: Where the system says which uids each user may map in a user namespace.
 SUBUID = "/etc/subuid"
@@ -144,3 +144,10 @@ def _nothing() -> None:
 connection_limits: contextvars.ContextVar[ConnectionLimits | None] = contextvars.ContextVar(
     "aiobpf_connection_limits", default=None
 )
+
+
+def admitted(peer_uid: int | None) -> Callable[[], None] | None:
+    """A new connection counted against the limits of the service serving it
+    (:data:`connection_limits`; none outside ``serve()``): as :meth:`ConnectionLimits.admit`."""
+    limits = connection_limits.get()
+    return _nothing if limits is None else limits.admit(peer_uid)

@@ -40,7 +40,7 @@ from ..programs._filters import CAPACITY
 from ..sources import Replay
 from ..sources import replay as aiobpf_replay
 
-__all__ = ["KINDS", "EventHub", "HubEvent", "HubStats", "Subscriber"]
+__all__ = ["KINDS", "EventHub", "HubEvent", "HubStats", "Subscriber", "kind_of"]
 
 #: What a hub hands its subscribers: execs, and processes' ends.
 HubEvent = ExecveEvent | ProcessExit
@@ -50,6 +50,7 @@ KINDS = frozenset({"exec", "exit"})
 
 
 def kind_of(event: HubEvent) -> str:
+    """The kind of a hub's event, one of :data:`KINDS`."""
     return "exit" if type(event) is ProcessExit else "exec"
 
 

@@ -11,8 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..fleet import JetStreamSink, SinkStats, publish
-from ..programs import ProcessExit
-from ._hub import EventHub, Subscriber
+from ._hub import EventHub, HubEvent, Subscriber, kind_of
 
 __all__ = ["HubPublisher"]
 
@@ -80,5 +79,7 @@ class HubPublisher(Collector):
         yield pending
 
 
-def _kind_of(event: object) -> str | None:
-    return "exit" if isinstance(event, ProcessExit) else None
+def _kind_of(event: HubEvent) -> str | None:
+    """The sink's kind of an event: execs go to its own subject."""
+    kind = kind_of(event)
+    return None if kind == "exec" else kind

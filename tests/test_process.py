@@ -317,12 +317,33 @@ def test_aiobpf_run_passes_sigint_to_the_command() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=_default_sigint,
     ) as runner:
         assert runner.stdout is not None
         assert runner.stdout.readline() == "ready\n"
         runner.send_signal(signal.SIGINT)
         assert runner.wait(timeout=60) == 128 + signal.SIGINT  # Python's KeyboardInterrupt
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background process would ignore it
+
+
+def _our_exitsnoop(uid: int) -> subprocess.Popen[str]:
+    """`aiobpf exitsnoop --json --uid UID`, reading at once, started (not yet attached)."""
+    snoop = ["exitsnoop", "--json", "--uid", str(uid), "--max-latency", "0"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "aiobpf", *snoop],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
+    )  # fmt: skip
+
+
+def _exits_and_losses(out: str) -> tuple[set[int], int]:
+    """The pids of the exit records in exitsnoop's JSON output, and what its summary lost."""
+    records = [json.loads(line) for line in out.splitlines()]
+    summary = records[-1]
+    assert summary["type"] == "summary"
+    return {record["pid"] for record in records if record["type"] == "exit"}, summary["lost"]
 
 
 def test_exitsnoop_sees_every_exit_libbpf_tools_sees(tmp_path: Path) -> None:
@@ -335,16 +356,11 @@ def test_exitsnoop_sees_every_exit_libbpf_tools_sees(tmp_path: Path) -> None:
         pytest.skip("stress-ng and libbpf-tools are installed by scripts/setup.sh test")
     uid = 61095
     with kernel.new_cgroup() as cgroup:
-        default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
         reference = subprocess.Popen(
             ["stdbuf", "-oL", "/usr/sbin/exitsnoop", "-c", str(cgroup)],
-            stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+            stdout=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
         )  # fmt: skip
-        snoop = ["exitsnoop", "--json", "--uid", str(uid), "--max-latency", "0"]
-        ours = subprocess.Popen(
-            [sys.executable, "-m", "aiobpf", *snoop],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
-        )  # fmt: skip
+        ours = _our_exitsnoop(uid)
         try:
             assert reference.stdout is not None
             assert ours.stderr is not None
@@ -364,12 +380,9 @@ def test_exitsnoop_sees_every_exit_libbpf_tools_sees(tmp_path: Path) -> None:
             for tool in (reference, ours):
                 tool.kill()
                 tool.communicate()  # reaps it and closes its pipes
-    records = [json.loads(line) for line in out.splitlines()]
-    summary = records[-1]
-    assert summary["type"] == "summary"
-    seen_ours = {record["pid"] for record in records if record["type"] == "exit"}
+    seen_ours, lost = _exits_and_losses(out)
     missing = seen_reference - seen_ours
-    assert len(missing) <= summary["lost"], sorted(missing)[:10]
+    assert len(missing) <= lost, sorted(missing)[:10]
     assert len(seen_reference) > 400
     assert stress.pid in seen_ours
 
@@ -396,20 +409,15 @@ def test_exitsnoop_sees_every_exit_bpftrace_sees_in_an_exec_storm() -> None:
     if shutil.which("stress-ng") is None or shutil.which("bpftrace") is None:
         pytest.skip("stress-ng and bpftrace are installed by scripts/setup.sh test")
     uid = 61097
-    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     script = (
         f"tracepoint:sched:sched_process_exit /uid == {uid} && pid == tid/ "
         '{ printf("%d\\n", pid); }'
     )
     reference = subprocess.Popen(
         ["bpftrace", "-B", "line", "-e", script],
-        stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+        stdout=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     )  # fmt: skip
-    snoop = ["exitsnoop", "--json", "--uid", str(uid), "--max-latency", "0"]
-    ours = subprocess.Popen(
-        [sys.executable, "-m", "aiobpf", *snoop],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
-    )  # fmt: skip
+    ours = _our_exitsnoop(uid)
     try:
         assert reference.stdout is not None
         assert ours.stderr is not None
@@ -431,15 +439,12 @@ def test_exitsnoop_sees_every_exit_bpftrace_sees_in_an_exec_storm() -> None:
         for tool in (reference, ours):
             tool.kill()
             tool.communicate()
-    records = [json.loads(line) for line in out.splitlines()]
-    summary = records[-1]
-    assert summary["type"] == "summary"
-    seen_ours = {record["pid"] for record in records if record["type"] == "exit"}
+    seen_ours, lost = _exits_and_losses(out)
     missing = seen_reference - seen_ours
-    assert len(missing) <= summary["lost"], sorted(missing)[:10]
+    assert len(missing) <= lost, sorted(missing)[:10]
     assert seen_ours <= seen_reference
     assert len(seen_reference) > 100
-    assert stress.pid in seen_ours or summary["lost"] > 0
+    assert stress.pid in seen_ours or lost > 0
 
 
 def test_exitsnoop_failed_shows_only_failures_as_a_person_reads_them(tmp_path: Path) -> None:
@@ -451,7 +456,7 @@ def test_exitsnoop_failed_shows_only_failures_as_a_person_reads_them(tmp_path: P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=_default_sigint,
     )
     try:
         assert tool.stdout is not None
